@@ -1,0 +1,194 @@
+"""Small shared helpers: atomic writes, hashing, stage markers, logging and CLI errors.
+
+Every file a stage produces is written to a temporary name in the same folder and renamed
+into place, so an interrupted or failing run never leaves a half-written file that a later
+run would trust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
+
+log = logging.getLogger("ecg")
+
+
+class PipelineError(RuntimeError):
+    """An expected failure (bad input, missing data...) reported as one line, exit code 2."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yields a temporary path next to ``path``; renames it into place on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp_path.unlink()
+        raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def read_json(path: str | Path, what: str = "JSON file") -> Any:
+    """Reads JSON, turning any failure into a one-line :class:`PipelineError`."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise PipelineError(f"{path}: {what} not found") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PipelineError(f"{path}: {what} is corrupted (not valid JSON: {exc})") from exc
+
+
+def atomic_savez(path: str | Path, **arrays: np.ndarray) -> None:
+    """Writes an uncompressed ``.npz`` atomically. Object arrays are refused."""
+    for k, a in arrays.items():
+        if np.asarray(a).dtype == object:
+            raise TypeError(f"{path}: array {k!r} has dtype object; refusing to pickle")
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """Loads an ``.npz`` without pickles; a damaged file raises :class:`PipelineError`."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError as exc:
+        raise PipelineError(f"{path}: file not found") from exc
+    except Exception as exc:  # zipfile.BadZipFile, ValueError, EOFError, OSError ...
+        raise PipelineError(f"{path}: damaged array file ({type(exc).__name__}: {exc})") from exc
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------------------- stage markers
+
+
+def stage_done(marker: Path, key: Mapping[str, Any]) -> bool:
+    """True when ``marker`` exists and records the same key (config hash, inputs...)."""
+    if not marker.is_file():
+        return False
+    try:
+        saved = json.loads(marker.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return saved.get("key") == json.loads(json.dumps(dict(key), default=_json_default))
+
+
+def mark_done(marker: Path, key: Mapping[str, Any], summary: Mapping[str, Any] | None = None) -> None:
+    atomic_write_json(marker, {"key": dict(key), "summary": dict(summary or {})})
+
+
+# --------------------------------------------------------------------------------- logging
+
+
+def setup_logging(verbose: bool = False) -> None:
+    level = logging.DEBUG if verbose else logging.INFO
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    root.setLevel(level)
+
+
+def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Runs a stage's ``main`` and turns expected failures into one line on stderr."""
+    from pipeline.config import ConfigError
+
+    try:
+        return main(argv)
+    except (PipelineError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+def safe_name(name: str, what: str = "record name") -> str:
+    """Refuses names that could escape a data folder (separators, ``..``, absolute paths)."""
+    if (
+        not name
+        or name in (".", "..")
+        or "/" in name
+        or "\\" in name
+        or "\x00" in name
+        or name.startswith(".")
+        or ".." in name
+    ):
+        raise PipelineError(f"{what} {name!r} is not allowed (no path separators or '..')")
+    return name
+
+
+def safe_relpath(rel: str, what: str = "path") -> str:
+    """Validates a relative path from a manifest or mirror: no absolute path, no ``..``."""
+    if not rel or rel.startswith(("/", "\\")) or "\\" in rel or "\x00" in rel:
+        raise PipelineError(f"{what} {rel!r} is not allowed (must be relative, no backslashes)")
+    parts = rel.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise PipelineError(f"{what} {rel!r} is not allowed (no '..' or empty parts)")
+    return rel
+
+
+def inside(root: Path, rel: str) -> Path:
+    """Joins ``rel`` under ``root`` and checks the result stays inside ``root``."""
+    root = root.resolve()
+    p = (root / safe_relpath(rel)).resolve()
+    if root != p and root not in p.parents:
+        raise PipelineError(f"path {rel!r} escapes {root}")
+    return p

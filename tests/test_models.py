@@ -1,0 +1,82 @@
+"""One test over every registered model: builds with defaults, output shape, one training
+step with a finite loss, `.keras` save and safe reload with identical outputs, name check, and
+`search_space(HyperParameters())` defaults equal to the builder's keyword defaults."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+kt = pytest.importorskip("keras_tuner")
+
+from models import registry  # noqa: E402
+
+# Small inputs keep the test fast; widths stay at the builders' (seed-size) defaults.
+INPUT_SHAPES = {
+    "window": (360, 2),
+    "segment": (360, 1),
+    "any1d": (200, 12),
+    "sequence": (3, 16, 48, 1),
+}
+
+
+def _all(kind):
+    return [pytest.param(kind, n, id=f"{kind}-{n}") for n in registry.names(kind)]
+
+
+ALL_MODELS = _all("denoiser") + _all("classifier")
+
+
+def _build(kind, name):
+    spec = registry.get(kind, name)
+    shape = INPUT_SHAPES[spec.input_kind]
+    if kind == "denoiser":
+        return spec, shape, spec(shape)
+    return spec, shape, spec(shape, 4)
+
+
+@pytest.mark.parametrize("kind,name", ALL_MODELS)
+def test_model_contract(kind, name, tmp_path):
+    keras.utils.set_random_seed(0)
+    spec, shape, model = _build(kind, name)
+    assert model.name == name
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, *shape)).astype("float32")
+    if kind == "denoiser":
+        y = x
+        loss = "mse"
+    else:
+        y = keras.utils.to_categorical([0, 3], 4).astype("float32")
+        loss = "categorical_crossentropy"
+    out = model(x, training=False)
+    assert tuple(out.shape) == tuple(y.shape)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
+    loss_value = model.train_on_batch(x, y)
+    loss_value = np.ravel(loss_value)[0]
+    assert np.isfinite(loss_value)
+    before = np.asarray(model.predict(x, verbose=0))
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    reloaded = keras.models.load_model(path, safe_mode=True)
+    after = np.asarray(reloaded.predict(x, verbose=0))
+    np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind,name", ALL_MODELS)
+def test_search_space_defaults_equal_builder_defaults(kind, name):
+    spec = registry.get(kind, name)
+    hp = kt.HyperParameters()
+    sampled = spec.search_space(hp)
+    defaults = spec.default_kwargs()
+    assert sampled, f"{name}: search_space returned nothing"
+    for key, value in sampled.items():
+        assert key in defaults, f"{name}: search_space key {key!r} is not a builder argument"
+        assert value == defaults[key], f"{name}: {key} default {value!r} != builder {defaults[key]!r}"
+
+
+def test_unknown_model_fails_loudly():
+    with pytest.raises(KeyError, match="unknown classifier 'nope'; registered:"):
+        registry.get("classifier", "nope")
+    with pytest.raises(KeyError, match="unknown model kind"):
+        registry.get("widget", "cnn")
