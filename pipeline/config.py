@@ -112,6 +112,9 @@ class SplitConfig:
     val_fraction: float = 0.2
     """Fraction of training patients held out for validation (inter-patient)."""
     intra_test_fraction: float = 0.3
+    same_subject: str = "drop_from_test"
+    """Records 201 (DS1) and 202 (DS2) are one subject: ``drop_from_test`` removes 202 from
+    the test set, ``drop_from_train`` removes 201 from training."""
     seed: int = 42
 
 

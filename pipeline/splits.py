@@ -1,0 +1,206 @@
+"""Patient-wise splits, shared by every later script and saved as ``splits.json`` per run.
+
+* MIT-BIH inter-patient (default): DS1 train / DS2 test of de Chazal et al. 2004, paced records
+  102, 104, 107 and 217 excluded. A validation part of DS1 is held out by patient, class-
+  stratified (StratifiedGroupKFold), and k folds are formed the same way inside DS1.
+* Records 201 and 202 come from one subject: they share a patient id and never cross a split.
+* Intra-patient (explicit option): beats of every record are split at random; all outputs of
+  such a split are labelled ``leaky`` because one patient's beats sit in train and test.
+* PTB-XL: ``strat_fold`` 1-8 train, 9 validation, 10 test.
+
+Record sets that are not MIT-BIH (synthetic demo records) are split by patient with the same
+grouped, stratified procedure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping, Sequence
+
+import numpy as np
+
+DS1 = ("101", "106", "108", "109", "112", "114", "115", "116", "118", "119", "122", "124",
+       "201", "203", "205", "207", "208", "209", "215", "220", "223", "230")
+DS2 = ("100", "103", "105", "111", "113", "117", "121", "123", "200", "202", "210", "212",
+       "213", "214", "219", "221", "222", "228", "231", "232", "233", "234")
+PACED = ("102", "104", "107", "217")
+SAME_SUBJECT = {"202": "201"}
+PTBXL_TRAIN_FOLDS = (1, 2, 3, 4, 5, 6, 7, 8)
+PTBXL_VAL_FOLDS = (9,)
+PTBXL_TEST_FOLDS = (10,)
+
+
+def patient_of(record: str) -> str:
+    """Patient id of an MIT-BIH record (201 and 202 are one subject)."""
+    return SAME_SUBJECT.get(record, record)
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """Record-level split. ``intra`` marks a leaky beat-level split of the same records."""
+
+    scheme: str
+    train: tuple[str, ...]
+    val: tuple[str, ...]
+    test: tuple[str, ...]
+    folds: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]
+    leaky: bool = False
+    intra: Mapping[str, float] | None = None
+    """For intra-patient splits: {"val_fraction", "test_fraction", "seed"} of beats."""
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["folds"] = [{"train": list(a), "val": list(b)} for a, b in self.folds]
+        d["patients"] = {r: patient_of(r) for r in (*self.train, *self.val, *self.test)}
+        return d
+
+
+def _grouped_folds(
+    records: Sequence[str],
+    class_counts: Mapping[str, Mapping[str, int]] | None,
+    n_folds: int,
+    seed: int,
+) -> list[tuple[list[str], list[str]]]:
+    """Patient-grouped, class-stratified folds over ``records`` (each: train, val)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    records = sorted(records)
+    patients = sorted({patient_of(r) for r in records})
+    if len(patients) < 2:
+        raise ValueError(f"need at least 2 patients to form folds; got records {records}")
+    n_folds = max(2, min(n_folds, len(patients)))
+    # One row per beat would be exact but slow; one row per (record, class) with repetition
+    # capped keeps the stratification signal at a fraction of the size.
+    labels, groups = [], []
+    for r in records:
+        counts = dict((class_counts or {}).get(r, {})) or {"_": 1}
+        for cls, n in counts.items():
+            reps = int(min(max(n, 0), 2000))
+            labels += [cls] * reps
+            groups += [patient_of(r)] * reps
+    if not labels:
+        labels, groups = list(records), [patient_of(r) for r in records]
+    cv = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    dummy = np.zeros(len(labels))
+    folds = []
+    for _, val_idx in cv.split(dummy, labels, groups):
+        val_pat = {groups[i] for i in val_idx}
+        val = [r for r in records if patient_of(r) in val_pat]
+        train = [r for r in records if patient_of(r) not in val_pat]
+        if val and train:
+            folds.append((train, val))
+    return folds
+
+
+def mitdb_split(
+    records: Sequence[str],
+    class_counts: Mapping[str, Mapping[str, int]] | None = None,
+    *,
+    scheme: str = "inter_patient",
+    n_folds: int = 5,
+    val_fraction: float = 0.2,
+    intra_test_fraction: float = 0.3,
+    same_subject: str = "drop_from_test",
+    seed: int = 42,
+) -> Split:
+    """Builds the split of the given records.
+
+    Args:
+        records: available record names (paced records are dropped for MIT-BIH).
+        class_counts: per record, beats per class; used to stratify validation and folds.
+        scheme: ``inter_patient`` or ``intra_patient`` (leaky).
+        n_folds: folds inside the training records.
+        val_fraction: share of training patients held out for validation.
+        intra_test_fraction: share of each record's beats in test (intra-patient only).
+        same_subject: ``drop_from_test`` or ``drop_from_train`` for the 201/202 subject.
+        seed: fixes the grouped, stratified assignment.
+    """
+    records = sorted({str(r) for r in records} - set(PACED))
+    if not records:
+        raise ValueError("no records to split")
+    if scheme == "intra_patient":
+        return Split(
+            scheme=scheme,
+            train=tuple(records),
+            val=tuple(records),
+            test=tuple(records),
+            folds=(),
+            leaky=True,
+            intra={"val_fraction": val_fraction * (1 - intra_test_fraction),
+                   "test_fraction": intra_test_fraction, "seed": seed},
+        )
+    if scheme != "inter_patient":
+        raise ValueError(f"unknown split scheme {scheme!r}; known: ['inter_patient', 'intra_patient']")
+    mitdb = set(DS1) | set(DS2)
+    if set(records) <= mitdb:
+        train_pool = [r for r in records if r in DS1]
+        test = [r for r in records if r in DS2]
+        # 201 (DS1) and 202 (DS2) are one subject; the published DS1/DS2 protocol puts them on
+        # both sides, which leaks a patient. One of them is dropped, as configured.
+        if "201" in train_pool and "202" in test:
+            if same_subject == "drop_from_test":
+                test.remove("202")
+            elif same_subject == "drop_from_train":
+                train_pool.remove("201")
+            else:
+                raise ValueError(
+                    f"unknown same_subject policy {same_subject!r}; "
+                    "known: ['drop_from_test', 'drop_from_train']"
+                )
+    else:
+        n_test = max(1, round(len({patient_of(r) for r in records}) * 0.3))
+        folds = _grouped_folds(records, class_counts, max(2, round(len(records) / n_test)), seed)
+        train_pool, test = folds[0]
+    if not train_pool or not test:
+        raise ValueError(f"inter-patient split needs training and test records; got {records}")
+    n_val_folds = max(2, round(1 / val_fraction)) if val_fraction > 0 else 0
+    if n_val_folds and len({patient_of(r) for r in train_pool}) >= 2:
+        train, val = _grouped_folds(train_pool, class_counts, n_val_folds, seed)[0]
+    else:
+        train, val = list(train_pool), []
+    folds = (
+        _grouped_folds(train_pool, class_counts, n_folds, seed)
+        if len({patient_of(r) for r in train_pool}) >= 2
+        else []
+    )
+    return Split(
+        scheme=scheme,
+        train=tuple(sorted(train)),
+        val=tuple(sorted(val)),
+        test=tuple(sorted(test)),
+        folds=tuple((tuple(a), tuple(b)) for a, b in folds),
+    )
+
+
+def check_no_patient_overlap(split: Split) -> None:
+    """Raises when a patient appears in two parts of a non-leaky split."""
+    if split.leaky:
+        return
+    parts = {"train": split.train, "val": split.val, "test": split.test}
+    seen: dict[str, str] = {}
+    for name, recs in parts.items():
+        for r in recs:
+            p = patient_of(r)
+            if p in seen and seen[p] != name:
+                raise AssertionError(f"patient {p} (record {r}) is in both {seen[p]} and {name}")
+            seen[p] = name
+    for i, (tr, va) in enumerate(split.folds):
+        overlap = {patient_of(r) for r in tr} & {patient_of(r) for r in va}
+        if overlap:
+            raise AssertionError(f"fold {i}: patients {sorted(overlap)} in train and val")
+
+
+def ptbxl_split() -> dict[str, tuple[int, ...]]:
+    return {"train": PTBXL_TRAIN_FOLDS, "val": PTBXL_VAL_FOLDS, "test": PTBXL_TEST_FOLDS}
+
+
+def intra_assignment(n: int, record: str, intra: Mapping[str, float]) -> np.ndarray:
+    """Deterministic beat-level part (0 train, 1 val, 2 test) for an intra-patient split."""
+    import zlib
+
+    rng = np.random.default_rng([int(intra["seed"]), zlib.crc32(record.encode())])
+    u = rng.random(n)
+    out = np.zeros(n, np.int8)
+    out[u < intra["test_fraction"] + intra["val_fraction"]] = 1
+    out[u < intra["test_fraction"]] = 2
+    return out

@@ -1,0 +1,517 @@
+"""Windows stage: cut records into the examples every model trains on.
+
+``python -m pipeline.windows [--config ...] [--force]``
+
+Per MIT-BIH record (records in parallel, one process per core) it writes
+``<data_dir>/windows/mitdb/<record>.npz`` with
+
+* **beats** (scalogram / Conformer path): one window per annotated beat of lead MLII,
+  resampled to 125 Hz, 187 samples (1.496 s) with the R peak at index 62 (0.496 s of context
+  before it, 0.992 s after): the format of the MIT-BIH heartbeat benchmark (Kachuee et al.
+  2018). Kept in beat order; ``beat_index`` is the beat's position among the record's beats so
+  later stages form sequences of consecutive beats. Per beat: AAMI label, symbol, R sample (at
+  360 Hz) and pre-RR, post-RR and local mean RR (mean of the previous 10 RR intervals) in s.
+  The first beat's pre-RR is its post-RR and the last beat's post-RR its pre-RR.
+* **segments** (1-D classifiers): 2 s of lead MLII at 360 Hz (720 samples) centred on the R
+  peak (samples r-360 ... r+359).
+* **denoising windows**: the two-lead signal at 360 Hz with the start samples of 4 s windows
+  (1440 x 2) at the training shift (45 samples) and at the evaluation shift (1440, i.e. non-
+  overlapping); windows are cut from the signal when TFRecords are written.
+
+Beats too close to a record edge, or touching NaN samples, are dropped and listed with the
+reason in ``manifest.json``, which also holds counts per class per record.
+
+PTB-XL records (10 s, 12 leads, 100 Hz) with their diagnostic superclasses go to
+``<data_dir>/windows/ptbxl/fold<NN>.npz``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import collections
+import json
+import logging
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline import labels as L
+from pipeline.config import (
+    PipelineConfig,
+    WindowsConfig,
+    add_config_args,
+    config_from_args,
+    config_hash,
+    to_dict,
+)
+from pipeline.io_utils import (
+    PipelineError,
+    atomic_savez,
+    atomic_write_json,
+    load_npz,
+    mark_done,
+    read_json,
+    run_cli,
+    safe_name,
+    setup_logging,
+    stage_done,
+)
+
+log = logging.getLogger("ecg.windows")
+
+_BYTES_PER_SAMPLE = {"212": 1.5, "16": 2, "80": 1, "8": 1, "61": 2, "24": 3, "32": 4, "310": 4 / 3,
+                     "311": 4 / 3}
+
+
+def raw_dir(cfg: PipelineConfig, db: str) -> Path:
+    return cfg.data_dir / "raw" / db
+
+
+def windows_dir(cfg: PipelineConfig, db: str) -> Path:
+    return cfg.data_dir / "windows" / db
+
+
+def list_records(folder: Path, wanted: tuple[str, ...] = ()) -> list[str]:
+    """Record names in a downloaded WFDB folder (``RECORDS`` file, else ``*.hea``)."""
+    if wanted:
+        return [safe_name(r) for r in wanted]
+    rec_file = folder / "RECORDS"
+    if rec_file.is_file():
+        names = [ln.strip() for ln in rec_file.read_text().splitlines() if ln.strip()]
+    else:
+        names = sorted(p.stem for p in folder.glob("*.hea"))
+    return [safe_name(n) for n in names]
+
+
+# ---------------------------------------------------------------------------- one record
+
+
+def _read_checked(folder: Path, rec: str) -> tuple[Any, Any]:
+    """Reads a record and its ``atr`` annotations with clear errors naming the record."""
+    import wfdb
+
+    safe_name(rec)
+    base = folder / rec
+    hea = base.with_suffix(".hea")
+    if not hea.is_file():
+        raise PipelineError(f"record {rec}: header {hea.name} is missing in {folder}")
+    try:
+        header = wfdb.rdheader(str(base))
+    except Exception as exc:
+        raise PipelineError(f"record {rec}: header {hea.name} does not parse ({exc})") from exc
+    if not header.fs or header.fs <= 0 or not header.sig_len or not header.n_sig:
+        raise PipelineError(f"record {rec}: header {hea.name} lacks fs, length or signals")
+    for fname in sorted(set(header.file_name or [])):
+        dat = folder / fname
+        if "/" in fname or "\\" in fname or ".." in fname:
+            raise PipelineError(f"record {rec}: header names signal file {fname!r} outside its folder")
+        if not dat.is_file():
+            raise PipelineError(f"record {rec}: signal file {fname} is missing")
+        n_sig_file = sum(1 for f in header.file_name if f == fname)
+        fmt = header.fmt[header.file_name.index(fname)]
+        per = _BYTES_PER_SAMPLE.get(str(fmt))
+        if per is not None:
+            expected = int(np.ceil(header.sig_len * n_sig_file * per))
+            actual = dat.stat().st_size
+            if actual < expected:
+                raise PipelineError(
+                    f"record {rec}: {fname} is truncated ({actual} of {expected} bytes)"
+                )
+    atr = base.with_suffix(".atr")
+    if not atr.is_file():
+        raise PipelineError(f"record {rec}: annotation file {atr.name} is missing")
+    try:
+        record = wfdb.rdrecord(str(base))
+    except Exception as exc:
+        raise PipelineError(f"record {rec}: signals do not read ({exc})") from exc
+    try:
+        ann = wfdb.rdann(str(base), "atr")
+    except Exception as exc:
+        raise PipelineError(f"record {rec}: annotation file {atr.name} does not parse ({exc})") from exc
+    return record, ann
+
+
+def _resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
+    from fractions import Fraction
+
+    from scipy.signal import resample_poly
+
+    if abs(fs_in - fs_out) < 1e-9:
+        return x.astype(np.float64, copy=False)
+    frac = Fraction(fs_out / fs_in).limit_denominator(1000)
+    nan = np.isnan(x)
+    y = resample_poly(np.where(nan, 0.0, x), frac.numerator, frac.denominator, axis=0)
+    if nan.any():  # keep NaN spans visible after resampling
+        m = resample_poly(nan.astype(float), frac.numerator, frac.denominator, axis=0)
+        y[m > 1e-3] = np.nan
+    return y
+
+
+def _rr_features(r_s: np.ndarray, n_local: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = len(r_s)
+    if n < 2:
+        z = np.zeros(n)
+        return z, z, z
+    rr = np.diff(r_s)
+    pre = np.concatenate([[rr[0]], rr])
+    post = np.concatenate([rr, [rr[-1]]])
+    csum = np.concatenate([[0.0], np.cumsum(pre)])
+    idx = np.arange(n)
+    lo = np.maximum(0, idx + 1 - n_local)
+    local = (csum[idx + 1] - csum[lo]) / (idx + 1 - lo)
+    return pre, post, local
+
+
+def process_record(folder: Path, rec: str, wcfg: WindowsConfig) -> tuple[dict[str, np.ndarray], dict]:
+    """Cuts one MIT-BIH-style record. Returns the arrays and a manifest entry."""
+    record, ann = _read_checked(folder, rec)
+    fs = float(record.fs)
+    sig = record.p_signal
+    if sig is None or sig.ndim != 2 or sig.shape[0] == 0:
+        raise PipelineError(f"record {rec}: no signal samples")
+    names = [str(n) for n in record.sig_name]
+    lead = names.index(wcfg.lead) if wcfg.lead in names else 0
+
+    symbols = [str(s) for s in ann.symbol]
+    samples = np.asarray(ann.sample, dtype=np.int64)
+    beat_mask = []
+    for s, smp in zip(symbols, samples):
+        try:
+            cls = L.symbol_class(s, wcfg.label_scheme)
+        except ValueError:
+            raise PipelineError(
+                f"record {rec}: unknown annotation symbol {s!r} at sample {int(smp)}"
+            ) from None
+        beat_mask.append(cls is not None)
+    beat_mask = np.asarray(beat_mask, bool)
+    b_samples_native = samples[beat_mask]
+    b_symbols = [s for s, m in zip(symbols, beat_mask) if m]
+
+    # Everything below works at 360 Hz (segments / denoising) and 125 Hz (beats).
+    seg_fs = wcfg.segment_fs_hz
+    if abs(fs - seg_fs) > 1e-9:
+        log.info("record %s: resampling %.6g Hz -> %.6g Hz", rec, fs, seg_fs)
+    sig360 = _resample(sig, fs, seg_fs)
+    b_samples = np.round(b_samples_native * seg_fs / fs).astype(np.int64)
+    n360 = sig360.shape[0]
+    classes = L.class_names(wcfg.label_scheme)
+    label = np.array([classes.index(L.symbol_class(s, wcfg.label_scheme)) for s in b_symbols],
+                     dtype=np.int8)
+    pre, post, local = _rr_features(b_samples / seg_fs, wcfg.rr_local_beats)
+    dropped: list[dict] = []
+
+    def drop(dataset: str, i: int, reason: str) -> None:
+        dropped.append({"record": rec, "dataset": dataset, "beat_index": int(i),
+                        "sample": int(b_samples_native[i]), "symbol": b_symbols[i],
+                        "reason": reason})
+
+    # Beats at 125 Hz.
+    x125 = _resample(sig360[:, lead], seg_fs, wcfg.beat_fs_hz)
+    r125 = np.round(b_samples * wcfg.beat_fs_hz / seg_fs).astype(np.int64)
+    start = r125 - wcfg.beat_r_offset_samples
+    ok_edge = (start >= 0) & (start + wcfg.beat_len_samples <= len(x125))
+    beats, keep_b = [], []
+    for i in range(len(b_symbols)):
+        if not ok_edge[i]:
+            drop("beats", i, "too close to record edge")
+            continue
+        w = x125[start[i] : start[i] + wcfg.beat_len_samples]
+        if np.isnan(w).any():
+            drop("beats", i, "window contains NaN samples")
+            continue
+        beats.append(w)
+        keep_b.append(i)
+    keep_b = np.asarray(keep_b, dtype=np.int64)
+
+    # Segments at 360 Hz.
+    half = wcfg.segment_len_samples // 2
+    s0 = b_samples - half
+    ok_edge = (s0 >= 0) & (s0 + wcfg.segment_len_samples <= n360)
+    segs, keep_s = [], []
+    for i in range(len(b_symbols)):
+        if not ok_edge[i]:
+            drop("segments", i, "too close to record edge")
+            continue
+        w = sig360[s0[i] : s0[i] + wcfg.segment_len_samples, lead]
+        if np.isnan(w).any():
+            drop("segments", i, "window contains NaN samples")
+            continue
+        segs.append(w)
+        keep_s.append(i)
+    keep_s = np.asarray(keep_s, dtype=np.int64)
+
+    # Denoising windows: both leads (the first two), valid start samples at both shifts.
+    dn = sig360[:, :2].astype(np.float32)
+    if dn.shape[1] < 2:
+        dn = np.repeat(dn, 2, axis=1)
+    W = wcfg.denoise_window_samples
+    nan_rows = np.isnan(dn).any(axis=1).astype(np.int64)
+    csum = np.concatenate([[0], np.cumsum(nan_rows)])
+
+    def valid_starts(shift: int) -> np.ndarray:
+        st = np.arange(0, max(0, n360 - W) + 1, shift, dtype=np.int64) if n360 >= W else np.zeros(0, np.int64)
+        return st[(csum[st + W] - csum[st]) == 0] if len(st) else st
+
+    train_starts = valid_starts(wcfg.denoise_train_shift_samples)
+    eval_starts = valid_starts(wcfg.denoise_eval_shift_samples)
+    if np.isnan(dn).any():
+        n_nan = int(nan_rows.sum())
+        log.warning("record %s: %d NaN samples; windows touching them are skipped", rec, n_nan)
+
+    f32 = np.float32
+    arrays = {
+        "beats": np.asarray(beats, f32).reshape(-1, wcfg.beat_len_samples),
+        "beat_label": label[keep_b],
+        "beat_symbol": np.asarray([b_symbols[i] for i in keep_b], dtype="<U1"),
+        "beat_index": keep_b.astype(np.int32),
+        "beat_sample": b_samples_native[keep_b],
+        "rr_pre_s": pre[keep_b].astype(f32),
+        "rr_post_s": post[keep_b].astype(f32),
+        "rr_local_s": local[keep_b].astype(f32),
+        "segments": np.asarray(segs, f32).reshape(-1, wcfg.segment_len_samples),
+        "segment_label": label[keep_s],
+        "segment_beat_index": keep_s.astype(np.int32),
+        "denoise_signal": np.nan_to_num(dn, nan=0.0),
+        "denoise_train_starts": train_starts,
+        "denoise_eval_starts": eval_starts,
+        "fs_native_hz": np.asarray(fs),
+        "lead_names": np.asarray(names, dtype="<U16"),
+        "beat_lead": np.asarray(names[lead], dtype="<U16"),
+    }
+    counts_atr = collections.Counter(classes[i] for i in label)
+    entry = {
+        "record": rec,
+        "fs_native_hz": fs,
+        "lead": names[lead],
+        "n_samples": int(n360),
+        "annotated_beats": {c: int(counts_atr.get(c, 0)) for c in classes},
+        "beats": {c: int((label[keep_b] == k).sum()) for k, c in enumerate(classes)},
+        "segments": {c: int((label[keep_s] == k).sum()) for k, c in enumerate(classes)},
+        "denoise_windows": {"train_shift": int(len(train_starts)), "eval_shift": int(len(eval_starts))},
+        "dropped": dropped,
+    }
+    return arrays, entry
+
+
+def _worker(args: tuple[str, str, dict, str]) -> dict:
+    folder, rec, wdict, out = args
+    from pipeline.config import _from_dict
+
+    wcfg = _from_dict(WindowsConfig, wdict, "windows")
+    arrays, entry = process_record(Path(folder), rec, wcfg)
+    atomic_savez(out, **arrays)
+    return entry
+
+
+# ------------------------------------------------------------------------------ PTB-XL
+
+
+def ptbxl_superclasses(scp_codes: str, statements: dict[str, str]) -> list[str]:
+    """Diagnostic superclasses of one PTB-XL row (``scp_codes`` is a dict literal)."""
+    try:
+        codes = ast.literal_eval(scp_codes)
+    except (ValueError, SyntaxError) as exc:
+        raise ValueError(f"scp_codes {scp_codes!r} does not parse") from exc
+    if not isinstance(codes, dict):
+        raise ValueError(f"scp_codes {scp_codes!r} is not a mapping")
+    return sorted({statements[c] for c in codes if c in statements})
+
+
+def process_ptbxl(cfg: PipelineConfig) -> dict:
+    """Reads the downloaded PTB-XL records, writes one npz per strat_fold."""
+    import pandas as pd
+    import wfdb
+
+    folder = raw_dir(cfg, "ptbxl")
+    db = folder / "ptbxl_database.csv"
+    st = folder / "scp_statements.csv"
+    for p in (db, st):
+        if not p.is_file():
+            raise PipelineError(f"{p}: PTB-XL metadata missing; run `python -m pipeline.download`")
+    try:
+        meta = pd.read_csv(db, index_col="ecg_id")
+        stm = pd.read_csv(st, index_col=0)
+    except Exception as exc:
+        raise PipelineError(f"{folder}: PTB-XL metadata does not parse ({exc})") from exc
+    stm = stm[stm["diagnostic"] == 1]
+    statements = {str(k): str(v) for k, v in stm["diagnostic_class"].items()}
+    out_dir = windows_dir(cfg, "ptbxl")
+    per_fold: dict[int, dict[str, list]] = collections.defaultdict(lambda: collections.defaultdict(list))
+    dropped, n_missing = [], 0
+    fs = cfg.windows.ptbxl_fs_hz
+    for ecg_id, row in meta.iterrows():
+        rel = str(row["filename_lr"])
+        base = folder / rel
+        if not base.with_suffix(".hea").is_file():
+            n_missing += 1
+            continue
+        sup = ptbxl_superclasses(str(row["scp_codes"]), statements)
+        if not sup:
+            dropped.append({"ecg_id": int(ecg_id), "reason": "no diagnostic superclass"})
+            continue
+        try:
+            rec = wfdb.rdrecord(str(base))
+        except Exception as exc:
+            raise PipelineError(f"PTB-XL record {rel}: does not read ({exc})") from exc
+        x = rec.p_signal
+        if abs(rec.fs - fs) > 1e-9:
+            x = _resample(x, rec.fs, fs)
+        if x.shape[1] != 12:
+            raise PipelineError(f"PTB-XL record {rel}: expected 12 leads, found {x.shape[1]}")
+        n = int(round(10 * fs))
+        x = x[:n] if len(x) >= n else np.pad(x, ((0, n - len(x)), (0, 0)))
+        if np.isnan(x).any():
+            dropped.append({"ecg_id": int(ecg_id), "reason": "NaN samples"})
+            continue
+        y = np.array([c in sup for c in L.PTBXL_SUPERCLASSES], np.int8)
+        f = per_fold[int(row["strat_fold"])]
+        f["x"].append(x.astype(np.float32))
+        f["y"].append(y)
+        f["ecg_id"].append(int(ecg_id))
+        f["patient_id"].append(int(row["patient_id"]))
+    counts = {}
+    for fold, d in sorted(per_fold.items()):
+        atomic_savez(
+            out_dir / f"fold{fold:02d}.npz",
+            x=np.stack(d["x"]),
+            y=np.stack(d["y"]),
+            ecg_id=np.asarray(d["ecg_id"], np.int64),
+            patient_id=np.asarray(d["patient_id"], np.int64),
+        )
+        ys = np.stack(d["y"])
+        counts[str(fold)] = {"records": len(d["x"]),
+                             **{c: int(ys[:, k].sum()) for k, c in enumerate(L.PTBXL_SUPERCLASSES)}}
+    manifest = {"dataset": "ptbxl", "fs_hz": fs, "classes": list(L.PTBXL_SUPERCLASSES),
+                "folds": counts, "dropped": dropped, "not_downloaded": n_missing}
+    atomic_write_json(out_dir / "manifest.json", manifest)
+    return manifest
+
+
+# --------------------------------------------------------------------------------- stage
+
+
+def run_mitdb(cfg: PipelineConfig, force: bool = False, db: str = "mitdb") -> dict:
+    """Runs the MIT-BIH part of the stage; returns the manifest."""
+    folder = raw_dir(cfg, db)
+    if not folder.is_dir():
+        raise PipelineError(f"{folder}: no downloaded records; run `python -m pipeline.download`")
+    records = list_records(folder, cfg.data.mitdb_records)
+    if not records:
+        raise PipelineError(f"{folder}: no records found")
+    out_dir = windows_dir(cfg, db)
+    wcfg = cfg.windows
+    chash = config_hash(wcfg)
+    key = {
+        "config": chash,
+        "records": {r: [(p.name, p.stat().st_size, int(p.stat().st_mtime))
+                        for p in sorted(folder.glob(f"{r}.*"))] for r in records},
+    }
+    marker = out_dir / "_stage.json"
+    if not force and stage_done(marker, key):
+        log.info("windows %s: up to date (%d records); nothing to do (--force redoes it)", db,
+                 len(records))
+        return read_json(out_dir / "manifest.json", "windows manifest")
+    jobs = [(str(folder), r, to_dict(wcfg), str(out_dir / f"{r}.npz")) for r in records]
+    t0 = time.perf_counter()
+    entries: dict[str, dict] = {}
+    workers = max(1, min(wcfg.workers, len(records), os.cpu_count() or 1))
+    from tqdm import tqdm
+
+    if workers == 1:
+        for j in tqdm(jobs, desc=f"windows {db}", unit="rec", disable=None):
+            entries[j[1]] = _worker(j)
+    else:
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
+            for e in tqdm(ex.map(_worker, jobs), total=len(jobs), desc=f"windows {db}",
+                          unit="rec", disable=None):
+                entries[e["record"]] = e
+    classes = L.class_names(wcfg.label_scheme)
+    totals = {k: {c: sum(e[k][c] for e in entries.values()) for c in classes}
+              for k in ("annotated_beats", "beats", "segments")}
+    dropped = [d for e in entries.values() for d in e["dropped"]]
+    manifest = {
+        "dataset": db,
+        "label_scheme": wcfg.label_scheme,
+        "classes": list(classes),
+        "config": to_dict(wcfg),
+        "records": {r: {k: v for k, v in e.items() if k != "dropped"} for r, e in entries.items()},
+        "totals": totals,
+        "dropped": dropped,
+        "dropped_by_reason": dict(collections.Counter(
+            f"{d['dataset']}: {d['reason']}" for d in dropped)),
+        "wall_time_s": round(time.perf_counter() - t0, 2),
+        "workers": workers,
+    }
+    atomic_write_json(out_dir / "manifest.json", manifest)
+    mark_done(marker, key, {"records": len(records)})
+    return manifest
+
+
+def load_record(cfg: PipelineConfig, rec: str, db: str = "mitdb") -> dict[str, np.ndarray]:
+    """Loads one record's windows (written by this stage)."""
+    return load_npz(windows_dir(cfg, db) / f"{safe_name(rec)}.npz")
+
+
+def format_totals(manifest: dict) -> str:
+    t = manifest["totals"]
+    cls = manifest["classes"]
+    lines = ["            " + " ".join(f"{c:>8}" for c in cls) + "    total"]
+    for k in ("annotated_beats", "beats", "segments"):
+        lines.append(f"{k:>15} " + " ".join(f"{t[k][c]:>8}" for c in cls)
+                     + f" {sum(t[k].values()):>8}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m pipeline.windows",
+        description="Cut downloaded records into beats (125 Hz, 187 samples), 2 s segments, "
+        "4 s two-lead denoising windows and PTB-XL examples, with AAMI labels.",
+    )
+    add_config_args(p)
+    p.add_argument("--databases", nargs="+", default=None, choices=["mitdb", "ptbxl"],
+                   help="datasets to cut (default: those downloaded among mitdb, ptbxl)")
+    p.add_argument("--force", action="store_true", help="redo even when outputs are up to date")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    cfg = config_from_args(args)
+    dbs = args.databases or [d for d in ("mitdb", "ptbxl") if d in cfg.data.databases]
+    for db in dbs:
+        if db == "mitdb":
+            m = run_mitdb(cfg, force=args.force)
+            print(f"windows mitdb: {len(m['records'])} records, label scheme {m['label_scheme']}")
+            print(format_totals(m))
+            print(f"dropped: {m['dropped_by_reason'] or 'none'}")
+        elif db == "ptbxl":
+            if not (raw_dir(cfg, "ptbxl") / "ptbxl_database.csv").is_file():
+                log.info("windows ptbxl: not downloaded; skipped")
+                continue
+            marker = windows_dir(cfg, "ptbxl") / "_stage.json"
+            folder = raw_dir(cfg, "ptbxl")
+            key = {"config": config_hash(cfg.windows),
+                   "files": sum(1 for _ in folder.rglob("*.hea")),
+                   "csv": (folder / "ptbxl_database.csv").stat().st_size}
+            if not args.force and stage_done(marker, key):
+                print("windows ptbxl: up to date; nothing to do")
+                continue
+            m = process_ptbxl(cfg)
+            mark_done(marker, key)
+            print(f"windows ptbxl: folds {json.dumps(m['folds'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
