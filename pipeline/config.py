@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -27,6 +28,10 @@ DATA_DIR_ENV = "ECG_DATA_DIR"
 
 class ConfigError(ValueError):
     """A configuration file or value is invalid."""
+
+
+# YAML 1.1 (PyYAML) reads ``1e-3`` (no dot) as a string; such values are accepted as numbers.
+_EXP_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 @dataclass(frozen=True)
@@ -216,6 +221,8 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         (item_tp, *_) = typing.get_args(tp)
+        if item_tp is str:  # record names written as numbers: ``mitdb_records: [100, 201]``
+            value = [str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
         return tuple(_check_type(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value))
     if origin is dict:
         if not isinstance(value, Mapping):
@@ -230,6 +237,8 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str) and _EXP_FLOAT.fullmatch(value.strip()):
+            return float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(
                 f"{where}: expected a number (units are in the key name), got {value!r}"
@@ -288,7 +297,10 @@ def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]
     return out
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _read_yaml(path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    if path.resolve() in _chain:
+        loop = " -> ".join(str(p) for p in (*_chain, path.resolve()))
+        raise ConfigError(f"{path}: `extends` loops ({loop})")
     try:
         text = path.read_text()
     except OSError as exc:
@@ -303,17 +315,18 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections")
     extends = raw.pop("extends", None)
+    from_dict(raw, str(path))  # unknown keys and bad values name the file that holds them
     if extends is not None:
         parent = resolve_config_path(str(extends), relative_to=path.parent)
-        raw = _deep_merge(_read_yaml(parent), raw)
+        raw = _deep_merge(_read_yaml(parent, (*_chain, path.resolve())), raw)
     return raw
 
 
 def resolve_config_path(name: str, relative_to: Path | None = None) -> Path:
     """Finds a config by path, or by name in ``pipeline/configs`` (``quick`` -> quick.yaml)."""
     candidates = [Path(name)]
-    if relative_to is not None:
-        candidates.append(relative_to / name)
+    if relative_to is not None:  # `extends:` is relative to the extending file, not the cwd
+        candidates.insert(0, relative_to / name)
     candidates += [CONFIG_DIR / name, CONFIG_DIR / f"{name}.yaml"]
     for c in candidates:
         if c.is_file():
@@ -327,7 +340,10 @@ def load_config(
     *,
     apply_env: bool = True,
 ) -> PipelineConfig:
-    """Loads a YAML config (``extends:`` chains allowed), applies overrides and environment.
+    """Loads a YAML config (``extends:`` chains allowed), applies environment and overrides.
+
+    Precedence, lowest first: defaults, YAML files, ``$ECG_MIRROR`` / ``$ECG_DATA_DIR``,
+    ``overrides`` (``--set``).
 
     Args:
         path: config file or name in ``pipeline/configs``; ``None`` uses the defaults.
@@ -340,8 +356,6 @@ def load_config(
         p = resolve_config_path(str(path))
         raw = _read_yaml(p)
         where = str(p)
-    if overrides:
-        raw = _deep_merge(raw, overrides)
     if apply_env:
         env: dict[str, Any] = {}
         if os.environ.get(MIRROR_ENV):
@@ -350,6 +364,9 @@ def load_config(
             env["data_dir"] = os.environ[DATA_DIR_ENV]
         if env:
             raw = _deep_merge(raw, {"data": env})
+    if overrides:
+        from_dict(overrides, "overrides")
+        raw = _deep_merge(raw, overrides)
     return from_dict(raw, where)
 
 

@@ -22,6 +22,10 @@ import numpy as np
 
 log = logging.getLogger("ecg")
 
+# mkstemp creates files with mode 0600; outputs get the usual mode (0666 minus the umask).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 class PipelineError(RuntimeError):
     """An expected failure (bad input, missing data...) reported as one line, exit code 2."""
@@ -36,6 +40,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
+        os.chmod(tmp_path, 0o666 & ~_UMASK)
         yield tmp_path
         os.replace(tmp_path, path)
     except BaseException:

@@ -51,8 +51,10 @@ def symbol_class(symbol: str, scheme: str = "aami5") -> str | None:
     """AAMI class name of a beat symbol, or ``None`` for a non-beat annotation.
 
     Raises:
-        ValueError: the symbol is neither a beat nor a known non-beat annotation.
+        ValueError: the symbol is neither a beat nor a known non-beat annotation, or the
+            scheme is unknown.
     """
+    class_names(scheme)  # an unknown scheme must not fall through to aami4
     if symbol in SYMBOL_TO_AAMI5:
         c5 = SYMBOL_TO_AAMI5[symbol]
         return c5 if scheme == "aami5" else AAMI5_TO_AAMI4[c5]

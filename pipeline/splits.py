@@ -115,6 +115,11 @@ def mitdb_split(
         same_subject: ``drop_from_test`` or ``drop_from_train`` for the 201/202 subject.
         seed: fixes the grouped, stratified assignment.
     """
+    if same_subject not in ("drop_from_test", "drop_from_train"):
+        raise ValueError(
+            f"unknown same_subject policy {same_subject!r}; "
+            "known: ['drop_from_test', 'drop_from_train']"
+        )
     records = sorted({str(r) for r in records} - set(PACED))
     if not records:
         raise ValueError("no records to split")
@@ -140,13 +145,8 @@ def mitdb_split(
         if "201" in train_pool and "202" in test:
             if same_subject == "drop_from_test":
                 test.remove("202")
-            elif same_subject == "drop_from_train":
-                train_pool.remove("201")
             else:
-                raise ValueError(
-                    f"unknown same_subject policy {same_subject!r}; "
-                    "known: ['drop_from_test', 'drop_from_train']"
-                )
+                train_pool.remove("201")
     else:
         n_test = max(1, round(len({patient_of(r) for r in records}) * 0.3))
         folds = _grouped_folds(records, class_counts, max(2, round(len(records) / n_test)), seed)

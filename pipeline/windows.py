@@ -77,6 +77,11 @@ def windows_dir(cfg: PipelineConfig, db: str) -> Path:
     return cfg.data_dir / "windows" / db
 
 
+def _output_hash(wcfg: WindowsConfig) -> str:
+    """Hash of the settings that shape the outputs (``workers`` does not)."""
+    return config_hash({k: v for k, v in to_dict(wcfg).items() if k != "workers"})
+
+
 def list_records(folder: Path, wanted: tuple[str, ...] = ()) -> list[str]:
     """Record names in a downloaded WFDB folder (``RECORDS`` file, else ``*.hea``)."""
     if wanted:
@@ -203,7 +208,7 @@ def process_record(folder: Path, rec: str, wcfg: WindowsConfig) -> tuple[dict[st
     classes = L.class_names(wcfg.label_scheme)
     label = np.array([classes.index(L.symbol_class(s, wcfg.label_scheme)) for s in b_symbols],
                      dtype=np.int8)
-    pre, post, local = _rr_features(b_samples / seg_fs, wcfg.rr_local_beats)
+    pre, post, local = _rr_features(b_samples_native / fs, wcfg.rr_local_beats)
     dropped: list[dict] = []
 
     def drop(dataset: str, i: int, reason: str) -> None:
@@ -270,7 +275,7 @@ def process_record(folder: Path, rec: str, wcfg: WindowsConfig) -> tuple[dict[st
         "beat_label": label[keep_b],
         "beat_symbol": np.asarray([b_symbols[i] for i in keep_b], dtype="<U1"),
         "beat_index": keep_b.astype(np.int32),
-        "beat_sample": b_samples_native[keep_b],
+        "beat_sample": b_samples[keep_b],
         "rr_pre_s": pre[keep_b].astype(f32),
         "rr_post_s": post[keep_b].astype(f32),
         "rr_local_s": local[keep_b].astype(f32),
@@ -406,14 +411,14 @@ def run_mitdb(cfg: PipelineConfig, force: bool = False, db: str = "mitdb") -> di
         raise PipelineError(f"{folder}: no records found")
     out_dir = windows_dir(cfg, db)
     wcfg = cfg.windows
-    chash = config_hash(wcfg)
     key = {
-        "config": chash,
-        "records": {r: [(p.name, p.stat().st_size, int(p.stat().st_mtime))
+        "config": _output_hash(wcfg),
+        "records": {r: [(p.name, p.stat().st_size, p.stat().st_mtime_ns)
                         for p in sorted(folder.glob(f"{r}.*"))] for r in records},
     }
     marker = out_dir / "_stage.json"
-    if not force and stage_done(marker, key):
+    outputs = [out_dir / "manifest.json", *(out_dir / f"{r}.npz" for r in records)]
+    if not force and stage_done(marker, key) and all(p.is_file() for p in outputs):
         log.info("windows %s: up to date (%d records); nothing to do (--force redoes it)", db,
                  len(records))
         return read_json(out_dir / "manifest.json", "windows manifest")
@@ -501,10 +506,11 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             marker = windows_dir(cfg, "ptbxl") / "_stage.json"
             folder = raw_dir(cfg, "ptbxl")
-            key = {"config": config_hash(cfg.windows),
+            key = {"config": _output_hash(cfg.windows),
                    "files": sum(1 for _ in folder.rglob("*.hea")),
                    "csv": (folder / "ptbxl_database.csv").stat().st_size}
-            if not args.force and stage_done(marker, key):
+            if (not args.force and stage_done(marker, key)
+                    and (windows_dir(cfg, "ptbxl") / "manifest.json").is_file()):
                 print("windows ptbxl: up to date; nothing to do")
                 continue
             m = process_ptbxl(cfg)

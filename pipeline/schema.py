@@ -1,0 +1,225 @@
+"""The one place that owns every TFRecord key, dtype and shape.
+
+A TFRecord file holds serialized ``tf.train.Example`` protos; each Example carries a *batch*
+of up to 256 examples of one record (or one group of whole PTB-XL patients) as raw bytes plus
+the metadata needed to decode it, so any file can be read without outside knowledge:
+
+==================  =========  ==========================================================
+key                 type       meaning
+==================  =========  ==========================================================
+``schema_version``  int64      :data:`SCHEMA_VERSION`
+``kind``            bytes      one of :data:`KINDS`
+``record``          bytes      source record (MIT-BIH) or patient group (PTB-XL)
+``n``               int64      examples in this batch
+``shape``           int64[]    shape of one example's ``x`` (denoise: of the stored chunk)
+``dtype``           bytes      dtype of ``x`` (``float32`` / ``float16``)
+``x``               bytes      ``n`` examples, C order (denoise: one contiguous chunk)
+``label_dim``       int64      1 (class index) or the number of labels (multi-hot)
+``y``               bytes      int8 labels, ``n * label_dim``
+``index``           bytes      int32 per example: beat position in the record (beats,
+                               segments), window start in the chunk (denoise), ecg_id
+                               (PTB-XL, int32)
+``aux_dim``         int64      float32 side features per example (0 when none)
+``aux``             bytes      float32 ``n * aux_dim`` (beats: pre-RR, post-RR, local RR s)
+``frame_length``    int64      denoise only: window length in samples (else 0)
+``eval_grid``       bytes      denoise only: uint8 per window, 1 when the start lies on the
+                               non-overlapping evaluation grid
+==================  =========  ==========================================================
+
+Kinds: ``segments`` (2 s at 360 Hz, one lead), ``beats`` (Morlet scalograms of 187-sample
+beats; the loader forms sequences of consecutive beats), ``denoise`` (two-lead 360 Hz signal
+chunks from which 4 s windows are cut) and ``ptbxl`` (10 s, 12 leads, 100 Hz).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+KINDS = ("segments", "beats", "denoise", "ptbxl")
+MAX_BATCH = 256
+DTYPES = {"float32": np.float32, "float16": np.float16}
+
+
+class SchemaError(ValueError):
+    """An Example or file does not follow the schema or the expected config."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """One decoded Example (NumPy)."""
+
+    kind: str
+    record: str
+    x: np.ndarray
+    y: np.ndarray
+    index: np.ndarray
+    aux: np.ndarray
+    frame_length: int = 0
+    eval_grid: np.ndarray | None = None
+
+    @property
+    def n(self) -> int:
+        return int(len(self.y))
+
+
+def feature_spec() -> dict[str, Any]:
+    """``tf.io.parse_example`` spec of every key (TensorFlow imported lazily)."""
+    import tensorflow as tf
+
+    return {
+        "schema_version": tf.io.FixedLenFeature([], tf.int64),
+        "kind": tf.io.FixedLenFeature([], tf.string),
+        "record": tf.io.FixedLenFeature([], tf.string),
+        "n": tf.io.FixedLenFeature([], tf.int64),
+        "shape": tf.io.VarLenFeature(tf.int64),
+        "dtype": tf.io.FixedLenFeature([], tf.string),
+        "x": tf.io.FixedLenFeature([], tf.string),
+        "label_dim": tf.io.FixedLenFeature([], tf.int64),
+        "y": tf.io.FixedLenFeature([], tf.string),
+        "index": tf.io.FixedLenFeature([], tf.string),
+        "aux_dim": tf.io.FixedLenFeature([], tf.int64),
+        "aux": tf.io.FixedLenFeature([], tf.string),
+        "frame_length": tf.io.FixedLenFeature([], tf.int64),
+        "eval_grid": tf.io.FixedLenFeature([], tf.string),
+    }
+
+
+def _bytes(v: bytes) -> Any:
+    import tensorflow as tf
+
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
+
+
+def _ints(v: Any) -> Any:
+    import tensorflow as tf
+
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(i) for i in np.ravel(v)]))
+
+
+def encode(batch: Batch) -> bytes:
+    """Serializes one batch to an Example (validates shapes and dtypes first)."""
+    import tensorflow as tf
+
+    if batch.kind not in KINDS:
+        raise SchemaError(f"unknown kind {batch.kind!r}; known: {list(KINDS)}")
+    x = np.ascontiguousarray(batch.x)
+    dtype = x.dtype.name
+    if dtype not in DTYPES:
+        raise SchemaError(f"x dtype {dtype} not in {sorted(DTYPES)}")
+    y = np.ascontiguousarray(batch.y, dtype=np.int8)
+    n = len(y)
+    if not 0 < n <= MAX_BATCH:
+        raise SchemaError(f"batch of {n} examples; must be 1..{MAX_BATCH}")
+    label_dim = 1 if y.ndim == 1 else int(y.shape[1])
+    index = np.ascontiguousarray(batch.index, dtype=np.int32)
+    aux = np.ascontiguousarray(batch.aux, dtype=np.float32).reshape(n, -1)
+    if len(index) != n:
+        raise SchemaError(f"index has {len(index)} entries for {n} examples")
+    if batch.kind == "denoise":
+        shape = x.shape
+        grid = np.ascontiguousarray(batch.eval_grid, dtype=np.uint8)
+        if len(grid) != n:
+            raise SchemaError("eval_grid must have one entry per window")
+        if batch.frame_length <= 0 or x.ndim != 2:
+            raise SchemaError("denoise chunks need frame_length > 0 and x of (samples, leads)")
+        if n and int(index.max()) + batch.frame_length > x.shape[0]:
+            raise SchemaError("a window start runs past the end of its chunk")
+    else:
+        if x.shape[0] != n:
+            raise SchemaError(f"x has {x.shape[0]} examples, labels {n}")
+        shape = x.shape[1:]
+        grid = np.zeros(0, np.uint8)
+    feats = {
+        "schema_version": _ints(SCHEMA_VERSION),
+        "kind": _bytes(batch.kind.encode()),
+        "record": _bytes(batch.record.encode()),
+        "n": _ints(n),
+        "shape": _ints(shape),
+        "dtype": _bytes(dtype.encode()),
+        "x": _bytes(x.tobytes()),
+        "label_dim": _ints(label_dim),
+        "y": _bytes(y.tobytes()),
+        "index": _bytes(index.tobytes()),
+        "aux_dim": _ints(aux.shape[1]),
+        "aux": _bytes(aux.tobytes()),
+        "frame_length": _ints(batch.frame_length),
+        "eval_grid": _bytes(grid.tobytes()),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
+
+
+def decode(serialized: bytes, where: str = "example") -> Batch:
+    """Decodes one Example to NumPy, checking every length against the metadata."""
+    import tensorflow as tf
+
+    try:
+        ex = tf.train.Example.FromString(serialized)
+    except Exception as exc:  # google.protobuf.message.DecodeError
+        raise SchemaError(f"{where}: not a valid Example ({exc})") from exc
+    f = ex.features.feature
+
+    def one_int(k: str) -> int:
+        v = f[k].int64_list.value if k in f else []
+        if len(v) != 1:
+            raise SchemaError(f"{where}: key {k!r} missing or malformed")
+        return int(v[0])
+
+    def one_bytes(k: str) -> bytes:
+        v = f[k].bytes_list.value if k in f else []
+        if len(v) != 1:
+            raise SchemaError(f"{where}: key {k!r} missing or malformed")
+        return bytes(v[0])
+
+    version = one_int("schema_version")
+    if version != SCHEMA_VERSION:
+        raise SchemaError(f"{where}: schema version {version}, expected {SCHEMA_VERSION}")
+    kind = one_bytes("kind").decode(errors="replace")
+    if kind not in KINDS:
+        raise SchemaError(f"{where}: unknown kind {kind!r}")
+    n = one_int("n")
+    shape = tuple(int(s) for s in f["shape"].int64_list.value) if "shape" in f else ()
+    dtype = one_bytes("dtype").decode(errors="replace")
+    if dtype not in DTYPES or not 0 < n <= MAX_BATCH or any(s <= 0 for s in shape) or not shape:
+        raise SchemaError(f"{where}: bad metadata (n={n}, shape={shape}, dtype={dtype!r})")
+    label_dim = one_int("label_dim")
+    aux_dim = one_int("aux_dim")
+    frame_length = one_int("frame_length")
+    x_bytes = one_bytes("x")
+    item = np.dtype(DTYPES[dtype]).itemsize
+    full = shape if kind == "denoise" else (n, *shape)
+    if len(x_bytes) != int(np.prod(full)) * item:
+        raise SchemaError(f"{where}: payload has {len(x_bytes)} bytes, metadata says {full} {dtype}")
+
+    def arr(k: str, dt: Any, count: int) -> np.ndarray:
+        b = one_bytes(k)
+        if len(b) != count * np.dtype(dt).itemsize:
+            raise SchemaError(f"{where}: key {k!r} has {len(b)} bytes, expected {count} x {dt}")
+        return np.frombuffer(b, dt)
+
+    x = np.frombuffer(x_bytes, DTYPES[dtype]).reshape(full)
+    y = arr("y", np.int8, n * label_dim)
+    y = y if label_dim == 1 else y.reshape(n, label_dim)
+    index = arr("index", np.int32, n)
+    aux = arr("aux", np.float32, n * aux_dim).reshape(n, aux_dim)
+    grid = arr("eval_grid", np.uint8, n) if kind == "denoise" else None
+    return Batch(kind, one_bytes("record").decode(errors="replace"), x, y, index, aux,
+                 frame_length, grid)
+
+
+def example_shape(kind: str, cfg: Any) -> tuple[int, ...]:
+    """Per-example shape of ``x`` implied by the config (denoise: one window)."""
+    w = cfg.windows
+    if kind == "segments":
+        return (w.segment_len_samples,)
+    if kind == "beats":
+        n_scales = len(cfg.scalograms.scales) or cfg.scalograms.n_scales
+        return (n_scales, w.beat_len_samples)
+    if kind == "denoise":
+        return (w.denoise_window_samples, 2)
+    if kind == "ptbxl":
+        return (int(round(10 * w.ptbxl_fs_hz)), 12)
+    raise SchemaError(f"unknown kind {kind!r}; known: {list(KINDS)}")

@@ -1,0 +1,68 @@
+"""Tasks: what is learned from which TFRecord kind, with which labels and output activation.
+
+A model can be trained on any task whose input it accepts (``ModelSpec.input_kind``); an
+impossible pairing fails at once with a clear message (:func:`check_pairing`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from pipeline import labels as L
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    name: str
+    kind: str
+    """TFRecord kind read by the loader."""
+    classes: tuple[str, ...]
+    multilabel: bool = False
+    denoising: bool = False
+    label_map: tuple[int, ...] | None = None
+    """Maps stored (AAMI5) class indices to this task's indices (AAMI4)."""
+    accepts: tuple[str, ...] = ()
+    """Model input kinds that fit this task."""
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.classes)
+
+    @property
+    def output_activation(self) -> str:
+        return "sigmoid" if self.multilabel else "softmax"
+
+
+_AAMI5_TO_4 = tuple(L.AAMI4_CLASSES.index(L.AAMI5_TO_AAMI4[c]) for c in L.AAMI5_CLASSES)
+
+TASKS = {
+    t.name: t
+    for t in (
+        Task("mitdb_aami5_segments", "segments", L.AAMI5_CLASSES, accepts=("any1d", "segment")),
+        Task("mitdb_aami4_segments", "segments", L.AAMI4_CLASSES, label_map=_AAMI5_TO_4,
+             accepts=("any1d", "segment")),
+        Task("mitdb_aami5_sequences", "beats", L.AAMI5_CLASSES, accepts=("sequence",)),
+        Task("mitdb_aami4_sequences", "beats", L.AAMI4_CLASSES, label_map=_AAMI5_TO_4,
+             accepts=("sequence",)),
+        Task("ptbxl_superdiagnostic", "ptbxl", L.PTBXL_SUPERCLASSES, multilabel=True,
+             accepts=("any1d",)),
+        Task("mitdb_denoise", "denoise", (), denoising=True, accepts=("window",)),
+    )
+}
+
+
+def get_task(name: str) -> Task:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise KeyError(f"unknown task {name!r}; known: {sorted(TASKS)}") from None
+
+
+def check_pairing(task: Task, model_kind: str, model_name: str, input_kind: str) -> None:
+    """Raises ``ValueError`` when a model cannot be trained on a task."""
+    want_kind = "denoiser" if task.denoising else "classifier"
+    if model_kind != want_kind or input_kind not in task.accepts:
+        raise ValueError(
+            f"model {model_name!r} ({model_kind}, input {input_kind!r}) cannot be trained on "
+            f"task {task.name!r}, which needs a {want_kind} taking {list(task.accepts)}"
+        )
