@@ -342,6 +342,7 @@ class _Job:
         self.manifest: dict[str, str] = {}
         self.manifest_fresh = False
         self.cache = self._load_cache()
+        self.dirty = False
         self.counts = {"files": 0, "already_verified": 0, "rehashed": 0, "fetched": 0}
         self.bytes_fetched = 0
 
@@ -366,7 +367,7 @@ class _Job:
             return empty
 
     def save_cache(self) -> None:
-        if self.root.is_dir():
+        if self.dirty and self.root.is_dir():
             self.cache["source"] = self.source_kind
             atomic_write_json(self.root / CACHE, self.cache)
 
@@ -380,6 +381,7 @@ class _Job:
 
     def _mark(self, rel: str, dest: Path, digest: str) -> None:
         self.cache["files"][rel] = {"sha256": digest, **_stat_key(dest)}
+        self.dirty = True
 
     # -- checksums -----------------------------------------------------------------------
 
@@ -473,6 +475,7 @@ class _Job:
             self.db.name, rel, got, MANIFEST, expected,
         )  # fmt: skip
         self.cache["files"].pop(rel, None)
+        self.dirty = True
         dest.unlink()
         return False
 

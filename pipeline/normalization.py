@@ -84,7 +84,7 @@ def _blocks(files: Sequence[str], kind: str) -> Iterable[tuple[np.ndarray, int]]
 
 def n_channels(kind: str, cfg: PipelineConfig) -> int:
     shape = schema.example_shape(kind, cfg)
-    return {"segments": 1, "beats": shape[0], "denoise": shape[1], "ptbxl": shape[1]}[kind]
+    return 1 if kind == "segments" else (shape[0] if kind == "beats" else shape[-1])
 
 
 def fit(train_files: Sequence[str], cfg: PipelineConfig, kind: str) -> dict:
