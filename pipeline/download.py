@@ -25,6 +25,7 @@ resumed with a ``Range`` request on the next attempt or run), folder copies go t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import logging
@@ -35,7 +36,7 @@ import threading
 import time
 import types
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -250,7 +251,12 @@ def _is_dns_failure(exc: BaseException) -> bool:
     text = str(exc)
     return any(
         s in text
-        for s in ("NameResolutionError", "Name or service not known", "name resolution", "getaddrinfo")
+        for s in (
+            "NameResolutionError",
+            "Name or service not known",
+            "name resolution",
+            "getaddrinfo",
+        )
     )
 
 
@@ -363,7 +369,12 @@ class _Job:
                 raise PipelineError(f"{path}: unexpected layout")
             return data
         except PipelineError as exc:
-            log.warning("%s: ignoring unreadable %s (%s); files will be hashed again", self.db.name, path, exc)
+            log.warning(
+                "%s: ignoring unreadable %s (%s); files will be hashed again",
+                self.db.name,
+                path,
+                exc,
+            )
             return empty
 
     def save_cache(self) -> None:
@@ -437,7 +448,12 @@ class _Job:
         """Refuses files the checksum list lacks (after fetching a saved list afresh)."""
         missing = [r for r in rels if r not in self.manifest]
         if missing and not self.manifest_fresh:
-            log.info("%s: saved %s lacks %d file(s); fetching it again", self.db.name, MANIFEST, len(missing))
+            log.info(
+                "%s: saved %s lacks %d file(s); fetching it again",
+                self.db.name,
+                MANIFEST,
+                len(missing),
+            )
             self.load_manifest(fresh=True)
             missing = [r for r in rels if r not in self.manifest]
         if missing:
@@ -495,7 +511,9 @@ class _Job:
             if offset and code == 206:
                 if not resp.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
                     part.unlink()
-                    raise _Transient(f"unexpected Content-Range {resp.headers.get('Content-Range')!r}")
+                    raise _Transient(
+                        f"unexpected Content-Range {resp.headers.get('Content-Range')!r}"
+                    )
                 log.info("%s: resuming %s at %s", self.db.name, url, _fmt_mb(offset))
                 with open(part, "rb") as fh:
                     for block in iter(lambda: fh.read(1 << 20), b""):
@@ -527,7 +545,9 @@ class _Job:
         if self.src.kind == "dir":
             src = Path(where)
             if not src.is_file():
-                raise PipelineError(f"{self.db.name}: {rel} is listed in {MANIFEST} but missing from {self.src.label}")
+                raise PipelineError(
+                    f"{self.db.name}: {rel} is listed in {MANIFEST} but missing from {self.src.label}"
+                )
             h = hashlib.sha256()
             n = 0
             with atomic_path(dest) as tmp:
@@ -595,7 +615,9 @@ class _Job:
         rels = list(dict.fromkeys(rels))
         self.require_listed(rels)
         self.counts["files"] += len(rels)
-        with tqdm(total=len(rels), unit="file", desc=self.db.name, disable=None, leave=False) as bar:
+        with tqdm(
+            total=len(rels), unit="file", desc=self.db.name, disable=None, leave=False
+        ) as bar:
             todo = []
             for rel in rels:
                 if self._verify_local(rel, inside(self.root, rel)):
@@ -610,7 +632,9 @@ class _Job:
                     self._fetched(rel, self.fetch(rel), bar)
                 return
             with ThreadPoolExecutor(max_workers=min(workers, len(todo))) as pool:
-                futures: dict[Future[tuple[int, int]], str] = {pool.submit(self.fetch, r): r for r in todo}
+                futures: dict[Future[tuple[int, int]], str] = {
+                    pool.submit(self.fetch, r): r for r in todo
+                }
                 pending = set(futures)
                 try:
                     while pending:
@@ -645,6 +669,27 @@ class _Job:
         }
 
 
+@contextlib.contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    """Creates ``root`` and holds ``<root>/.download.lock``: one writer per database folder."""
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no cross-process lock
+        yield
+        return
+    with open(root / ".download.lock", "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("%s: another download is writing here; waiting for it", root)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def _backoff(attempt: int) -> None:
     time.sleep(min(BACKOFF_S * 2**attempt, 10.0))
 
@@ -657,7 +702,9 @@ def _mitdb_records(cfg: PipelineConfig) -> list[str]:
     for r in wanted:
         safe_name(r, "mitdb record")
         if r not in MITDB_RECORDS:
-            raise PipelineError(f"unknown mitdb record {r!r} in data.mitdb_records; known: {list(MITDB_RECORDS)}")
+            raise PipelineError(
+                f"unknown mitdb record {r!r} in data.mitdb_records; known: {list(MITDB_RECORDS)}"
+            )
     return list(dict.fromkeys(wanted))
 
 
@@ -673,7 +720,9 @@ def _ptbxl_records(csv_path: Path, max_records: int) -> list[str]:
             try:
                 ecg_id = int(float(row["ecg_id"]))
             except (TypeError, ValueError):
-                raise PipelineError(f"{csv_path} line {line}: ecg_id {row['ecg_id']!r} is not a number") from None
+                raise PipelineError(
+                    f"{csv_path} line {line}: ecg_id {row['ecg_id']!r} is not a number"
+                ) from None
             if max_records and ecg_id > max_records:
                 continue
             rel = (row["filename_lr"] or "").strip()
@@ -733,11 +782,18 @@ def download_database(
             f"Received: ptbxl_max_records={cfg.data.ptbxl_max_records}"
         )
     records = _mitdb_records(cfg) if db.name == "mitdb" else list(db.records)
+    src = _source_for(cfg, db)
+    with _locked(database_dir(cfg, db.name)):
+        return _download(cfg, db, src, records, force, workers)
+
+
+def _download(
+    cfg: PipelineConfig, db: Database, src: _Source, records: list[str], force: bool, workers: int
+) -> dict[str, Any]:
     job = _Job(cfg, db, force, workers, source_kind="physionet")
     job.check_source_kind()
-    job.src = _source_for(cfg, db)
-    job.http = _Http(cfg.data.timeout_s, loopback=_is_loopback(job.src))
-    job.root.mkdir(parents=True, exist_ok=True)
+    job.src = src
+    job.http = _Http(cfg.data.timeout_s, loopback=_is_loopback(src))
     try:
         job.load_manifest(fresh=force)
         optional = [f for f in db.optional if f in job.manifest]
@@ -781,6 +837,11 @@ def write_synthetic(cfg: PipelineConfig, force: bool = False) -> dict[str, Any]:
     ``SHA256SUMS.txt`` are hashed and recorded like downloaded ones, so a second call does
     nothing unless ``force``. A folder holding PhysioNet files is refused.
     """
+    with _locked(database_dir(cfg, "mitdb")):
+        return _write_synthetic(cfg, force)
+
+
+def _write_synthetic(cfg: PipelineConfig, force: bool) -> dict[str, Any]:
     db = get_database("mitdb")
     job = _Job(cfg, db, force, 1, source_kind="synthetic")
     job.check_source_kind()
@@ -792,7 +853,9 @@ def write_synthetic(cfg: PipelineConfig, force: bool = False) -> dict[str, Any]:
     manifest_path = job.root / MANIFEST
     if not force and manifest_path.is_file():
         try:
-            job.manifest = parse_sha256sums(manifest_path.read_text(encoding="utf-8"), str(manifest_path))
+            job.manifest = parse_sha256sums(
+                manifest_path.read_text(encoding="utf-8"), str(manifest_path)
+            )
             if all(job._verify_local(rel, inside(job.root, rel)) for rel in job.manifest):
                 job.counts["files"] = len(job.manifest)
                 job.save_cache()
@@ -803,8 +866,9 @@ def write_synthetic(cfg: PipelineConfig, force: bool = False) -> dict[str, Any]:
     try:
         from data_tools.synthetic import write_synthetic_database
     except ImportError as exc:
-        raise PipelineError(f"--source synthetic needs data_tools.synthetic, which cannot be imported ({exc})") from None
-    job.root.mkdir(parents=True, exist_ok=True)
+        raise PipelineError(
+            f"--source synthetic needs data_tools.synthetic, which cannot be imported ({exc})"
+        ) from None
     write_synthetic_database(job.root)
     job.manifest = parse_sha256sums(manifest_path.read_text(encoding="utf-8"), str(manifest_path))
     job.counts = {"files": 0, "already_verified": 0, "rehashed": 0, "fetched": 0}
@@ -813,14 +877,18 @@ def write_synthetic(cfg: PipelineConfig, force: bool = False) -> dict[str, Any]:
             dest = inside(job.root, rel)
             got = sha256_file(dest) if dest.is_file() else "missing"
             if got != job.manifest[rel]:
-                raise PipelineError(f"synthetic writer: {rel} has sha256 {got}, its {MANIFEST} lists {job.manifest[rel]}")
+                raise PipelineError(
+                    f"synthetic writer: {rel} has sha256 {got}, its {MANIFEST} lists {job.manifest[rel]}"
+                )
             job._mark(rel, dest, got)
             job.counts["files"] += 1
             job.counts["fetched"] += 1
             job.bytes_fetched += dest.stat().st_size
     finally:
         job.save_cache()
-    log.info("mitdb: wrote %d synthetic files (%s)", job.counts["files"], _fmt_mb(job.bytes_fetched))
+    log.info(
+        "mitdb: wrote %d synthetic files (%s)", job.counts["files"], _fmt_mb(job.bytes_fetched)
+    )
     return job.summary(_records_of(job.manifest))
 
 
