@@ -287,8 +287,12 @@ def create_dataset(
         chunk = tf.reshape(tf.io.decode_raw(p["x"], tf.float32), [-1, 2])
         starts = tf.io.decode_raw(p["index"], tf.int32)
         grid = tf.cast(tf.io.decode_raw(p["eval_grid"], tf.uint8), tf.bool)
-        if not is_training:
-            starts = tf.boolean_mask(starts, grid)
+        sel = grid if not is_training else tf.ones_like(grid)
+        if masks is not None:  # masks run over every stored window, chunk after chunk
+            per = min(config.tfrecords.denoise_chunk_windows, schema.MAX_BATCH)
+            off = tf.cast(chunk_id, tf.int32) * per
+            sel = tf.logical_and(sel, masks[file_id][off : off + tf.shape(starts)[0]])
+        starts = tf.boolean_mask(starts, sel)
         clean = tf.gather(chunk, starts[:, None] + tf.range(W)[None, :])  # (k, W, 2)
         if is_training:
             s = tf.random.uniform([2], 0, 2**31 - 1, dtype=tf.int64)
