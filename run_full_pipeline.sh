@@ -29,6 +29,9 @@ Options:
   --config FILE       config file or name in pipeline/configs (default: full)
   --mirror DIR_OR_URL PhysioNet mirror laid out like shared/data (or set ECG_MIRROR)
   --data-dir DIR      data folder (default from the config; or set ECG_DATA_DIR)
+  --set SECTION.KEY=VALUE
+                      override one config value (repeatable), e.g. --set train.epochs=3
+                      (with the shared mirror: --set data.ptbxl_max_records=500)
   --stages "A B ..."  run only these stages (default: all)
   --force             redo stages even when their outputs are up to date
   --setup-only        create/refresh the virtual environment and exit
@@ -47,6 +50,7 @@ while [[ $# -gt 0 ]]; do
     --config) CONFIG="$2"; shift 2 ;;
     --mirror) COMMON+=(--mirror "$2"); shift 2 ;;
     --data-dir) COMMON+=(--data-dir "$2"); shift 2 ;;
+    --set) COMMON+=(--set "$2"); shift 2 ;;
     --stages) STAGES="$2"; shift 2 ;;
     --force) FORCE=(--force); shift ;;
     --setup-only) SETUP_ONLY=1; shift ;;

@@ -1,0 +1,579 @@
+"""Training of denoisers and classifiers: ``python -m pipeline.train --task T --model M``.
+
+Denoisers (task ``mitdb_denoise``): rotating epochs clean, 24, 12 and 6 dB (config
+``noise.curriculum_snr_db``), noise of a random type per window among ``noise.train_types``
+drawn from the *training* segments of the noise records; loss MSE + 0.3 MAE (+ the VQ
+commitment loss the model adds itself); Adam 1e-3, gradient clipping 1.0; a fresh random
+subset of ``train.examples_per_epoch`` windows each epoch; validation at every curriculum
+level on validation patients and validation noise segments.
+
+Classifiers: class weights (inverse frequency) or focal loss, optional per-class limit per
+epoch, AdamW with weight decay, early stopping on validation loss (patience 7).
+
+Both: ReduceLROnPlateau (patience 5, factor 0.7, min 1e-6) on validation loss; seeds and an
+op-determinism option; a checkpoint after every epoch and every ``--checkpoint-every-s``
+seconds, so a run interrupted at any point resumes where it stopped when the same command is
+run again. Only training and validation patients are read; the test split is never opened
+here (see ``pipeline.final_eval``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from pipeline import experiment as X
+from pipeline import normalization as NORM
+from pipeline import schema
+from pipeline.config import PipelineConfig, add_config_args, config_from_args
+from pipeline.io_utils import PipelineError, atomic_path, atomic_write_json, read_json, run_cli, setup_logging
+from pipeline.tasks import Task, check_pairing, get_task
+
+log = logging.getLogger("ecg.train")
+
+STATE_FILE = "train_state.json"
+CKPT_DIR = "checkpoints"
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def model_input_shape(task: Task, cfg: PipelineConfig) -> tuple[int, ...]:
+    """Input shape of one example as the loader yields it (no batch axis)."""
+    shape = schema.example_shape(task.kind, cfg)
+    if task.kind == "segments":
+        return (*shape, 1)
+    if task.kind == "beats":
+        return (cfg.loader.seq_len_beats, *shape, 1)
+    return tuple(shape)
+
+
+def build_model(task: Task, cfg: PipelineConfig, name: str, kwargs: Mapping[str, Any]) -> Any:
+    """Builds a registered model for a task (pairing checked first)."""
+    from models import registry
+
+    kind = "denoiser" if task.denoising else "classifier"
+    spec = registry.get(kind, name)
+    check_pairing(task, kind, name, spec.input_kind)
+    shape = model_input_shape(task, cfg)
+    if task.denoising:
+        return spec(shape, **kwargs)
+    return spec(shape, task.n_outputs, output_activation=task.output_activation, **kwargs)
+
+
+def make_optimizer(task: Task, cfg: PipelineConfig, learning_rate: float | None = None) -> Any:
+    import keras
+
+    t = cfg.train
+    lr = t.learning_rate if learning_rate is None else learning_rate
+    if task.denoising:
+        return keras.optimizers.Adam(lr, clipnorm=t.clipnorm)
+    return keras.optimizers.AdamW(lr, weight_decay=t.weight_decay, clipnorm=t.clipnorm)
+
+
+def make_loss(task: Task, cfg: PipelineConfig) -> Any:
+    from pipeline.losses import DenoiseLoss, classification_loss
+
+    if task.denoising:
+        return DenoiseLoss(cfg.train.mae_weight)
+    return classification_loss(task.multilabel, cfg.train.class_weighting == "focal",
+                               cfg.train.focal_gamma)
+
+
+def compile_model(model: Any, task: Task, cfg: PipelineConfig, learning_rate: float | None = None) -> Any:
+    model.compile(optimizer=make_optimizer(task, cfg, learning_rate), loss=make_loss(task, cfg),
+                  jit_compile=False)
+    return model
+
+
+def class_weights(y: np.ndarray, n_classes: int) -> dict[int, float]:
+    """Balanced weights ``n / (K * n_c)``; classes absent from training get weight 0."""
+    counts = np.bincount(y.astype(int), minlength=n_classes).astype(float)
+    present = counts > 0
+    w = np.zeros(n_classes)
+    w[present] = counts.sum() / (present.sum() * counts[present])
+    return {i: float(v) for i, v in enumerate(w)}
+
+
+def set_determinism(cfg: PipelineConfig) -> None:
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(cfg.train.seed)
+    if cfg.train.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def get_strategy(cfg: PipelineConfig) -> Any:
+    """The configured ``tf.distribute`` strategy (one device by default)."""
+    import tensorflow as tf
+
+    d = cfg.train.distribution
+    if d == "default":
+        return tf.distribute.get_strategy()
+    if d == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if d == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise PipelineError("train.distribution=multi_worker needs TF_CONFIG set on every worker")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise PipelineError(f"unknown train.distribution {d!r}; known: default, mirrored, multi_worker")
+
+
+def normalization_for(run_dir: Path, files: Sequence[str], cfg: PipelineConfig, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Fits statistics on the training files (or reloads them when fitted on the same files)."""
+    path = run_dir / "normalization.json"
+    names = [Path(f).name for f in files]
+    if path.is_file():
+        saved = read_json(path, "normalization statistics")
+        if saved.get("train_files") == names:
+            return NORM.load(path, kind, NORM.n_channels(kind, cfg))
+    stats = NORM.fit(files, cfg, kind)
+    NORM.save(stats, path)
+    return np.asarray(stats["mean"]), np.asarray(stats["scale"])
+
+
+def subsample_masks(files: Sequence[str], cfg: PipelineConfig, kind: str, n_wanted: int,
+                    seed: int, base: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray] | None:
+    """Fixed random masks keeping about ``n_wanted`` stored examples over ``files``."""
+    if n_wanted <= 0:
+        return dict(base) if base is not None else None
+    from pipeline.tfrecords import tfrecord_dir
+
+    m = read_json(tfrecord_dir(cfg, kind) / "manifest.json", "TFRecord manifest")
+    sizes = {str(tfrecord_dir(cfg, kind) / e["file"]): int(e["examples"]) for e in m["files"]}
+    total = sum(sizes[f] for f in files)
+    frac = min(1.0, n_wanted / max(1, total if kind != "denoise" else total / 32))
+    rng = np.random.default_rng(seed)
+    out = {}
+    for f in files:
+        keep = rng.random(sizes[f]) < frac
+        if base is not None:
+            keep &= np.asarray(base[f], bool)
+        out[f] = keep
+    return out
+
+
+# ---------------------------------------------------------------------------- the loop
+
+
+@dataclasses.dataclass
+class TrainState:
+    epoch: int = 0
+    """Epochs completed."""
+    step_in_epoch: int = 0
+    learning_rate: float = 1e-3
+    best_val_loss: float = math.inf
+    best_epoch: int = -1
+    plateau_wait: int = 0
+    stop_wait: int = 0
+    history: list = dataclasses.field(default_factory=list)
+    finished: bool = False
+    stop_reason: str = ""
+    train_seconds: float = 0.0
+
+
+def _save_checkpoint(model: Any, run_dir: Path, state: TrainState, name: str = "last.keras") -> None:
+    ckpt = run_dir / CKPT_DIR / name
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    tmp = ckpt.with_name(f".{ckpt.stem}.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, ckpt)
+    atomic_write_json(run_dir / STATE_FILE, dataclasses.asdict(state))
+
+
+def _load_state(run_dir: Path) -> TrainState | None:
+    p = run_dir / STATE_FILE
+    if not p.is_file() or not (run_dir / CKPT_DIR / "last.keras").is_file():
+        return None
+    d = read_json(p, "training state")
+    try:
+        return TrainState(**d)
+    except TypeError as exc:
+        raise PipelineError(f"{p}: training state does not match this version ({exc})") from exc
+
+
+def _steps(n_examples: int, batch: int) -> int:
+    return max(1, math.ceil(n_examples / batch))
+
+
+def _denoise_val_sets(cfg: PipelineConfig, task: Task, files: Sequence[str], mean: np.ndarray,
+                      scale: np.ndarray, masks: Mapping[str, np.ndarray] | None) -> dict[str, Any]:
+    from pipeline import noise as NZ
+    from pipeline.loader import create_dataset
+
+    noise = NZ.load_noise(cfg)
+    out = {}
+    for snr in cfg.noise.curriculum_snr_db:
+        fn = NZ.make_curriculum_noise_fn(cfg, "val", snr, cfg.noise.train_types, noise=noise)
+        label = "clean" if math.isinf(snr) else f"{snr:g}dB"
+        out[label] = create_dataset(files, cfg, cfg.train.batch_size, False, mean, scale, task=task,
+                                    noise_fn=fn, include=masks, check=False)
+    return out
+
+
+def _validate_denoiser(model: Any, val_sets: Mapping[str, Any], mean: np.ndarray, scale: np.ndarray) -> dict[str, float]:
+    from pipeline.denoise_metrics import window_metrics
+
+    out = {}
+    losses = []
+    for label, ds in val_sets.items():
+        res = model.evaluate(ds, verbose=0, return_dict=True)
+        losses.append(res["loss"])
+        out[f"val_loss_{label}"] = float(res["loss"])
+        imps = []
+        for x, y in ds:
+            pred = np.asarray(model.predict_on_batch(x))
+            den = pred * scale + mean
+            clean = y.numpy() * scale + mean
+            noisy = x.numpy() * scale + mean
+            imps.append(window_metrics(clean, noisy, den)["snr_improvement_db"])
+        imp = np.concatenate(imps)
+        out[f"val_snr_imp_{label}"] = float(np.mean(imp[np.isfinite(imp)])) if np.isfinite(imp).any() else float("nan")
+    out["val_loss"] = float(np.mean(losses))
+    return out
+
+
+def _validate_classifier(model: Any, ds: Any, y_true: np.ndarray, task: Task) -> dict[str, float]:
+    res = model.evaluate(ds, verbose=0, return_dict=True)
+    probs = np.asarray(model.predict(ds, verbose=0))
+    out = {"val_loss": float(res["loss"])}
+    if len(probs) != len(y_true):
+        raise PipelineError(f"validation predictions ({len(probs)}) and labels ({len(y_true)}) differ")
+    if task.multilabel:
+        from sklearn.metrics import roc_auc_score
+
+        ok = [k for k in range(y_true.shape[1]) if 0 < y_true[:, k].sum() < len(y_true)]
+        out["val_macro_auc"] = float(roc_auc_score(y_true[:, ok], probs[:, ok], average="macro")) if ok else float("nan")
+    else:
+        from sklearn.metrics import f1_score
+
+        pred = probs.argmax(1)
+        out["val_accuracy"] = float((pred == y_true).mean())
+        out["val_macro_f1"] = float(f1_score(y_true, pred, average="macro",
+                                             labels=sorted(set(y_true.tolist())), zero_division=0))
+    return out
+
+
+def _vq_usage(model: Any) -> dict[str, float]:
+    """Codebook usage of VQ layers, when the model has any (see models/layers.py)."""
+    out = {}
+    for layer in getattr(model, "layers", []):
+        fn = getattr(layer, "codebook_usage", None)
+        if callable(fn):
+            try:
+                for k, v in dict(fn()).items():
+                    out[f"{layer.name}_{k}"] = float(v)
+            except Exception:  # noqa: BLE001 - usage reporting must never stop training
+                pass
+    return out
+
+
+class _TimedCheckpoint:
+    """Keras callback saving the model and state every ``every_s`` seconds within an epoch."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        import keras
+
+        class Impl(keras.callbacks.Callback):
+            def __init__(self, run_dir: Path, state: TrainState, every_s: float, start_step: int):
+                super().__init__()
+                self.run_dir, self.state, self.every_s = run_dir, state, every_s
+                self.start_step = start_step
+                self.t_last = time.monotonic()
+
+            def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+                if self.every_s > 0 and time.monotonic() - self.t_last >= self.every_s:
+                    self.state.step_in_epoch = self.start_step + batch + 1
+                    _save_checkpoint(self.model, self.run_dir, self.state)
+                    self.t_last = time.monotonic()
+
+        return Impl(*args, **kwargs)
+
+
+def train(
+    cfg: PipelineConfig,
+    run_dir: Path,
+    *,
+    task_name: str | None = None,
+    model_name: str | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+    files: X.SplitFiles | None = None,
+    checkpoint_every_s: float = 300.0,
+    verbose: int = 2,
+    extra_callbacks: Sequence[Any] = (),
+) -> dict:
+    """Trains (or resumes) one model; returns the run summary (also saved as summary.json)."""
+    import keras
+
+    from pipeline.loader import create_dataset, split_labels
+
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*ran out of data.*")
+    warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    t = cfg.train
+    task = get_task(task_name or t.task)
+    model_name = model_name or t.model
+    kwargs = dict(t.model_kwargs if model_kwargs is None else model_kwargs)
+    set_determinism(cfg)
+    sf = files or X.split_files(cfg, task)
+    if files is None:
+        X.save_split(sf.split, run_dir)
+    if not sf.train or not sf.val:
+        raise PipelineError(f"task {task.name}: empty training or validation split")
+    mean, scale = normalization_for(run_dir, sf.train, cfg, task.kind)
+
+    strategy = get_strategy(cfg)
+    state = _load_state(run_dir)
+    with strategy.scope():
+        if state is not None and not state.finished:
+            log.info("resuming %s at epoch %d step %d", run_dir, state.epoch, state.step_in_epoch)
+            model = keras.models.load_model(run_dir / CKPT_DIR / "last.keras", safe_mode=True)
+        elif state is not None and state.finished:
+            log.info("%s: training already finished (%s); nothing to do", run_dir, state.stop_reason)
+            return read_json(run_dir / "summary.json", "run summary")
+        else:
+            state = TrainState(learning_rate=t.learning_rate)
+            model = build_model(task, cfg, model_name, kwargs)
+            compile_model(model, task, cfg)
+    atomic_write_json(run_dir / "model.json", {"task": task.name, "model": model_name,
+                                               "kind": "denoiser" if task.denoising else "classifier",
+                                               "kwargs": kwargs, "params": int(model.count_params()),
+                                               "input_shape": list(model_input_shape(task, cfg))})
+
+    # Data for every epoch.
+    cw = None
+    limit_probs = None
+    train_masks = sf.include_train
+    if task.denoising:
+        from pipeline import noise as NZ
+
+        noise = NZ.load_noise(cfg)
+        from pipeline.tfrecords import tfrecord_dir
+
+        man = read_json(tfrecord_dir(cfg, "denoise") / "manifest.json", "denoise manifest")
+        n_train = sum(e["examples"] for e in man["files"] if str(tfrecord_dir(cfg, "denoise") / e["file"]) in sf.train)
+        val_masks = subsample_masks(sf.val, cfg, task.kind, t.val_examples, t.seed, sf.include_val)
+        val_sets = _denoise_val_sets(cfg, task, sf.val, mean, scale, val_masks)
+    else:
+        y_train = split_labels(sf.train, cfg, task, sf.include_train)
+        n_train = len(y_train)
+        if not task.multilabel:
+            counts = np.bincount(y_train.astype(int), minlength=task.n_outputs)
+            if t.class_weighting == "balanced":
+                cw = class_weights(y_train, task.n_outputs)
+            if t.per_class_limit > 0:
+                limit_probs = np.minimum(1.0, t.per_class_limit / np.maximum(counts, 1)).astype(np.float32)
+                n_train = int(np.minimum(counts, t.per_class_limit).sum())
+        val_masks = subsample_masks(sf.val, cfg, task.kind, t.val_examples, t.seed, sf.include_val)
+        y_val = split_labels(sf.val, cfg, task, val_masks)
+        val_ds = create_dataset(sf.val, cfg, t.batch_size, False, mean, scale, task=task,
+                                include=val_masks)
+    per_epoch = t.examples_per_epoch or n_train
+    steps = _steps(per_epoch, t.batch_size)
+    log.info("task %s, model %s (%d params): %d training examples, %d steps/epoch of %d",
+             task.name, model_name, model.count_params(), n_train, steps, t.batch_size)
+
+    t_start = time.monotonic()
+    curriculum = cfg.noise.curriculum_snr_db
+    while state.epoch < t.epochs and not state.finished:
+        epoch = state.epoch
+        t_epoch = time.monotonic()
+        model.optimizer.learning_rate.assign(state.learning_rate)
+        level = ""
+        if task.denoising:
+            snr = curriculum[epoch % len(curriculum)]
+            level = "clean" if math.isinf(snr) else f"{snr:g}dB"
+            fn = NZ.make_curriculum_noise_fn(cfg, "train", snr, cfg.noise.train_types, noise=noise)
+            train_ds = create_dataset(sf.train, cfg, t.batch_size, True, mean, scale, task=task,
+                                      noise_fn=fn, include=train_masks, seed=t.seed + epoch,
+                                      check=epoch == 0)
+        else:
+            train_ds = create_dataset(sf.train, cfg, t.batch_size, True, mean, scale, task=task,
+                                      include=train_masks, seed=t.seed + epoch, check=epoch == 0)
+            if limit_probs is not None:
+                train_ds = _limit_per_class(train_ds, limit_probs, t.batch_size, t.seed + epoch)
+        remaining = steps - state.step_in_epoch
+        cb = [_TimedCheckpoint(run_dir, state, checkpoint_every_s, state.step_in_epoch), *extra_callbacks]
+        hist = model.fit(train_ds.repeat(), steps_per_epoch=remaining, epochs=1, verbose=verbose,
+                         class_weight=cw, callbacks=cb)
+        train_loss = float(hist.history["loss"][-1])
+        if task.denoising:
+            val = _validate_denoiser(model, val_sets, mean, scale)
+        else:
+            val = _validate_classifier(model, val_ds, y_val, task)
+        row = {"epoch": epoch + 1, "level": level, "learning_rate": state.learning_rate,
+               "loss": train_loss, **val, **_vq_usage(model),
+               "seconds": round(time.monotonic() - t_epoch, 1)}
+        state.history.append(row)
+        log.info("epoch %d/%d %s loss %.4f val_loss %.4f %s", epoch + 1, t.epochs, level,
+                 train_loss, val["val_loss"],
+                 {k: round(v, 4) for k, v in val.items() if k != "val_loss"})
+        # Plateau and early stopping on validation loss.
+        improved = val["val_loss"] < state.best_val_loss - 1e-6
+        if improved:
+            state.best_val_loss, state.best_epoch = val["val_loss"], epoch + 1
+            state.plateau_wait = state.stop_wait = 0
+            _save_checkpoint(model, run_dir, state, "best.keras")
+        else:
+            state.plateau_wait += 1
+            state.stop_wait += 1
+            if state.plateau_wait >= t.reduce_lr_patience:
+                state.learning_rate = max(t.min_learning_rate, state.learning_rate * t.reduce_lr_factor)
+                state.plateau_wait = 0
+        state.epoch += 1
+        state.step_in_epoch = 0
+        state.train_seconds += time.monotonic() - t_epoch
+        if not task.denoising and state.stop_wait >= t.early_stopping_patience:
+            state.finished, state.stop_reason = True, f"early stopping at epoch {epoch + 1}"
+        elif state.epoch >= t.epochs:
+            state.finished, state.stop_reason = True, f"{t.epochs} epochs"
+        elif t.max_train_seconds and time.monotonic() - t_start >= t.max_train_seconds:
+            state.stop_reason = f"time budget of {t.max_train_seconds:g} s reached (resumable)"
+        _save_checkpoint(model, run_dir, state)
+        atomic_write_json(run_dir / "history.json", state.history)
+        if state.stop_reason and not state.finished:
+            break
+    summary = {
+        "task": task.name,
+        "model": model_name,
+        "params": int(model.count_params()),
+        "epochs_done": state.epoch,
+        "best_epoch": state.best_epoch,
+        "best_val_loss": state.best_val_loss,
+        "best": next((h for h in state.history if h["epoch"] == state.best_epoch), {}),
+        "finished": state.finished,
+        "stop_reason": state.stop_reason,
+        "train_seconds": round(state.train_seconds, 1),
+        "examples_per_epoch": per_epoch,
+        "leaky_split": sf.leaky,
+    }
+    atomic_write_json(run_dir / "summary.json", summary)
+    try:
+        from pipeline import plots
+
+        plots.plot_history(state.history, run_dir / "plots" / "history.png")
+    except Exception as exc:  # noqa: BLE001 - plots are a convenience, never fail the run
+        log.warning("history plot skipped: %s", exc)
+    return summary
+
+
+def _limit_per_class(ds: Any, keep_prob: np.ndarray, batch_size: int, seed: int) -> Any:
+    """Drops examples of frequent classes at random so each class stays near its limit."""
+    import tensorflow as tf
+
+    probs = tf.constant(keep_prob)
+
+    def keep(x: Any, y: Any) -> Any:
+        p = tf.gather(probs, tf.argmax(y, axis=-1))
+        return tf.random.uniform([], seed=seed) < p
+
+    return ds.unbatch().filter(keep).batch(batch_size)
+
+
+def load_best_model(run_dir: Path) -> Any:
+    """The best (lowest validation loss) checkpoint of a run, loaded in safe mode."""
+    import keras
+
+    import models.registry  # noqa: F401 - registers custom layers before loading
+    from models import registry
+
+    registry._load_all()
+    import pipeline.losses  # noqa: F401
+
+    for name in ("best.keras", "last.keras"):
+        p = Path(run_dir) / CKPT_DIR / name
+        if p.is_file():
+            return keras.models.load_model(p, safe_mode=True)
+    raise PipelineError(f"{run_dir}: no checkpoint found (train the model first)")
+
+
+# ------------------------------------------------------------------------------- CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m pipeline.train",
+        description="Train a denoiser or classifier on the training patients (validation on "
+        "held-out training patients). Rerun the same command to resume an interrupted run.",
+    )
+    add_config_args(p)
+    p.add_argument("--task", default=None, help="task name (default: train.task); see pipeline/tasks.py")
+    p.add_argument("--model", default=None, help="registered model name (default: train.model)")
+    p.add_argument("--model-kwargs", default=None, help="JSON of builder keyword arguments")
+    p.add_argument("--hparams", default=None,
+                   help="best_hparams.json of a tuning run (model kwargs and learning rate)")
+    p.add_argument("--run-dir", default=None, help="run folder (default: Research_Runs/<date>_<task>_<model>)")
+    p.add_argument("--tag", default="", help="suffix of the run folder name")
+    p.add_argument("--checkpoint-every-s", type=float, default=300.0,
+                   help="also checkpoint within an epoch every this many seconds (0: off)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def apply_hparams(cfg: PipelineConfig, hp_path: str | None, model_kwargs: dict) -> tuple[PipelineConfig, dict]:
+    """Merges a tuning result (``best_hparams.json``) into the config and model kwargs."""
+    if not hp_path:
+        return cfg, model_kwargs
+    d = read_json(Path(hp_path), "best hyperparameters")
+    kwargs = {**d.get("model_kwargs", {}), **model_kwargs}
+    tr = d.get("train", {})
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **tr))
+    return cfg, kwargs
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    cfg = config_from_args(args)
+    over = {}
+    if args.task:
+        over["task"] = args.task
+    if args.model:
+        over["model"] = args.model
+    kwargs = dict(cfg.train.model_kwargs)
+    if args.model_kwargs:
+        try:
+            kwargs.update(json.loads(args.model_kwargs))
+        except json.JSONDecodeError as exc:
+            raise PipelineError(f"--model-kwargs is not valid JSON ({exc})") from exc
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **over, model_kwargs=kwargs))
+    cfg, kwargs = apply_hparams(cfg, args.hparams, kwargs)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, model_kwargs=kwargs))
+    task = get_task(cfg.train.task)
+    # Fail fast on an impossible pairing, before any data is read.
+    from models import registry
+
+    kind = "denoiser" if task.denoising else "classifier"
+    try:
+        spec = registry.get(kind, cfg.train.model)
+    except KeyError as exc:
+        raise PipelineError(str(exc).strip('"')) from None
+    try:
+        check_pairing(task, kind, cfg.train.model, spec.input_kind)
+    except ValueError as exc:
+        raise PipelineError(str(exc)) from None
+    run_dir = X.new_run_dir(cfg, task.name, cfg.train.model, args.tag,
+                            run_dir=Path(args.run_dir) if args.run_dir else None)
+    summary = train(cfg, run_dir, checkpoint_every_s=args.checkpoint_every_s,
+                    verbose=2 if args.verbose else 0)
+    print(json.dumps({k: summary[k] for k in ("task", "model", "epochs_done", "best_epoch",
+                                               "best_val_loss", "stop_reason")}))
+    print(f"run folder: {run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
