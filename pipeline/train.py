@@ -27,8 +27,9 @@ import math
 import os
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,13 @@ from pipeline import experiment as X
 from pipeline import normalization as NORM
 from pipeline import schema
 from pipeline.config import PipelineConfig, add_config_args, config_from_args
-from pipeline.io_utils import PipelineError, atomic_path, atomic_write_json, read_json, run_cli, setup_logging
+from pipeline.io_utils import (
+    PipelineError,
+    atomic_write_json,
+    read_json,
+    run_cli,
+    setup_logging,
+)
 from pipeline.tasks import Task, check_pairing, get_task
 
 log = logging.getLogger("ecg.train")
@@ -314,11 +321,11 @@ def train(
     extra_callbacks: Sequence[Any] = (),
 ) -> dict:
     """Trains (or resumes) one model; returns the run summary (also saved as summary.json)."""
+    import warnings
+
     import keras
 
     from pipeline.loader import create_dataset, split_labels
-
-    import warnings
 
     warnings.filterwarnings("ignore", message=".*ran out of data.*")
     warnings.filterwarnings("ignore", message=".*`shuffle=True` was passed.*")
@@ -483,17 +490,16 @@ def _limit_per_class(ds: Any, keep_prob: np.ndarray, batch_size: int, seed: int)
     return ds.unbatch().filter(keep).batch(batch_size)
 
 
-def load_best_model(run_dir: Path) -> Any:
-    """The best (lowest validation loss) checkpoint of a run, loaded in safe mode."""
+def load_best_model(run_dir: Path, prefer: str = "best") -> Any:
+    """A run's checkpoint (``best``: lowest validation loss, or ``last``), in safe mode."""
     import keras
 
-    import models.registry  # noqa: F401 - registers custom layers before loading
+    import pipeline.losses  # noqa: F401 - registers the loss before loading
     from models import registry
 
-    registry._load_all()
-    import pipeline.losses  # noqa: F401
-
-    for name in ("best.keras", "last.keras"):
+    registry._load_all()  # registers the models' custom layers
+    order = ("best.keras", "last.keras") if prefer == "best" else ("last.keras", "best.keras")
+    for name in order:
         p = Path(run_dir) / CKPT_DIR / name
         if p.is_file():
             return keras.models.load_model(p, safe_mode=True)

@@ -1,0 +1,139 @@
+"""Evaluation of a trained model on a list of files (used by k-fold and final evaluation).
+
+This module never decides *which* files: callers pass them. Only ``pipeline.final_eval``
+passes test files (it alone opens :func:`pipeline.experiment.test_split_access`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.config import PipelineConfig
+from pipeline.tasks import Task
+
+log = logging.getLogger("ecg.evaluate")
+
+
+def predict_classifier(model: Any, files: Sequence[str], cfg: PipelineConfig, task: Task,
+                       mean: np.ndarray, scale: np.ndarray,
+                       include: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Probabilities, labels and (record, index) of every example of ``files``."""
+    from pipeline.loader import create_dataset, split_labels
+
+    ds = create_dataset(files, cfg, 256, False, mean, scale, task=task, include=include,
+                        with_index=True)
+    probs, recs, idx = [], [], []
+    for x, _, r, i in ds:
+        probs.append(np.asarray(model.predict_on_batch(x)))
+        recs.append(r.numpy())
+        idx.append(i.numpy())
+    y = split_labels(files, cfg, task, include)
+    p = np.concatenate(probs) if probs else np.zeros((0, task.n_outputs))
+    if len(p) != len(y):
+        raise RuntimeError(f"{len(p)} predictions for {len(y)} labels")
+    return {"probs": p, "y": y, "record": np.concatenate(recs).astype(str) if recs else np.zeros(0, str),
+            "index": np.concatenate(idx) if idx else np.zeros(0, np.int32)}
+
+
+def classifier_metrics(pred: Mapping[str, np.ndarray], task: Task,
+                       thresholds: np.ndarray | None = None) -> dict:
+    from pipeline import metrics as M
+
+    if task.multilabel:
+        return M.multilabel_metrics(pred["y"], pred["probs"], list(task.classes), thresholds=thresholds)
+    return M.single_label_metrics(pred["y"], pred["probs"], list(task.classes))
+
+
+def evaluate_denoiser(
+    model: Any | None,
+    files: Sequence[str],
+    cfg: PipelineConfig,
+    task: Task,
+    mean: np.ndarray | None,
+    scale: np.ndarray | None,
+    *,
+    part: str,
+    noise_types: Sequence[str],
+    snr_dbs: Sequence[float],
+    include: Mapping[str, np.ndarray] | None = None,
+    classic: Sequence[str] = (),
+    keep_examples: int = 0,
+) -> dict:
+    """Metrics per noise type and input SNR for a model and/or classic filters.
+
+    Every condition uses the same windows (non-overlapping evaluation grid of ``files``,
+    restricted by ``include``) and fixed noise from the ``part`` segments of the noise records.
+
+    Returns:
+        ``{"results": {method: {noise_type: {snr: summary}}}, "examples": {...}}``
+    """
+    from pipeline import noise as NZ
+    from pipeline.classic_filters import apply_filter
+    from pipeline.denoise_metrics import summarize, window_metrics
+    from pipeline.loader import create_dataset
+
+    noise = NZ.load_noise(cfg)
+    fs = cfg.windows.denoise_fs_hz
+    methods = ([getattr(model, "name", "model")] if model is not None else []) + list(classic)
+    results: dict = {m: {} for m in methods}
+    examples: dict = {}
+    for nt in noise_types:
+        for snr in snr_dbs:
+            fn = NZ.make_noise_fn(cfg, nt, snr, part, noise=noise)
+            ds = create_dataset(files, cfg, 128, False, None, None, task=task, noise_fn=fn,
+                                include=include, check=False)
+            per: dict[str, list] = {m: [] for m in methods}
+            for noisy, clean in ds:
+                noisy, clean = noisy.numpy(), clean.numpy()
+                if model is not None:
+                    xin = (noisy - mean) / scale
+                    den = np.asarray(model.predict_on_batch(xin)) * scale + mean
+                    per[methods[0]].append(window_metrics(clean, noisy, den))
+                    key = (nt, snr)
+                    if keep_examples and key not in examples:
+                        examples[key] = {"clean": clean[:keep_examples], "noisy": noisy[:keep_examples],
+                                         "denoised": den[:keep_examples]}
+                for c in classic:
+                    per[c].append(window_metrics(clean, noisy, apply_filter(c, noisy, fs)))
+            label = "clean" if math.isinf(snr) else f"{snr:g}"
+            for m in methods:
+                merged = {k: np.concatenate([d[k] for d in per[m]]) for k in per[m][0]} if per[m] else {}
+                results[m].setdefault(nt, {})[label] = summarize(merged) if merged else {}
+            log.info("evaluated %s at %s dB", nt, label)
+    return {"results": results, "examples": examples}
+
+
+def denoise_table(results: Mapping[str, Any], metric: str = "snr_improvement_db") -> str:
+    """Markdown table: rows method x noise type, columns input SNR (mean of ``metric``)."""
+    snrs: list[str] = []
+    for by_type in results.values():
+        for by_snr in by_type.values():
+            snrs += [s for s in by_snr if s not in snrs]
+    head = "| method | noise | " + " | ".join(f"{s} dB" for s in snrs) + " |"
+    rows = [head, "|" + "---|" * (2 + len(snrs))]
+    for m, by_type in results.items():
+        for nt, by_snr in by_type.items():
+            cells = []
+            for s in snrs:
+                v = by_snr.get(s, {}).get(metric, {})
+                cells.append(f"{v['mean']:+.2f}" if isinstance(v, dict) and "mean" in v else "")
+            rows.append(f"| {m} | {nt} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def save_examples_plot(examples: Mapping, out: Path) -> None:
+    try:
+        from pipeline import plots
+
+        for (nt, snr), ex in list(examples.items())[:4]:
+            plots.plot_denoise_overlay(ex["noisy"], ex["clean"], ex["denoised"],
+                                       out / f"overlay_{nt}_{snr:g}dB.png",
+                                       title=f"{nt} at {snr:g} dB input")
+    except Exception as exc:  # noqa: BLE001 - plots never fail an evaluation
+        log.warning("overlay plots skipped: %s", exc)

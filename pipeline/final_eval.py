@@ -1,0 +1,249 @@
+"""Final held-out evaluation: ``python -m pipeline.final_eval --task T --model M``.
+
+The only script that reads the test split (MIT-BIH DS2, PTB-XL fold 10). Two modes:
+
+* default: retrain on all training records with the chosen hyperparameters (``--hparams``,
+  else the tuning result in ``Research_Runs/tuning/<task>_<model>/best_hparams.json`` when it
+  exists, else the builder defaults) for ``train.epochs`` epochs, then evaluate once on test.
+  MIT-BIH: training = DS1 (validation patients included); PTB-XL keeps fold 9 as validation for
+  the decision thresholds, as the benchmark protocol prescribes.
+* ``--run RUN``: evaluate the best checkpoint of an existing training run (trained on the
+  training patients with patient-wise validation) once on test.
+
+Writes ``metrics_test.json``, ``report.md`` and plots into the run folder, with bootstrap 95 %
+confidence intervals of the headline metrics (resampling records, so the interval reflects
+patient variability, for classifiers; resampling windows for denoisers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline import experiment as X
+from pipeline import normalization as NORM
+from pipeline.config import PipelineConfig, add_config_args, config_from_args, to_dict
+from pipeline.io_utils import (
+    PipelineError,
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+    run_cli,
+    setup_logging,
+)
+from pipeline.tasks import Task, get_task
+
+log = logging.getLogger("ecg.final_eval")
+
+
+def _thresholds(model: Any, cfg: PipelineConfig, task: Task, sf: X.SplitFiles,
+                mean: np.ndarray, scale: np.ndarray) -> np.ndarray | None:
+    """Multi-label decision thresholds chosen on the validation split (never on test)."""
+    if not task.multilabel:
+        return None
+    from pipeline import metrics as M
+    from pipeline.evaluate import predict_classifier
+
+    val = predict_classifier(model, sf.val, cfg, task, mean, scale, sf.include_val)
+    return M.choose_thresholds(val["y"], val["probs"])
+
+
+def _classifier_report(model: Any, cfg: PipelineConfig, task: Task, split, sf: X.SplitFiles,
+                       run_dir: Path, mean: np.ndarray, scale: np.ndarray, n_boot: int) -> dict:
+    from pipeline import metrics as M
+    from pipeline.evaluate import classifier_metrics, predict_classifier
+
+    thresholds = _thresholds(model, cfg, task, sf, mean, scale)
+    with X.test_split_access("final_eval"):
+        files, include = X.test_files(cfg, task, split)
+        pred = predict_classifier(model, files, cfg, task, mean, scale, include)
+    res = classifier_metrics(pred, task, thresholds)
+    groups = pred["record"]
+    cis = {}
+    if task.multilabel:
+        heads = {"macro_auc": lambda y, p: M.multilabel_metrics(y, p, list(task.classes))["macro_auc"]}
+    else:
+        def f1_of(k: int):
+            return lambda y, p: M.single_label_metrics(y, p, list(task.classes))["per_class"][task.classes[k]]["f1"]
+
+        heads = {"accuracy": lambda y, p: M.single_label_metrics(y, p, list(task.classes))["accuracy"],
+                 "macro_f1": lambda y, p: M.single_label_metrics(y, p, list(task.classes))["macro_f1"]}
+        for k, c in enumerate(task.classes):
+            if (pred["y"] == k).any() and c in ("S", "V", "SVEB", "VEB"):
+                heads[f"f1_{c}"] = f1_of(k)
+    for name, fn in heads.items():
+        lo, hi, point = M.bootstrap_ci(fn, pred["y"], pred["probs"], n=n_boot, seed=cfg.eval.seed,
+                                       groups=groups)
+        cis[name] = {"point": point, "low": lo, "high": hi}
+    res["bootstrap_95ci"] = cis
+    res["n_test_examples"] = int(len(pred["y"]))
+    res["test_records"] = sorted(set(groups.tolist()))
+    if thresholds is not None:
+        res["thresholds_from_validation"] = np.asarray(thresholds).tolist()
+    _classifier_plots(pred, task, run_dir, cfg)
+    return res
+
+
+def _classifier_plots(pred: dict, task: Task, run_dir: Path, cfg: PipelineConfig) -> None:
+    try:
+        from pipeline import metrics as M
+        from pipeline import plots
+
+        out = run_dir / "plots"
+        classes = list(task.classes)
+        if task.multilabel:
+            plots.plot_roc_pr(pred["y"], pred["probs"], classes, out / "roc_pr_test.png")
+            return
+        m = M.single_label_metrics(pred["y"], pred["probs"], classes)
+        plots.plot_confusion_matrix(np.asarray(m["confusion_matrix"]), classes, out / "confusion_test.png")
+        onehot = np.eye(len(classes))[pred["y"]]
+        plots.plot_roc_pr(onehot, pred["probs"], classes, out / "roc_pr_test.png")
+        plots.plot_per_class_bars(m, classes, out / "per_class_test.png")
+    except Exception as exc:  # noqa: BLE001 - plots never fail the evaluation
+        log.warning("plots skipped: %s", exc)
+
+
+def _denoiser_report(model: Any, cfg: PipelineConfig, task: Task, split, run_dir: Path,
+                     mean: np.ndarray, scale: np.ndarray, max_windows: int, n_boot: int) -> dict:
+    from pipeline.evaluate import denoise_table, evaluate_denoiser, save_examples_plot
+    from pipeline.train import subsample_masks
+
+    with X.test_split_access("final_eval"):
+        files, include = X.test_files(cfg, task, split)
+        include = subsample_masks(files, cfg, "denoise", max_windows, cfg.eval.seed, include)
+        out = evaluate_denoiser(model, files, cfg, task, mean, scale, part="test",
+                                noise_types=cfg.noise.types, snr_dbs=cfg.noise.eval_snr_db,
+                                include=include, classic=("bandpass", "wavelet"), keep_examples=3)
+    save_examples_plot(out["examples"], run_dir / "plots")
+    try:
+        from pipeline import plots
+
+        plots.plot_denoise_by_level(out["results"], run_dir / "plots" / "by_level_test.png")
+    except Exception as exc:  # noqa: BLE001
+        log.warning("level plot skipped: %s", exc)
+    return {"results": out["results"], "table_snr_improvement_db": denoise_table(out["results"]),
+            "table_prd_percent": denoise_table(out["results"], "prd_percent"),
+            "test_records": list(split.test), "max_test_windows": max_windows}
+
+
+def _report_md(task: Task, model_name: str, res: dict, cfg: PipelineConfig, mode: str,
+               run_dir: Path) -> str:
+    lines = [f"# Final held-out evaluation: {model_name} on {task.name}", "",
+             f"- mode: {mode}", f"- split: {cfg.splits.scheme}"
+             + (" (LEAKY: beats of one patient in train and test)" if cfg.splits.scheme == "intra_patient" else ""),
+             f"- run folder: `{run_dir.name}`", ""]
+    if task.denoising:
+        lines += ["## SNR improvement (dB), mean over test windows", "", res["table_snr_improvement_db"], "",
+                  "## PRD (%)", "", res["table_prd_percent"], ""]
+    else:
+        try:
+            from pipeline import metrics as M
+
+            lines += [M.format_markdown(res, list(task.classes)), ""]
+        except Exception:  # noqa: BLE001
+            lines += ["```", json.dumps(res, indent=1, default=str)[:4000], "```"]
+        lines += ["## Bootstrap 95 % intervals (records resampled)", ""]
+        for k, v in res.get("bootstrap_95ci", {}).items():
+            lines.append(f"- {k}: {v['point']:.4f} [{v['low']:.4f}, {v['high']:.4f}]")
+    return "\n".join(lines) + "\n"
+
+
+def run(cfg: PipelineConfig, task: Task, model_name: str, *, from_run: Path | None,
+        hparams: Path | None, out_dir: Path | None, max_windows: int, n_boot: int,
+        tag: str = "final") -> Path:
+    from pipeline.train import apply_hparams, load_best_model, train
+
+    split = X.make_split(cfg, task)
+    if from_run is not None:
+        run_dir = Path(from_run)
+        if not (run_dir / "normalization.json").is_file():
+            raise PipelineError(f"{run_dir}: not a training run (no normalization.json)")
+        saved = read_json(run_dir / "model.json", "run model description")
+        if saved["task"] != task.name:
+            raise PipelineError(f"{run_dir}: trained on {saved['task']}, not {task.name}")
+        model_name = saved["model"]
+        sf = X.split_files(cfg, task, split)
+        model = load_best_model(run_dir)
+        mode = f"best checkpoint of training run {run_dir.name} (trained on training patients)"
+    else:
+        hp = hparams
+        default_hp = X.RUNS_DIR / "tuning" / f"{task.name}_{model_name}" / "best_hparams.json"
+        if hp is None and default_hp.is_file():
+            hp = default_hp
+        cfg, kwargs = apply_hparams(cfg, str(hp) if hp else None, dict(cfg.train.model_kwargs))
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, model_kwargs=kwargs,
+                                                                 early_stopping_patience=10**6))
+        base = X.split_files(cfg, task, split)
+        if task.kind == "ptbxl" or split.intra is not None:
+            sf = base  # keep the validation part (thresholds / intra-patient masks)
+        else:
+            all_train = tuple(sorted(set(base.train) | set(base.val)))
+            sf = X.SplitFiles(split, all_train, base.val)
+        run_dir = X.new_run_dir(cfg, task.name, model_name, tag, run_dir=out_dir)
+        X.save_split(split, run_dir)
+        train(cfg, run_dir, task_name=task.name, model_name=model_name, model_kwargs=kwargs, files=sf)
+        # Validation patients were trained on (MIT-BIH), so the last epoch is used, not the
+        # epoch that looked best on them; PTB-XL keeps fold 9 apart and uses the best epoch.
+        model = load_best_model(run_dir, "best" if sf.val != sf.train and task.kind == "ptbxl" else "last")
+        mode = ("retrained on all training records with "
+                + (f"hyperparameters from {hp}" if hp else "default hyperparameters"))
+    mean, scale = NORM.load(run_dir / "normalization.json", task.kind, NORM.n_channels(task.kind, cfg))
+    if task.denoising:
+        res = _denoiser_report(model, cfg, task, split, run_dir, mean, scale, max_windows, n_boot)
+    else:
+        res = _classifier_report(model, cfg, task, split, sf, run_dir, mean, scale, n_boot)
+    res.update({"task": task.name, "model": model_name, "mode": mode, "leaky_split": split.leaky,
+                "config": to_dict(cfg)})
+    atomic_write_json(run_dir / "metrics_test.json", res)
+    atomic_write_text(run_dir / "report.md", _report_md(task, model_name, res, cfg, mode, run_dir))
+    return run_dir
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m pipeline.final_eval",
+        description="Evaluate once on the held-out test split (MIT-BIH DS2 / PTB-XL fold 10), "
+        "with bootstrap 95 %% intervals. The only script that reads the test split.",
+    )
+    add_config_args(p)
+    p.add_argument("--task", default=None, help="task (default: train.task)")
+    p.add_argument("--model", default=None, help="model (default: train.model)")
+    p.add_argument("--run", default=None, help="evaluate this training run's best checkpoint "
+                   "instead of retraining")
+    p.add_argument("--hparams", default=None, help="best_hparams.json to retrain with")
+    p.add_argument("--out", default=None, help="run folder for the retrained model")
+    p.add_argument("--tag", default="final", help="run folder name suffix")
+    p.add_argument("--max-test-windows", type=int, default=0,
+                   help="denoising: evaluate on a fixed random subset of this many test windows per "
+                   "condition (0: all)")
+    p.add_argument("--bootstrap", type=int, default=None, help="bootstrap resamples (default: eval.bootstrap_samples)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    cfg = config_from_args(args)
+    task = get_task(args.task or cfg.train.task)
+    model = args.model or cfg.train.model
+    run_dir = run(cfg, task, model, from_run=Path(args.run) if args.run else None,
+                  hparams=Path(args.hparams) if args.hparams else None,
+                  out_dir=Path(args.out) if args.out else None,
+                  max_windows=args.max_test_windows,
+                  n_boot=args.bootstrap if args.bootstrap is not None else cfg.eval.bootstrap_samples,
+                  tag=args.tag)
+    print((run_dir / "report.md").read_text())
+    print(f"run folder: {run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
