@@ -125,8 +125,10 @@ def write_record(
         baseline=[1024, 1024],
         write_dir=str(out_dir),
     )
-    # Non-beat annotations: a rhythm label at the start and one signal-quality mark.
-    extra_samples = [max(1, int(samples[0]) - 50), int(samples[len(samples) // 2]) + 40]
+    # Non-beat annotations: a rhythm label at the start and one signal-quality mark
+    # (139 ms before the first beat, 111 ms after the middle one, whatever the rate).
+    before, after = round(50 * fs_hz / FS_HZ), round(40 * fs_hz / FS_HZ)
+    extra_samples = [max(1, int(samples[0]) - before), int(samples[len(samples) // 2]) + after]
     all_samples = np.concatenate([samples, extra_samples])
     all_syms = list(syms) + ["+", "~"]
     aux = [""] * len(syms) + ["(N", ""]

@@ -71,11 +71,17 @@ def _grouped_folds(
     n_folds = max(2, min(n_folds, len(patients)))
     # One row per beat would be exact but slow; one row per (record, class) with repetition
     # capped keeps the stratification signal at a fraction of the size.
+    # StratifiedGroupKFold's shuffle only breaks ties between patients of equal class spread,
+    # so with real counts the seed changed nothing; a seeded +-10 % jitter of the repetitions
+    # lets the seed choose among near-equal assignments.
+    jitter = np.random.default_rng(seed)
     labels, groups = [], []
     for r in records:
         counts = dict((class_counts or {}).get(r, {})) or {"_": 1}
-        for cls, n in counts.items():
+        for cls, n in sorted(counts.items()):
             reps = int(min(max(n, 0), 2000))
+            if reps > 1:
+                reps = int(round(reps * jitter.uniform(0.9, 1.1)))
             labels += [cls] * reps
             groups += [patient_of(r)] * reps
     if not labels:
