@@ -109,7 +109,7 @@ def evaluate_denoiser(
     return {"results": results, "examples": examples}
 
 
-def denoise_table(results: Mapping[str, Any], metric: str = "snr_improvement_db") -> str:
+def denoise_table(results: Mapping[str, Any], metric: str = "snr_imp_db") -> str:
     """Markdown table: rows method x noise type, columns input SNR (mean of ``metric``)."""
     snrs: list[str] = []
     for by_type in results.values():

@@ -129,7 +129,7 @@ def _denoiser_report(model: Any, cfg: PipelineConfig, task: Task, split, run_dir
     except Exception as exc:  # noqa: BLE001
         log.warning("level plot skipped: %s", exc)
     return {"results": out["results"], "table_snr_improvement_db": denoise_table(out["results"]),
-            "table_prd_percent": denoise_table(out["results"], "prd_percent"),
+            "table_prd_percent": denoise_table(out["results"], "prd_pct"),
             "test_records": list(split.test), "max_test_windows": max_windows}
 
 

@@ -244,7 +244,7 @@ def _validate_denoiser(model: Any, val_sets: Mapping[str, Any], mean: np.ndarray
             den = pred * scale + mean
             clean = y.numpy() * scale + mean
             noisy = x.numpy() * scale + mean
-            imps.append(window_metrics(clean, noisy, den)["snr_improvement_db"])
+            imps.append(window_metrics(clean, noisy, den)["snr_imp_db"])
         imp = np.concatenate(imps)
         out[f"val_snr_imp_{label}"] = float(np.mean(imp[np.isfinite(imp)])) if np.isfinite(imp).any() else float("nan")
     out["val_loss"] = float(np.mean(losses))
