@@ -1,0 +1,22 @@
+"""Classifier builders, one module per model; importing this package registers them all.
+
+Each module registers ``build(input_shape, n_outputs, *, ..., output_activation="softmax")``
+under its file name with its ``search_space(hp)``. 1-D models (``input_kind="any1d"``) take
+``(n_samples, n_leads)``: MIT-BIH segments ``(720, 1)`` at 360 Hz or PTB-XL records
+``(1000, 12)`` at 100 Hz. The conformer (and its presets) takes beat-scalogram sequences
+``(n_beats, n_scales, n_time, 1)``.
+"""
+
+from models.classifiers import (  # noqa: F401  (imported to register)
+    bilstm,
+    bircnn,
+    cnn,
+    cnn_lstm,
+    conformer,
+    deepecgnet,
+    ecgnet,
+    ldcnn,
+    liteecgnet,
+    resnet1d,
+    se_ecgnet,
+)

@@ -1,0 +1,93 @@
+"""``bircnn``: bidirectional recurrent + convolutional network for MIT-BIH beat segments."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from models.classifiers import _blocks, _checks
+from models.registry import register
+
+NAME = "bircnn"
+
+
+def search_space(hp):
+    """Builder kwargs sampled from ``hp``; ``HyperParameters()`` gives the builder defaults."""
+    base = hp.Choice("filters_base", [16, 32], default=32)
+    return dict(
+        filters=(base, 2 * base),
+        kernel_size=hp.Choice("kernel_size", [5, 7, 9], default=7),
+        gru_units=hp.Choice("gru_units", [32, 64], default=32),
+        dense_units=hp.Choice("dense_units", [32, 64], default=64),
+        dropout=hp.Float("dropout", 0.0, 0.5, step=0.1, default=0.3),
+    )
+
+
+@register(NAME, kind="classifier", search_space=search_space, input_kind="any1d")
+def build(
+    input_shape,
+    n_outputs,
+    *,
+    filters=(32, 64),
+    kernel_size=7,
+    pool_size=4,
+    gru_units=32,
+    dense_units=64,
+    dropout=0.3,
+    output_activation="softmax",
+) -> keras.Model:
+    """BiRCNN-style fusion of a conv branch and a bidirectional recurrent branch.
+
+    Design (after the bidirectional recurrent CNNs for heartbeat classification, kept light):
+
+    - conv front end: ``[Conv1D -> BN -> ReLU -> MaxPool(pool_size)] x len(filters)``
+      (720 samples -> 45 steps with the defaults; 16 samples, 44 ms of ECG per step at 360 Hz);
+    - recurrent branch: ``Bidirectional(GRU(gru_units, return_sequences=True))`` over the
+      conv features, summarised by global average and global max pooling over time;
+    - conv branch: global average pooling of the same conv features;
+    - fusion: the three summaries concatenated -> Dense -> Dropout -> output.
+
+    The conv branch carries morphology (QRS shape), the recurrent branch its order in time
+    (P-QRS-T sequence, the neighbouring beat). About 46 k parameters on (720, 1).
+
+    Args:
+        input_shape: ``(n_samples, n_leads)``, e.g. ``(720, 1)`` (2 s at 360 Hz).
+        n_outputs: number of classes (softmax) or labels (sigmoid).
+        filters: filters of each conv block.
+        kernel_size: conv kernel length in samples.
+        pool_size: max-pool size after each conv block (``padding="same"``).
+        gru_units: GRU units per direction.
+        dense_units: units of the fusion dense layer.
+        dropout: dropout rate before the output layer.
+        output_activation: ``softmax`` (single-label), ``sigmoid`` (multi-label) or ``linear``.
+
+    Returns:
+        ``keras.Model`` named ``bircnn`` mapping ``(batch, *input_shape)`` to
+        ``(batch, n_outputs)``.
+    """
+    filters = _checks.positive_ints("filters", filters)
+    kernel_size = _checks.positive_int("kernel_size", kernel_size)
+    pool_size = _checks.positive_int("pool_size", pool_size)
+    gru_units = _checks.positive_int("gru_units", gru_units)
+    dense_units = _checks.positive_int("dense_units", dense_units)
+    dropout = _checks.rate("dropout", dropout)
+    output_activation = _checks.output_activation(output_activation)
+    n_outputs = _checks.positive_int("n_outputs", n_outputs)
+    input_shape = _checks.input_1d(NAME, input_shape)
+
+    inputs = _blocks.ecg_input(input_shape)
+    x = inputs
+    for i, f in enumerate(filters, start=1):
+        x = _blocks.conv_bn_act(x, f, kernel_size, prefix=f"block{i}")
+        x = _blocks.max_pool(x, pool_size, prefix=f"block{i}")
+    conv_summary = layers.GlobalAveragePooling1D(name="conv_gap")(x)
+    r = layers.Bidirectional(
+        layers.GRU(gru_units, return_sequences=True, name="gru"), name="bigru"
+    )(x)
+    rnn_mean = layers.GlobalAveragePooling1D(name="rnn_gap")(r)
+    rnn_max = layers.GlobalMaxPooling1D(name="rnn_gmp")(r)
+    x = layers.Concatenate(name="fusion")([conv_summary, rnn_mean, rnn_max])
+    outputs = _blocks.classifier_head(
+        x, n_outputs, output_activation, dense_units=dense_units, dropout=dropout
+    )
+    return keras.Model(inputs, outputs, name=NAME)

@@ -1,0 +1,258 @@
+"""``conformer``: per-beat scalogram CNN + Conformer encoder over a sequence of beats.
+
+Presets (ablations, registered here): ``conformer_no_attention`` (no self-attention module),
+``conformer_no_conv`` (no convolution module), ``conformer_cnn_only`` (no Conformer blocks:
+the CNN front end and the centre-beat head only).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from models.classifiers import _blocks, _checks
+from models.classifiers._layers import PositionEmbedding
+from models.registry import register, register_preset
+
+NAME = "conformer"
+POOLINGS = ("center", "mean")
+
+
+def search_space(hp):
+    """Builder kwargs sampled from ``hp``; ``HyperParameters()`` gives the builder defaults.
+
+    The ablation switches (``use_attention``, ``use_conv_module``, ``use_conformer``) are not
+    searched: they are fixed by the presets.
+    """
+    base = hp.Choice("filters_base", [8, 16, 32], default=16)
+    return dict(
+        filters=(base, 2 * base, 4 * base),
+        d_model=hp.Choice("d_model", [32, 64, 128], default=64),
+        n_blocks=hp.Int("n_blocks", 1, 4, default=2),
+        num_heads=hp.Choice("num_heads", [2, 4], default=4),
+        conv_kernel_size=hp.Choice("conv_kernel_size", [3, 5], default=3),
+        dropout=hp.Float("dropout", 0.0, 0.3, step=0.1, default=0.1),
+        head_dropout=hp.Float("head_dropout", 0.0, 0.5, step=0.1, default=0.3),
+    )
+
+
+def _feed_forward(x, d_model: int, expansion: int, dropout: float, *, prefix: str):
+    """Half-step feed-forward module: ``x + 0.5 * FFN(LN(x))`` (Swish, Macaron style)."""
+    h = layers.LayerNormalization(epsilon=1e-6, name=f"{prefix}_ln")(x)
+    h = layers.Dense(expansion * d_model, activation="swish", name=f"{prefix}_expand")(h)
+    h = layers.Dropout(dropout, name=f"{prefix}_dropout1")(h)
+    h = layers.Dense(d_model, name=f"{prefix}_project")(h)
+    h = layers.Dropout(dropout, name=f"{prefix}_dropout2")(h)
+    h = layers.Rescaling(0.5, name=f"{prefix}_half_step")(h)
+    return layers.Add(name=f"{prefix}_add")([x, h])
+
+
+def _self_attention(x, d_model: int, num_heads: int, dropout: float, *, prefix: str):
+    """Multi-head self-attention module over beats: ``x + Dropout(MHA(LN(x)))``."""
+    h = layers.LayerNormalization(epsilon=1e-6, name=f"{prefix}_ln")(x)
+    h = layers.MultiHeadAttention(
+        num_heads, key_dim=d_model // num_heads, dropout=dropout, name=f"{prefix}_mha"
+    )(h, h)
+    h = layers.Dropout(dropout, name=f"{prefix}_dropout")(h)
+    return layers.Add(name=f"{prefix}_add")([x, h])
+
+
+def _conv_module(x, d_model: int, kernel_size: int, dropout: float, *, prefix: str):
+    """Convolution module: ``LN -> pointwise + GLU -> depthwise conv -> BN -> Swish ->
+    pointwise -> Dropout``, with residual.
+
+    The GLU is written as two pointwise (Dense) projections, one sigmoid-gated, multiplied:
+    identical to a ``2 * d_model`` pointwise conv split in halves, with no custom layer.
+    """
+    h = layers.LayerNormalization(epsilon=1e-6, name=f"{prefix}_ln")(x)
+    value = layers.Dense(d_model, name=f"{prefix}_glu_value")(h)
+    gate = layers.Dense(d_model, activation="sigmoid", name=f"{prefix}_glu_gate")(h)
+    h = layers.Multiply(name=f"{prefix}_glu")([value, gate])
+    h = layers.DepthwiseConv1D(
+        kernel_size, padding="same", use_bias=False, name=f"{prefix}_depthwise"
+    )(h)
+    h = layers.BatchNormalization(name=f"{prefix}_bn")(h)
+    h = layers.Activation("swish", name=f"{prefix}_swish")(h)
+    h = layers.Dense(d_model, name=f"{prefix}_pointwise")(h)
+    h = layers.Dropout(dropout, name=f"{prefix}_dropout")(h)
+    return layers.Add(name=f"{prefix}_add")([x, h])
+
+
+def _conformer_block(
+    x,
+    *,
+    d_model: int,
+    num_heads: int,
+    ff_expansion: int,
+    conv_kernel_size: int,
+    dropout: float,
+    use_attention: bool,
+    use_conv_module: bool,
+    prefix: str,
+):
+    """Conformer block (Gulati et al. 2020): FFN/2 -> MHSA -> Conv -> FFN/2 -> LayerNorm."""
+    x = _feed_forward(x, d_model, ff_expansion, dropout, prefix=f"{prefix}_ffn1")
+    if use_attention:
+        x = _self_attention(x, d_model, num_heads, dropout, prefix=f"{prefix}_mhsa")
+    if use_conv_module:
+        x = _conv_module(x, d_model, conv_kernel_size, dropout, prefix=f"{prefix}_conv")
+    x = _feed_forward(x, d_model, ff_expansion, dropout, prefix=f"{prefix}_ffn2")
+    return layers.LayerNormalization(epsilon=1e-6, name=f"{prefix}_ln")(x)
+
+
+def _check_bool(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be True or False. Received: {name}={value!r}")
+    return value
+
+
+@register(NAME, kind="classifier", search_space=search_space, input_kind="sequence")
+def build(
+    input_shape,
+    n_outputs,
+    *,
+    filters=(16, 32, 64),
+    d_model=64,
+    n_blocks=2,
+    num_heads=4,
+    ff_expansion=4,
+    conv_kernel_size=3,
+    dropout=0.1,
+    pooling="center",
+    dense_units=64,
+    head_dropout=0.3,
+    use_attention=True,
+    use_conv_module=True,
+    use_conformer=True,
+    output_activation="softmax",
+) -> keras.Model:
+    """Scalogram-sequence Conformer: classify the centre beat of a short run of beats.
+
+    Design:
+
+    - beat encoder (shared by all beats, ``TimeDistributed``): ``[Conv2D 3x3 -> BN -> ReLU
+      -> MaxPool 2x2] x len(filters)`` over each beat's (scale x time) scalogram, global
+      average pooling and a dense projection to a ``d_model`` beat embedding;
+    - a learned position embedding over the ``n_beats`` positions (so the encoder knows which
+      beat is the centre one);
+    - ``n_blocks`` Conformer blocks over the beat sequence: feed-forward half-step,
+      multi-head self-attention, convolution module (pointwise + GLU, depthwise conv over
+      beats, BN, Swish, pointwise), second feed-forward half-step, layer norm;
+    - readout: the centre beat's embedding (index ``n_beats // 2``, cut out with
+      ``Cropping1D`` so the model reloads in safe mode) or the mean over beats;
+    - head: Dense(``dense_units``, ReLU) -> Dropout -> dense output.
+
+    The ablation switches drop the attention module, the convolution module, or the whole
+    encoder (``use_conformer=False``: beat encoder -> centre beat -> head; no position
+    embedding). About 0.23 M parameters on (3, 32, 187, 1).
+
+    Args:
+        input_shape: ``(n_beats, n_scales, n_time, 1)``, e.g. ``(3, 32, 187, 1)``: 3 beats,
+            32 wavelet scales, 187 samples per beat.
+        n_outputs: number of classes (softmax) or labels (sigmoid).
+        filters: filters of each Conv2D block of the beat encoder.
+        d_model: width of the beat embedding and of the Conformer; a multiple of
+            ``num_heads``.
+        n_blocks: number of Conformer blocks.
+        num_heads: attention heads (each ``d_model // num_heads`` wide).
+        ff_expansion: hidden width of the feed-forward modules, in multiples of ``d_model``.
+        conv_kernel_size: kernel of the depthwise conv over beats.
+        dropout: dropout inside the Conformer blocks.
+        pooling: ``center`` (the centre beat's embedding) or ``mean`` (mean over beats).
+        dense_units: units of the dense layer of the head.
+        head_dropout: dropout rate before the output layer.
+        use_attention: include the multi-head self-attention module.
+        use_conv_module: include the convolution module.
+        use_conformer: include the position embedding and the Conformer blocks.
+        output_activation: ``softmax`` (single-label), ``sigmoid`` (multi-label) or ``linear``.
+
+    Returns:
+        ``keras.Model`` named ``conformer`` (presets: the preset's name) mapping
+        ``(batch, *input_shape)`` to ``(batch, n_outputs)``.
+    """
+    filters = _checks.positive_ints("filters", filters)
+    d_model = _checks.positive_int("d_model", d_model)
+    n_blocks = _checks.positive_int("n_blocks", n_blocks)
+    num_heads = _checks.positive_int("num_heads", num_heads)
+    if d_model % num_heads:
+        raise ValueError(
+            "`d_model` must be a multiple of `num_heads`. "
+            f"Received: d_model={d_model}, num_heads={num_heads}"
+        )
+    ff_expansion = _checks.positive_int("ff_expansion", ff_expansion)
+    conv_kernel_size = _checks.positive_int("conv_kernel_size", conv_kernel_size)
+    dropout = _checks.rate("dropout", dropout)
+    pooling = _checks.one_of("pooling", pooling, POOLINGS)
+    dense_units = _checks.positive_int("dense_units", dense_units)
+    head_dropout = _checks.rate("head_dropout", head_dropout)
+    use_attention = _check_bool("use_attention", use_attention)
+    use_conv_module = _check_bool("use_conv_module", use_conv_module)
+    use_conformer = _check_bool("use_conformer", use_conformer)
+    output_activation = _checks.output_activation(output_activation)
+    n_outputs = _checks.positive_int("n_outputs", n_outputs)
+    input_shape = _checks.input_sequence(NAME, input_shape)
+    n_beats = input_shape[0]
+
+    inputs = keras.Input(shape=input_shape, name="scalograms")
+    x = inputs
+    for i, f in enumerate(filters, start=1):
+        x = layers.TimeDistributed(
+            layers.Conv2D(f, 3, padding="same", use_bias=False, name=f"cnn{i}_conv2d"),
+            name=f"cnn{i}_conv",
+        )(x)
+        x = layers.BatchNormalization(name=f"cnn{i}_bn")(x)
+        x = layers.Activation("relu", name=f"cnn{i}_relu")(x)
+        x = layers.TimeDistributed(
+            layers.MaxPooling2D(2, padding="same", name=f"cnn{i}_maxpool2d"), name=f"cnn{i}_pool"
+        )(x)
+    x = layers.TimeDistributed(layers.GlobalAveragePooling2D(name="gap2d"), name="beat_gap")(x)
+    x = layers.Dense(d_model, name="beat_embedding")(x)
+
+    if use_conformer:
+        x = PositionEmbedding(name="beat_position_embedding")(x)
+        for b in range(1, n_blocks + 1):
+            x = _conformer_block(
+                x,
+                d_model=d_model,
+                num_heads=num_heads,
+                ff_expansion=ff_expansion,
+                conv_kernel_size=conv_kernel_size,
+                dropout=dropout,
+                use_attention=use_attention,
+                use_conv_module=use_conv_module,
+                prefix=f"conformer{b}",
+            )
+
+    if pooling == "center":
+        c = n_beats // 2
+        x = layers.Cropping1D((c, n_beats - c - 1), name="center_beat_crop")(x)
+        x = layers.Flatten(name="center_beat")(x)
+    else:
+        x = layers.GlobalAveragePooling1D(name="beat_mean")(x)
+    outputs = _blocks.classifier_head(
+        x, n_outputs, output_activation, dense_units=dense_units, dropout=head_dropout
+    )
+    return keras.Model(inputs, outputs, name=NAME)
+
+
+register_preset(
+    "conformer_no_attention",
+    base=NAME,
+    kind="classifier",
+    description="Conformer without the multi-head self-attention module.",
+    use_attention=False,
+)
+register_preset(
+    "conformer_no_conv",
+    base=NAME,
+    kind="classifier",
+    description="Conformer without the convolution module.",
+    use_conv_module=False,
+)
+register_preset(
+    "conformer_cnn_only",
+    base=NAME,
+    kind="classifier",
+    description="Beat CNN front end and centre-beat head only (no Conformer blocks).",
+    use_conformer=False,
+)

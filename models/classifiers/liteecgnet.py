@@ -1,0 +1,85 @@
+"""``liteecgnet``: a small depthwise-separable 1-D CNN for MIT-BIH beat segments."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from models.classifiers import _blocks, _checks
+from models.registry import register
+
+NAME = "liteecgnet"
+
+
+def search_space(hp):
+    """Builder kwargs sampled from ``hp``; ``HyperParameters()`` gives the builder defaults."""
+    base = hp.Choice("filters_base", [16, 32, 48], default=32)
+    return dict(
+        stem_filters=hp.Choice("stem_filters", [8, 16, 32], default=16),
+        filters=(base, 2 * base, 3 * base, 4 * base),
+        kernel_size=hp.Choice("kernel_size", [5, 7, 9], default=7),
+        dropout=hp.Float("dropout", 0.0, 0.5, step=0.1, default=0.2),
+    )
+
+
+@register(NAME, kind="classifier", search_space=search_space, input_kind="any1d")
+def build(
+    input_shape,
+    n_outputs,
+    *,
+    stem_filters=16,
+    stem_stride=2,
+    filters=(32, 64, 96, 128),
+    kernel_size=7,
+    pool_size=2,
+    dropout=0.2,
+    output_activation="softmax",
+) -> keras.Model:
+    """LiteECGNet-style lightweight CNN built from depthwise-separable convolutions.
+
+    Design (a reconstruction in the spirit of the published light ECG nets, not a copy of
+    one paper's weights or exact widths):
+
+    - stem: ``Conv1D(stem_filters, kernel_size, stride=stem_stride) -> BN -> ReLU`` halves the
+      rate (360 Hz -> 180 Hz);
+    - ``len(filters)`` blocks of ``SeparableConv1D(f, kernel_size) -> BN -> ReLU -> MaxPool``:
+      a depthwise filter per channel plus a 1x1 mixing conv costs ``k*c_in + c_in*c_out``
+      weights instead of ``k*c_in*c_out``;
+    - global average pooling, dropout, dense output (no hidden dense layer, to stay small).
+
+    With the defaults the receptive field is about 217 samples (0.6 s at 360 Hz, one beat and its
+    neighbourhood) and the model has about 25 k parameters on (720, 1).
+
+    Args:
+        input_shape: ``(n_samples, n_leads)``, e.g. ``(720, 1)`` (2 s at 360 Hz).
+        n_outputs: number of classes (softmax) or labels (sigmoid).
+        stem_filters: filters of the stem convolution.
+        stem_stride: stride of the stem convolution (1 keeps the full rate).
+        filters: filters of each separable conv block.
+        kernel_size: kernel length in samples of the stem and of the separable convs.
+        pool_size: max-pool size after each block (``padding="same"``).
+        dropout: dropout rate before the output layer.
+        output_activation: ``softmax`` (single-label), ``sigmoid`` (multi-label) or ``linear``.
+
+    Returns:
+        ``keras.Model`` named ``liteecgnet`` mapping ``(batch, *input_shape)`` to
+        ``(batch, n_outputs)``.
+    """
+    stem_filters = _checks.positive_int("stem_filters", stem_filters)
+    stem_stride = _checks.positive_int("stem_stride", stem_stride)
+    filters = _checks.positive_ints("filters", filters)
+    kernel_size = _checks.positive_int("kernel_size", kernel_size)
+    pool_size = _checks.positive_int("pool_size", pool_size)
+    dropout = _checks.rate("dropout", dropout)
+    output_activation = _checks.output_activation(output_activation)
+    n_outputs = _checks.positive_int("n_outputs", n_outputs)
+    input_shape = _checks.input_1d(NAME, input_shape)
+
+    inputs = _blocks.ecg_input(input_shape)
+    x = _blocks.conv_bn_act(inputs, stem_filters, kernel_size, strides=stem_stride, prefix="stem")
+    for i, f in enumerate(filters, start=1):
+        x = _blocks.conv_bn_act(x, f, kernel_size, separable=True, prefix=f"block{i}")
+        x = _blocks.max_pool(x, pool_size, prefix=f"block{i}")
+    x = layers.GlobalAveragePooling1D(name="gap")(x)
+    outputs = _blocks.classifier_head(x, n_outputs, output_activation, dropout=dropout)
+    return keras.Model(inputs, outputs, name=NAME)

@@ -1,0 +1,105 @@
+"""``resnet1d``: a 1-D ResNet (basic residual blocks), after ``resnet1d_wang``."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from models.classifiers import _blocks, _checks
+from models.registry import register
+
+NAME = "resnet1d"
+
+
+def search_space(hp):
+    """Builder kwargs sampled from ``hp``; ``HyperParameters()`` gives the builder defaults."""
+    base = hp.Choice("filters_base", [32, 64], default=64)
+    return dict(
+        filters=(base, 2 * base, 4 * base),
+        blocks_per_stage=hp.Int("blocks_per_stage", 1, 2, default=1),
+        dropout=hp.Float("dropout", 0.0, 0.5, step=0.1, default=0.3),
+    )
+
+
+def _basic_block(x, filters: int, kernel_sizes: tuple[int, int], strides: int, *, prefix: str):
+    """``Conv(k0, stride) -> BN -> ReLU -> Conv(k1) -> BN`` plus shortcut, then ReLU.
+
+    The shortcut is the identity, or a strided 1x1 conv + BN when the width or the rate
+    changes.
+    """
+    shortcut = x
+    if strides != 1 or x.shape[-1] != filters:
+        shortcut = layers.Conv1D(
+            filters, 1, strides=strides, padding="same", use_bias=False, name=f"{prefix}_proj"
+        )(x)
+        shortcut = layers.BatchNormalization(name=f"{prefix}_proj_bn")(shortcut)
+    y = _blocks.conv_bn_act(x, filters, kernel_sizes[0], strides=strides, prefix=f"{prefix}_a")
+    y = _blocks.conv_bn_act(y, filters, kernel_sizes[1], activation=None, prefix=f"{prefix}_b")
+    y = layers.Add(name=f"{prefix}_add")([shortcut, y])
+    return layers.Activation("relu", name=f"{prefix}_out")(y)
+
+
+@register(NAME, kind="classifier", search_space=search_space, input_kind="any1d")
+def build(
+    input_shape,
+    n_outputs,
+    *,
+    filters=(64, 128, 256),
+    blocks_per_stage=1,
+    stem_kernel_size=7,
+    kernel_sizes=(5, 3),
+    dropout=0.3,
+    output_activation="softmax",
+) -> keras.Model:
+    """1-D ResNet after ``resnet1d_wang`` (Wang et al. 2017; PTB-XL benchmark, Strodthoff 2021).
+
+    Design:
+
+    - stem: ``Conv1D(filters[0], stem_kernel_size) -> BN -> ReLU`` at the full rate;
+    - one stage per entry of ``filters``, each ``blocks_per_stage`` basic residual blocks
+      (two convs with kernels ``kernel_sizes``, BN, identity or 1x1-projection shortcut);
+      every stage after the first halves the time axis with a stride-2 first conv;
+    - head: global average and global max pooling concatenated (the benchmark's "concat
+      pooling"), dropout, dense output.
+
+    About 0.53 M parameters on (720, 1), the largest of the MIT-BIH set.
+
+    Args:
+        input_shape: ``(n_samples, n_leads)``, e.g. ``(720, 1)`` or ``(1000, 12)``.
+        n_outputs: number of classes (softmax) or labels (sigmoid).
+        filters: width of each stage.
+        blocks_per_stage: residual blocks per stage.
+        stem_kernel_size: kernel length of the stem conv, in samples.
+        kernel_sizes: kernel lengths of the two convs of a residual block.
+        dropout: dropout rate before the output layer.
+        output_activation: ``softmax`` (single-label), ``sigmoid`` (multi-label) or ``linear``.
+
+    Returns:
+        ``keras.Model`` named ``resnet1d`` mapping ``(batch, *input_shape)`` to
+        ``(batch, n_outputs)``.
+    """
+    filters = _checks.positive_ints("filters", filters)
+    blocks_per_stage = _checks.positive_int("blocks_per_stage", blocks_per_stage)
+    stem_kernel_size = _checks.positive_int("stem_kernel_size", stem_kernel_size)
+    kernel_sizes = _checks.positive_ints("kernel_sizes", kernel_sizes)
+    if len(kernel_sizes) != 2:
+        raise ValueError(
+            "`kernel_sizes` must hold 2 kernel lengths (one per conv of a block). "
+            f"Received: kernel_sizes={kernel_sizes!r}"
+        )
+    dropout = _checks.rate("dropout", dropout)
+    output_activation = _checks.output_activation(output_activation)
+    n_outputs = _checks.positive_int("n_outputs", n_outputs)
+    input_shape = _checks.input_1d(NAME, input_shape)
+
+    inputs = _blocks.ecg_input(input_shape)
+    x = _blocks.conv_bn_act(inputs, filters[0], stem_kernel_size, prefix="stem")
+    for s, f in enumerate(filters, start=1):
+        for b in range(1, blocks_per_stage + 1):
+            strides = 2 if (s > 1 and b == 1) else 1
+            x = _basic_block(x, f, kernel_sizes, strides, prefix=f"stage{s}_block{b}")
+    x = layers.Concatenate(name="concat_pool")(
+        [layers.GlobalAveragePooling1D(name="gap")(x), layers.GlobalMaxPooling1D(name="gmp")(x)]
+    )
+    outputs = _blocks.classifier_head(x, n_outputs, output_activation, dropout=dropout)
+    return keras.Model(inputs, outputs, name=NAME)
