@@ -127,13 +127,32 @@ def denoise_table(results: Mapping[str, Any], metric: str = "snr_imp_db") -> str
     return "\n".join(rows)
 
 
-def save_examples_plot(examples: Mapping, out: Path) -> None:
+def results_to_rows(results: Mapping[str, Any]) -> list[dict]:
+    """Flattens ``{method: {noise: {snr: summary}}}`` into rows for :mod:`pipeline.plots`."""
+    keys = {"snr_imp_db": "snr_improvement_db", "prd_pct": "prd", "pearson_r": "correlation"}
+    rows = []
+    for m, by_type in results.items():
+        for nt, by_snr in by_type.items():
+            for s, summ in by_snr.items():
+                if not summ or s == "clean":
+                    continue
+                rows.append({"model": m, "noise_type": nt, "input_snr_db": float(s),
+                             **{new: summ[old]["mean"] for old, new in keys.items() if old in summ}})
+    return rows
+
+
+def save_denoise_plots(results: Mapping[str, Any], examples: Mapping, out: Path) -> None:
+    """Level curves, metrics grid and noisy/clean/denoised overlays of an evaluation."""
     try:
         from pipeline import plots
 
-        for (nt, snr), ex in list(examples.items())[:4]:
-            plots.plot_denoise_overlay(ex["noisy"], ex["clean"], ex["denoised"],
-                                       out / f"overlay_{nt}_{snr:g}dB.png",
-                                       title=f"{nt} at {snr:g} dB input")
+        rows = results_to_rows(results)
+        if rows:
+            plots.plot_denoise_by_noise_level(rows, out / "by_noise_level.png")
+            plots.plot_denoise_metrics_grid(rows, out / "metrics_grid.png")
+        for (nt, snr), ex in list(examples.items())[:6]:
+            plots.plot_denoise_overlays(ex["noisy"], ex["clean"], ex["denoised"],
+                                        out / f"overlay_{nt}_{snr:g}dB.png",
+                                        title=f"{nt} noise at {snr:g} dB input (test patients)")
     except Exception as exc:  # noqa: BLE001 - plots never fail an evaluation
-        log.warning("overlay plots skipped: %s", exc)
+        log.warning("denoising plots skipped: %s", exc)

@@ -105,14 +105,14 @@ def _classifier_plots(pred: dict, task: Task, run_dir: Path, cfg: PipelineConfig
         plots.plot_confusion_matrix(np.asarray(m["confusion_matrix"]), classes, out / "confusion_test.png")
         onehot = np.eye(len(classes))[pred["y"]]
         plots.plot_roc_pr(onehot, pred["probs"], classes, out / "roc_pr_test.png")
-        plots.plot_per_class_bars(m, classes, out / "per_class_test.png")
+        plots.plot_per_class_bars(m, out / "per_class_test.png", classes=classes)
     except Exception as exc:  # noqa: BLE001 - plots never fail the evaluation
         log.warning("plots skipped: %s", exc)
 
 
 def _denoiser_report(model: Any, cfg: PipelineConfig, task: Task, split, run_dir: Path,
                      mean: np.ndarray, scale: np.ndarray, max_windows: int, n_boot: int) -> dict:
-    from pipeline.evaluate import denoise_table, evaluate_denoiser, save_examples_plot
+    from pipeline.evaluate import denoise_table, evaluate_denoiser, save_denoise_plots
     from pipeline.train import subsample_masks
 
     with X.test_split_access("final_eval"):
@@ -121,13 +121,7 @@ def _denoiser_report(model: Any, cfg: PipelineConfig, task: Task, split, run_dir
         out = evaluate_denoiser(model, files, cfg, task, mean, scale, part="test",
                                 noise_types=cfg.noise.types, snr_dbs=cfg.noise.eval_snr_db,
                                 include=include, classic=("bandpass", "wavelet"), keep_examples=3)
-    save_examples_plot(out["examples"], run_dir / "plots")
-    try:
-        from pipeline import plots
-
-        plots.plot_denoise_by_level(out["results"], run_dir / "plots" / "by_level_test.png")
-    except Exception as exc:  # noqa: BLE001
-        log.warning("level plot skipped: %s", exc)
+    save_denoise_plots(out["results"], out["examples"], run_dir / "plots")
     return {"results": out["results"], "table_snr_improvement_db": denoise_table(out["results"]),
             "table_prd_percent": denoise_table(out["results"], "prd_pct"),
             "test_records": list(split.test), "max_test_windows": max_windows}

@@ -122,9 +122,12 @@ def kfold_markdown(result: dict) -> str:
 
 def _plot(rows: list[dict], keys: list[str], out: Path) -> None:
     try:
+
         from pipeline import plots
 
-        plots.plot_kfold(rows, [k for k in keys if k.startswith(("macro", "f1", "acc"))], out)
+        keys = [k for k in keys if k.startswith(("macro", "f1", "acc"))]
+        rows_ = [{"model": f"fold {r['fold']}", **{k: r[k] for k in keys}} for r in rows]
+        plots.plot_per_fold(rows_, keys, out)
     except Exception as exc:  # noqa: BLE001 - plots never fail the evaluation
         log.warning("k-fold plot skipped: %s", exc)
 

@@ -550,3 +550,40 @@ def plot_denoise_overlays(
         if title:
             fig.suptitle(title)
     return Path(out_path)
+
+
+def plot_per_fold(
+    rows: Sequence[Mapping[str, Any]],
+    keys: Sequence[str],
+    out_path: str | Path,
+    *,
+    title: str | None = None,
+) -> Path:
+    """Per-fold values of the headline metrics as grouped bars, with the mean ± sd.
+
+    Args:
+        rows: one dict per fold with a ``model`` label (e.g. ``"fold 0"``) and the ``keys``.
+        keys: metric keys to draw (values in [0, 1]).
+        out_path: PNG path.
+        title: figure title.
+    """
+    if not rows or not keys:
+        raise ValueError("`rows` and `keys` must be non-empty")
+    with _figure(out_path, (max(5.0, 1.1 * len(keys) * (len(rows) + 1)), 3.8)) as fig:
+        ax = fig.subplots()
+        width = 0.8 / len(rows)
+        x = np.arange(len(keys))
+        for i, r in enumerate(rows):
+            vals = [np.nan if r.get(k) is None else float(r[k]) for k in keys]
+            ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=str(r.get("model", i)))
+        for j, k in enumerate(keys):
+            v = np.array([np.nan if r.get(k) is None else float(r[k]) for r in rows])
+            v = v[np.isfinite(v)]
+            if len(v):
+                ax.errorbar(j + 0.45, v.mean(), yerr=v.std(ddof=1) if len(v) > 1 else 0,
+                            fmt="ko", ms=4, capsize=3)
+        ax.set_xticks(x, keys, rotation=30, ha="right")
+        ax.set_ylim(0, 1.05)
+        ax.legend(fontsize=7, ncol=min(len(rows), 5))
+        ax.set_title(title or "per-fold metrics (black: mean ± sd)")
+    return Path(out_path)

@@ -471,7 +471,10 @@ def train(
     try:
         from pipeline import plots
 
-        plots.plot_history(state.history, run_dir / "plots" / "history.png")
+        cols = {k: [h.get(k) for h in state.history] for k in state.history[0]
+                if k not in ("epoch", "level", "seconds") and isinstance(state.history[0][k], (int, float))}
+        plots.plot_history(cols, run_dir / "plots" / "history.png",
+                           title=f"{model_name} on {task.name}")
     except Exception as exc:  # noqa: BLE001 - plots are a convenience, never fail the run
         log.warning("history plot skipped: %s", exc)
     return summary
