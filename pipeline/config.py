@@ -153,8 +153,9 @@ class TrainConfig:
     reduce_lr_patience: int = 5
     reduce_lr_factor: float = 0.7
     min_learning_rate: float = 1e-6
-    class_weighting: str = "balanced"
-    """``none``, ``balanced`` (inverse frequency) or ``focal``."""
+    class_weighting: str = "sqrt"
+    """``none``, ``balanced`` (inverse frequency), ``sqrt`` (its square root, capped at 100) or
+    ``focal`` (focal loss, no weights)."""
     focal_gamma: float = 2.0
     per_class_limit: int = 0
     seed: int = 42

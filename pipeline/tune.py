@@ -102,8 +102,8 @@ def _datasets(cfg: PipelineConfig, task: Task, run_dir: Path) -> tuple[Any, Any,
     else:
         y = split_labels(sf.train, cfg, task, sf.include_train)
         n_train = t.examples_per_epoch or len(y)
-        if not task.multilabel and t.class_weighting == "balanced":
-            cw = class_weights(y, task.n_outputs)
+        if not task.multilabel and t.class_weighting in ("balanced", "sqrt"):
+            cw = class_weights(y, task.n_outputs, power=1.0 if t.class_weighting == "balanced" else 0.5)
         train = create_dataset(sf.train, cfg, t.batch_size, True, mean, scale, task=task,
                                include=sf.include_train)
         val = create_dataset(sf.val, cfg, t.batch_size, False, mean, scale, task=task,
