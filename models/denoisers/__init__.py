@@ -1,0 +1,8 @@
+"""Denoiser builders: window ``(samples, leads)`` in, same shape out (linear).
+
+Importing this package registers every builder below with :mod:`models.registry`.
+"""
+
+from models.denoisers import cnn, cnn_dae, lstm, rnn, transformer, unet1d, vq_transformer
+
+__all__ = ["cnn", "cnn_dae", "lstm", "rnn", "transformer", "unet1d", "vq_transformer"]

@@ -1,0 +1,73 @@
+"""Residual 1-D CNN denoiser: residual encoder with max-pooling, upsampling decoder.
+
+Architecture:
+    Encoder, one block per entry of ``filters``: ``Conv(k, relu) -> Conv(k)`` plus a
+    shortcut (identity, or a 1x1 conv when the width changes), ``Add -> ReLU ->
+    MaxPool(2)``. Decoder, blocks in reverse order: ``UpSampling1D(2) -> Conv(k, relu)``
+    with the encoder block's width. Output: linear 1x1 conv to ``leads``.
+
+Shapes:
+    Input ``(batch, samples, leads)``, normalized amplitudes at the window rate (360 Hz for
+    MIT-BIH), with ``samples`` divisible by ``2 ** len(filters)``. Output: same shape and
+    units. The bottleneck has ``samples / 2 ** len(filters)`` steps.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from models.denoisers._common import (
+    check_divisible_length,
+    check_input_shape,
+    check_positive_int,
+    check_positive_ints,
+    int_tuple_space,
+)
+from models.registry import register
+
+
+def search_space(hp):
+    """Builder kwargs sampled from ``hp``; an empty ``HyperParameters()`` gives the defaults."""
+    return dict(
+        filters=int_tuple_space(hp, "filters", (720, 360, 360), [45, 90, 180, 360, 720], max_len=4),
+        kernel_size=hp.Choice("kernel_size", [3, 5, 7, 9], default=3),
+    )
+
+
+@register("cnn", kind="denoiser", search_space=search_space, input_kind="window")
+def build(input_shape, *, filters=(720, 360, 360), kernel_size=3):
+    """Builds the residual encoder/decoder CNN denoiser.
+
+    Args:
+        input_shape: ``(samples, leads)``; ``samples`` divisible by ``2 ** len(filters)``.
+        filters: Conv widths of the encoder blocks (the decoder mirrors them).
+        kernel_size: Conv kernel length in samples.
+
+    Returns:
+        ``keras.Model`` named ``"cnn"`` mapping ``(batch, samples, leads)`` to the same shape.
+    """
+    samples, leads = check_input_shape(input_shape)
+    filters = check_positive_ints("filters", filters)
+    check_positive_int("kernel_size", kernel_size)
+    check_divisible_length(samples, 2 ** len(filters), f"{len(filters)} max-pool blocks")
+
+    inputs = keras.Input((samples, leads), name="ecg")
+    x = inputs
+    for i, width in enumerate(filters):
+        shortcut = x
+        if x.shape[-1] != width:
+            shortcut = keras.layers.Conv1D(width, 1, name=f"enc{i}_shortcut")(x)
+        h = keras.layers.Conv1D(
+            width, kernel_size, padding="same", activation="relu", name=f"enc{i}_conv1"
+        )(x)
+        h = keras.layers.Conv1D(width, kernel_size, padding="same", name=f"enc{i}_conv2")(h)
+        x = keras.layers.Add(name=f"enc{i}_add")([shortcut, h])
+        x = keras.layers.Activation("relu", name=f"enc{i}_relu")(x)
+        x = keras.layers.MaxPooling1D(2, name=f"enc{i}_pool")(x)
+    for i in reversed(range(len(filters))):
+        x = keras.layers.UpSampling1D(2, name=f"dec{i}_upsample")(x)
+        x = keras.layers.Conv1D(
+            filters[i], kernel_size, padding="same", activation="relu", name=f"dec{i}_conv"
+        )(x)
+    outputs = keras.layers.Conv1D(leads, 1, name="output")(x)
+    return keras.Model(inputs, outputs, name="cnn")

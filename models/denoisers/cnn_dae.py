@@ -1,0 +1,75 @@
+"""Small 1-D convolutional denoising autoencoder (few parameters, fast on CPU).
+
+Architecture:
+    Encoder, one layer per entry of ``filters``: ``Conv1D(k, stride 2, relu)``. Decoder,
+    in reverse: ``Conv1DTranspose(k, stride 2, relu)`` back to the previous resolution and,
+    when ``skip``, concatenation with the encoder's input at that resolution (the last skip
+    is the raw window itself). Output: linear ``Conv1D(k)`` to ``leads``.
+
+Shapes:
+    Input ``(batch, samples, leads)``, normalized amplitudes at the window rate (360 Hz for
+    MIT-BIH), with ``samples`` divisible by ``2 ** len(filters)``. Output: same shape and
+    units.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from models.denoisers._common import (
+    check_bool,
+    check_divisible_length,
+    check_input_shape,
+    check_positive_int,
+    check_positive_ints,
+    int_tuple_space,
+)
+from models.registry import register
+
+
+def search_space(hp):
+    """Builder kwargs sampled from ``hp``; an empty ``HyperParameters()`` gives the defaults."""
+    return dict(
+        filters=int_tuple_space(hp, "filters", (16, 32, 64), [8, 16, 32, 64, 128], max_len=5),
+        kernel_size=hp.Choice("kernel_size", [5, 9, 15], default=9),
+        skip=hp.Boolean("skip", default=True),
+    )
+
+
+@register("cnn_dae", kind="denoiser", search_space=search_space, input_kind="window")
+def build(input_shape, *, filters=(16, 32, 64), kernel_size=9, skip=True):
+    """Builds the strided-conv denoising autoencoder.
+
+    Args:
+        input_shape: ``(samples, leads)``; ``samples`` divisible by ``2 ** len(filters)``.
+        filters: Widths of the strided encoder convs (the decoder mirrors them).
+        kernel_size: Kernel length in samples of every conv.
+        skip: Whether decoder stages concatenate the encoder feature at their resolution.
+
+    Returns:
+        ``keras.Model`` named ``"cnn_dae"`` mapping ``(batch, samples, leads)`` to the same
+        shape.
+    """
+    samples, leads = check_input_shape(input_shape)
+    filters = check_positive_ints("filters", filters)
+    check_positive_int("kernel_size", kernel_size)
+    check_bool("skip", skip)
+    check_divisible_length(samples, 2 ** len(filters), f"{len(filters)} stride-2 convs")
+
+    inputs = keras.Input((samples, leads), name="ecg")
+    x = inputs
+    skips = []
+    for i, width in enumerate(filters):
+        skips.append(x)
+        x = keras.layers.Conv1D(
+            width, kernel_size, strides=2, padding="same", activation="relu", name=f"down{i}"
+        )(x)
+    for i in reversed(range(len(filters))):
+        width = filters[i - 1] if i > 0 else filters[0]
+        x = keras.layers.Conv1DTranspose(
+            width, kernel_size, strides=2, padding="same", activation="relu", name=f"up{i}"
+        )(x)
+        if skip:
+            x = keras.layers.Concatenate(name=f"skip{i}")([x, skips[i]])
+    outputs = keras.layers.Conv1D(leads, kernel_size, padding="same", name="output")(x)
+    return keras.Model(inputs, outputs, name="cnn_dae")

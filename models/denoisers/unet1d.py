@@ -1,0 +1,137 @@
+"""1-D U-Net denoiser with a dilated residual bottleneck and an identity skip from the input.
+
+Architecture:
+    Encoder levels ``0 .. L-2`` (``L = len(filters)``): two ``Conv(k) -> [BatchNorm] ->
+    ReLU`` (He-initialized) at width ``filters[i]``, kept as the level's skip, then ``MaxPool(2)``.
+    Bottleneck at width ``filters[-1]``: one conv, then one residual dilated conv per entry
+    of ``dilations`` (``x + ReLU(BN(Conv(k, dilation d)(x)))``), so the receptive field
+    covers seconds of signal (baseline wander) at low cost. Decoder levels ``L-2 .. 0``:
+    ``UpSampling1D(2) -> Conv(k)``, concatenation with the skip, two convs. A 1x1 linear conv
+    gives ``leads`` channels. With ``input_skip`` this is a *correction* added to the input
+    (``output = ecg + correction``) and the last conv starts at zero, so the untrained model
+    is the identity: clean inputs pass through and training only learns to remove noise.
+
+Shapes:
+    Input ``(batch, samples, leads)``, normalized amplitudes at the window rate (360 Hz for
+    MIT-BIH), ``samples`` divisible by ``2 ** (len(filters) - 1)``. Output: same shape and
+    units. The bottleneck has ``samples / 2 ** (len(filters) - 1)`` steps; at defaults the
+    receptive field is about 1300 samples (3.6 s at 360 Hz).
+"""
+
+from __future__ import annotations
+
+import keras
+
+from models.denoisers._common import (
+    check_bool,
+    check_divisible_length,
+    check_input_shape,
+    check_positive_int,
+    check_positive_ints,
+    check_rate,
+    int_tuple_space,
+)
+from models.registry import register
+
+
+def search_space(hp):
+    """Builder kwargs sampled from ``hp``; an empty ``HyperParameters()`` gives the defaults."""
+    return dict(
+        filters=int_tuple_space(hp, "filters", (16, 32, 64, 64), [8, 16, 32, 64, 128], max_len=5),
+        kernel_size=hp.Choice("kernel_size", [5, 9, 15], default=9),
+        dilations=int_tuple_space(hp, "dilations", (1, 2, 4, 8), [1, 2, 4, 8, 16], max_len=5),
+        batch_norm=hp.Boolean("batch_norm", default=False),
+        dropout=hp.Float("dropout", 0.0, 0.3, step=0.1, default=0.0),
+    )
+
+
+def _conv(x, width, kernel_size, *, name, batch_norm, dilation=1):
+    x = keras.layers.Conv1D(
+        width,
+        kernel_size,
+        padding="same",
+        dilation_rate=dilation,
+        use_bias=not batch_norm,
+        kernel_initializer="he_normal",
+        name=f"{name}_conv",
+    )(x)
+    if batch_norm:
+        x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    return keras.layers.Activation("relu", name=f"{name}_relu")(x)
+
+
+@register("unet1d", kind="denoiser", search_space=search_space, input_kind="window")
+def build(
+    input_shape,
+    *,
+    filters=(16, 32, 64, 64),
+    kernel_size=9,
+    dilations=(1, 2, 4, 8),
+    batch_norm=False,
+    dropout=0.0,
+    input_skip=True,
+):
+    """Builds the 1-D U-Net denoiser.
+
+    Args:
+        input_shape: ``(samples, leads)``; ``samples`` divisible by
+            ``2 ** (len(filters) - 1)``.
+        filters: Widths per level, finest first; the last is the bottleneck width.
+        kernel_size: Conv kernel length in samples (at each level's own rate).
+        dilations: Dilation rates of the residual bottleneck convs (at least one).
+        batch_norm: Whether convs are followed by BatchNormalization. Off by default: a
+            denoiser's batch statistics depend on the noise levels mixed into each batch,
+            so BatchNorm makes inference (moving statistics) differ from training; without
+            it the model is the same function in both modes.
+        dropout: Dropout rate after the bottleneck, in ``[0, 1)``.
+        input_skip: Whether the network predicts a correction added to the input.
+
+    Returns:
+        ``keras.Model`` named ``"unet1d"`` mapping ``(batch, samples, leads)`` to the same
+        shape.
+    """
+    samples, leads = check_input_shape(input_shape)
+    filters = check_positive_ints("filters", filters)
+    check_positive_int("kernel_size", kernel_size)
+    dilations = check_positive_ints("dilations", dilations)
+    check_bool("batch_norm", batch_norm)
+    check_rate("dropout", dropout)
+    check_bool("input_skip", input_skip)
+    n_pools = len(filters) - 1
+    check_divisible_length(samples, 2**n_pools, f"{n_pools} max-pool levels")
+
+    inputs = keras.Input((samples, leads), name="ecg")
+    x = inputs
+    skips = []
+    for i, width in enumerate(filters[:-1]):
+        x = _conv(x, width, kernel_size, name=f"enc{i}_a", batch_norm=batch_norm)
+        x = _conv(x, width, kernel_size, name=f"enc{i}_b", batch_norm=batch_norm)
+        skips.append(x)
+        x = keras.layers.MaxPooling1D(2, name=f"enc{i}_pool")(x)
+
+    x = _conv(x, filters[-1], kernel_size, name="bottleneck_in", batch_norm=batch_norm)
+    for j, rate in enumerate(dilations):
+        h = _conv(
+            x,
+            filters[-1],
+            kernel_size,
+            name=f"bottleneck_d{j}",
+            batch_norm=batch_norm,
+            dilation=rate,
+        )
+        x = keras.layers.Add(name=f"bottleneck_d{j}_add")([x, h])
+    x = keras.layers.Dropout(dropout, name="bottleneck_dropout")(x)
+
+    for i in reversed(range(n_pools)):
+        x = keras.layers.UpSampling1D(2, name=f"dec{i}_upsample")(x)
+        x = _conv(x, filters[i], kernel_size, name=f"dec{i}_up", batch_norm=batch_norm)
+        x = keras.layers.Concatenate(name=f"dec{i}_concat")([x, skips[i]])
+        x = _conv(x, filters[i], kernel_size, name=f"dec{i}_a", batch_norm=batch_norm)
+        x = _conv(x, filters[i], kernel_size, name=f"dec{i}_b", batch_norm=batch_norm)
+
+    if input_skip:
+        correction = keras.layers.Conv1D(leads, 1, kernel_initializer="zeros", name="correction")(x)
+        outputs = keras.layers.Add(name="output")([inputs, correction])
+    else:
+        outputs = keras.layers.Conv1D(leads, 1, name="output")(x)
+    return keras.Model(inputs, outputs, name="unet1d")
