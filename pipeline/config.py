@@ -71,6 +71,10 @@ class WindowsConfig:
     denoise_window_samples: int = 1440
     denoise_train_shift_samples: int = 45
     denoise_eval_shift_samples: int = 1440
+    denoise_highpass_hz: float = 0.5
+    """Cut-off of the zero-phase high-pass (Butterworth, order 2) applied to the clean
+    denoising reference: MIT-BIH records carry their own baseline wander, which a denoiser
+    would otherwise be scored as damaging when it removes it. 0 keeps the raw signal."""
     rr_local_beats: int = 10
     """Number of preceding RR intervals averaged into the local mean RR."""
     ptbxl_fs_hz: float = 100.0

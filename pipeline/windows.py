@@ -14,7 +14,8 @@ Per MIT-BIH record (records in parallel, one process per core) it writes
   The first beat's pre-RR is its post-RR and the last beat's post-RR its pre-RR.
 * **segments** (1-D classifiers): 2 s of lead MLII at 360 Hz (720 samples) centred on the R
   peak (samples r-360 ... r+359).
-* **denoising windows**: the two-lead signal at 360 Hz with the start samples of 4 s windows
+* **denoising windows**: the two-lead signal at 360 Hz, high-passed at 0.5 Hz (zero-phase;
+  ``windows.denoise_highpass_hz``) so the clean reference carries no baseline wander, with the start samples of 4 s windows
   (1440 x 2) at the training shift (45 samples) and at the evaluation shift (1440, i.e. non-
   overlapping); windows are cut from the signal when TFRecords are written.
 
@@ -158,6 +159,17 @@ def _resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
     return y
 
 
+def highpass(x: np.ndarray, cutoff_hz: float, fs_hz: float, order: int = 2) -> np.ndarray:
+    """Zero-phase Butterworth high-pass along time (NaN samples stay NaN)."""
+    from scipy.signal import butter, sosfiltfilt
+
+    sos = butter(order, cutoff_hz, btype="highpass", fs=fs_hz, output="sos")
+    nan = np.isnan(x)
+    y = sosfiltfilt(sos, np.where(nan, 0.0, x), axis=0)
+    y[nan] = np.nan
+    return y
+
+
 def _rr_features(r_s: np.ndarray, n_local: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = len(r_s)
     if n < 2:
@@ -252,7 +264,10 @@ def process_record(folder: Path, rec: str, wcfg: WindowsConfig) -> tuple[dict[st
     keep_s = np.asarray(keep_s, dtype=np.int64)
 
     # Denoising windows: both leads (the first two), valid start samples at both shifts.
-    dn = sig360[:, :2].astype(np.float32)
+    dn = sig360[:, :2].astype(np.float64)
+    if wcfg.denoise_highpass_hz > 0:
+        dn = highpass(dn, wcfg.denoise_highpass_hz, seg_fs)
+    dn = dn.astype(np.float32)
     if dn.shape[1] < 2:
         dn = np.repeat(dn, 2, axis=1)
     W = wcfg.denoise_window_samples
