@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the ECG pipeline end to end: set-up, download, windows, scalograms, TFRecords.
+# Runs the ECG pipeline end to end: set-up, download, windows, scalograms, TFRecords, training,
+# tuning, k-fold evaluation and the final held-out evaluation.
 # Each stage is skipped when its outputs are up to date (pass --force to redo them).
 set -euo pipefail
 
@@ -23,6 +24,16 @@ Stages (inputs -> outputs, under the data folder):
   scalograms  beats -> scalograms/mitdb/<rec>.npz (Morlet CWT, unnormalized)
   tfrecords   windows + scalograms -> tfrecords/{segments,beats,denoise,ptbxl}/ (batched,
               self-describing, one file per record) with a manifest per kind
+  train       TFRecords -> <runs_dir>/<task>_<model>/ for each profile.train entry: model
+              checkpoints (git-ignored), history, normalization stats, splits, plots;
+              validation on held-out training patients; resumes when interrupted
+  tune        Keras Tuner search for each profile.tune entry -> <runs_dir>/tuning/<task>_<model>/
+              best_hparams.json (validation patients only; resumable)
+  kfold       patient-grouped k-fold over the training records with the tuned settings ->
+              <runs_dir>/<task>_<model>_kfold/ (per-fold table, mean +- sd, plot)
+  final_eval  the only reader of the test split: tuned entries are retrained on all training
+              records (<task>_<model>_final/), the others' best checkpoints are evaluated;
+              metrics_test.json, report.md, bootstrap 95 % intervals, plots
 
 Options:
   --quick             quick profile (pipeline/configs/quick.yaml): a handful of records
@@ -32,7 +43,8 @@ Options:
   --set SECTION.KEY=VALUE
                       override one config value (repeatable), e.g. --set train.epochs=3
                       (with the shared mirror: --set data.ptbxl_max_records=500)
-  --stages "A B ..."  run only these stages (default: all)
+  --stages "A B ..."  run only these stages (default: all, in the order above)
+  --all-models        train and evaluate every registered model, not just the profile's
   --force             redo stages even when their outputs are up to date
   --setup-only        create/refresh the virtual environment and exit
   -h, --help          this help
@@ -40,7 +52,8 @@ USAGE
 }
 
 CONFIG="full"
-STAGES="download windows scalograms tfrecords"
+STAGES="download windows scalograms tfrecords train tune kfold final_eval"
+ALL_MODELS=()
 FORCE=()
 COMMON=()
 SETUP_ONLY=0
@@ -53,6 +66,7 @@ while [[ $# -gt 0 ]]; do
     --set) COMMON+=(--set "$2"); shift 2 ;;
     --stages) STAGES="$2"; shift 2 ;;
     --force) FORCE=(--force); shift ;;
+    --all-models) ALL_MODELS=(--all-models); shift ;;
     --setup-only) SETUP_ONLY=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -96,6 +110,9 @@ for stage in $STAGES; do
   case "$stage" in
     download|windows|scalograms|tfrecords)
       run_stage "$stage" "$PY" -m "pipeline.$stage" --config "$CONFIG" "${COMMON[@]}" "${FORCE[@]}" ;;
+    train|tune|kfold|final_eval)
+      run_stage "$stage" "$PY" -m pipeline.profile "$stage" --config "$CONFIG" "${COMMON[@]}" \
+        "${FORCE[@]}" "${ALL_MODELS[@]}" ;;
     *) echo "error: unknown stage '$stage'" >&2; exit 2 ;;
   esac
 done
@@ -103,4 +120,4 @@ done
 echo
 echo "=== summary (config: $CONFIG)"
 printf '%s\n' "${SUMMARY[@]}"
-"$PY" -m pipeline.summary --config "$CONFIG" "${COMMON[@]}" 2>/dev/null || true
+"$PY" -m data_tools.compare_runs --config "$CONFIG" "${COMMON[@]}" || true

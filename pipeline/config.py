@@ -188,6 +188,30 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class ProfileConfig:
+    """Which models ``run_full_pipeline.sh`` trains, tunes and evaluates (``task:model``)."""
+
+    runs_dir: str = "Research_Runs/pipeline_full"
+    """Run folders of the pipeline script (fixed names, so reruns resume or skip)."""
+    train: tuple[str, ...] = (
+        "mitdb_denoise:unet1d",
+        "mitdb_aami5_segments:liteecgnet",
+        "mitdb_aami5_sequences:conformer",
+        "ptbxl_superdiagnostic:cnn",
+    )
+    """One denoiser and one classifier per family by default."""
+    tune: tuple[str, ...] = ("mitdb_aami5_segments:liteecgnet",)
+    """Searched with Keras Tuner, then evaluated by k-fold and retrained for the final
+    held-out evaluation with the best hyperparameters."""
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Per model name, builder keyword arguments (e.g. narrower widths for a CPU)."""
+    train_overrides: dict[str, Any] = field(default_factory=dict)
+    """Per ``task:model`` (or task), ``train`` settings overriding the train section."""
+    max_test_windows: int = 0
+    """Denoising final evaluation: a fixed random subset of test windows (0: all)."""
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     data: DataConfig = field(default_factory=DataConfig)
     windows: WindowsConfig = field(default_factory=WindowsConfig)
@@ -199,6 +223,7 @@ class PipelineConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
 
     @property
     def data_dir(self) -> Path:

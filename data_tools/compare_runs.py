@@ -1,0 +1,124 @@
+"""List and compare runs as a table: ``python -m data_tools.compare_runs [DIR ...]``.
+
+Reads each run folder's ``summary.json`` (training), ``metrics_test.json`` (final held-out
+evaluation) and ``kfold.json`` and prints one Markdown row per run with its headline numbers.
+With ``--config``, the profile's runs folder is listed (what ``run_full_pipeline.sh`` made).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(p: Path) -> Any:
+    try:
+        return json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _denoise_cell(res: dict, method: str, noise: str, snr: str) -> Any:
+    try:
+        return res["results"][method][noise][snr]["snr_imp_db"]["mean"]
+    except (KeyError, TypeError):
+        return None
+
+
+def run_row(d: Path) -> dict[str, Any] | None:
+    s = _load(d / "summary.json") or {}
+    m = _load(d / "metrics_test.json") or {}
+    k = _load(d / "kfold.json") or {}
+    hp = _load(d / "best_hparams.json") or {}
+    if not (s or m or k or hp):
+        return None
+    row: dict[str, Any] = {
+        "run": d.name,
+        "task": s.get("task") or m.get("task") or k.get("task") or hp.get("task"),
+        "model": s.get("model") or m.get("model") or k.get("model") or hp.get("model"),
+        "params": s.get("params"),
+        "epochs": s.get("epochs_done"),
+        "val_loss": s.get("best_val_loss"),
+        "leaky": m.get("leaky_split", s.get("leaky_split")),
+    }
+    if m.get("results"):  # denoiser
+        name = m.get("model")
+        row["test"] = (f"SNR imp 24dB gauss {_fmt(_denoise_cell(m, name, 'gaussian', '24'), 2)}, "
+                       f"6dB gauss {_fmt(_denoise_cell(m, name, 'gaussian', '6'), 2)}, "
+                       f"0dB mix {_fmt(_denoise_cell(m, name, 'mix', '0'), 2)}")
+    elif "macro_auc" in m:
+        row["test"] = f"macro AUC {_fmt(m.get('macro_auc'))}, F-max {_fmt(m.get('fmax'))}"
+    elif "macro_f1" in m:
+        pc = m.get("per_class", {})
+        parts = [f"macro F1 {_fmt(m['macro_f1'])}", f"acc {_fmt(m.get('accuracy'))}"]
+        parts += [f"F1({c}) {_fmt(pc[c].get('f1'))}" for c in ("S", "V", "SVEB", "VEB") if c in pc]
+        row["test"] = ", ".join(parts)
+    if k.get("aggregate"):
+        a = k["aggregate"]
+        key = "macro_f1" if "macro_f1" in a else "macro_auc"
+        if a.get(key, {}).get("mean") is not None:
+            row["kfold"] = f"{key} {a[key]['mean']:.3f} ± {a[key].get('std') or 0:.3f} ({len(k['folds'])} folds)"
+    if hp:
+        row["tuning"] = f"{hp.get('completed_trials')} trials, best val loss {_fmt(hp.get('best_val_loss'))}"
+    return row
+
+
+def find_runs(dirs: list[Path]) -> list[Path]:
+    out = []
+    for base in dirs:
+        if not base.is_dir():
+            continue
+        for d in sorted([base, *[p for p in base.rglob("*") if p.is_dir()]]):
+            if any((d / f).is_file() for f in ("summary.json", "metrics_test.json", "kfold.json",
+                                                "best_hparams.json")):
+                out.append(d)
+    return out
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    cols = ["run", "task", "model", "params", "epochs", "val_loss", "test", "kfold", "tuning", "leaky"]
+    cols = [c for c in cols if any(r.get(c) not in (None, "") for r in rows)]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        lines.append("| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m data_tools.compare_runs", description=__doc__.splitlines()[0])
+    p.add_argument("dirs", nargs="*", help="run folders or folders of runs (default: Research_Runs)")
+    p.add_argument("--config", default=None, help="list the runs folder of this config's profile")
+    p.add_argument("--data-dir", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--mirror", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--set", dest="overrides", action="append", default=[], help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    dirs = [Path(d) for d in args.dirs]
+    if args.config:
+        from pipeline.config import config_from_args
+
+        dirs.append(Path(config_from_args(args).profile.runs_dir))
+    if not dirs:
+        dirs = [ROOT / "Research_Runs"]
+    rows = [r for d in find_runs(dirs) if (r := run_row(d))]
+    if not rows:
+        print(f"no runs found under {', '.join(map(str, dirs))}")
+        return 0
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
