@@ -234,24 +234,27 @@ def _denoise_val_sets(cfg: PipelineConfig, task: Task, files: Sequence[str], mea
     return out
 
 
-def _validate_denoiser(model: Any, val_sets: Mapping[str, Any], mean: np.ndarray, scale: np.ndarray) -> dict[str, float]:
+def _validate_denoiser(model: Any, val_sets: Mapping[str, Any], mean: np.ndarray, scale: np.ndarray,
+                       mae_weight: float) -> dict[str, float]:
+    """Loss (normalized units, as in training) and SNR improvement (mV) per curriculum level."""
     from pipeline.denoise_metrics import window_metrics
 
     out = {}
     losses = []
     for label, ds in val_sets.items():
-        res = model.evaluate(ds, verbose=0, return_dict=True)
-        losses.append(res["loss"])
-        out[f"val_loss_{label}"] = float(res["loss"])
-        imps = []
+        imps, errs = [], []
         for x, y in ds:
             pred = np.asarray(model.predict_on_batch(x))
-            den = pred * scale + mean
+            e = pred - y.numpy()
+            errs.append(np.mean(e**2, axis=(1, 2)) + mae_weight * np.mean(np.abs(e), axis=(1, 2)))
             clean = y.numpy() * scale + mean
-            noisy = x.numpy() * scale + mean
-            imps.append(window_metrics(clean, noisy, den)["snr_imp_db"])
+            imps.append(window_metrics(clean, x.numpy() * scale + mean, pred * scale + mean)["snr_imp_db"])
+        loss = float(np.mean(np.concatenate(errs)))
+        losses.append(loss)
+        out[f"val_loss_{label}"] = loss
         imp = np.concatenate(imps)
-        out[f"val_snr_imp_{label}"] = float(np.mean(imp[np.isfinite(imp)])) if np.isfinite(imp).any() else float("nan")
+        if np.isfinite(imp).any():
+            out[f"val_snr_imp_{label}"] = float(np.mean(imp[np.isfinite(imp)]))
     out["val_loss"] = float(np.mean(losses))
     return out
 
@@ -427,7 +430,7 @@ def train(
                          class_weight=cw, callbacks=cb)
         train_loss = float(hist.history["loss"][-1])
         if task.denoising:
-            val = _validate_denoiser(model, val_sets, mean, scale)
+            val = _validate_denoiser(model, val_sets, mean, scale, t.mae_weight)
         else:
             val = _validate_classifier(model, val_ds, y_val, task)
         row = {"epoch": epoch + 1, "level": level, "learning_rate": state.learning_rate,
