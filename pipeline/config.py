@@ -137,6 +137,10 @@ class NoiseConfig:
     val_fraction: float = 0.2
     """Noise records are cut in time: train, then validation, then test segments."""
     train_types: tuple[str, ...] = ("gaussian", "bw", "em", "ma", "mix")
+    schedule: str = "rotate"
+    """``rotate``: each epoch uses one level of ``curriculum_snr_db`` in turn (the seed
+    project's schedule); ``mix``: every window draws its level from ``mix_snr_db``."""
+    mix_snr_db: tuple[float, ...] = (float("inf"), 24.0, 18.0, 12.0, 6.0, 3.0, 0.0, -3.0)
 
 
 @dataclass(frozen=True)

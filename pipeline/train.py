@@ -219,6 +219,26 @@ def _steps(n_examples: int, batch: int) -> int:
     return max(1, math.ceil(n_examples / batch))
 
 
+def mixed_level_noise_fn(cfg: PipelineConfig, part: str, levels: Sequence[float],
+                         noise: Mapping[str, np.ndarray]) -> Any:
+    """Noise function giving every window a level drawn uniformly from ``levels``."""
+    from pipeline import noise as NZ
+
+    fns = [NZ.make_curriculum_noise_fn(cfg, part, s, cfg.noise.train_types, noise=noise)
+           for s in levels]
+
+    def fn(clean: Any, seed: Any) -> Any:
+        import tensorflow as tf
+
+        clean = tf.convert_to_tensor(clean, tf.float32)
+        outs = tf.stack([f(clean, seed + 7919 * i) for i, f in enumerate(fns)], axis=1)
+        pick = tf.random.stateless_uniform(tf.shape(clean)[:1], seed + 104729, 0, len(fns),
+                                           dtype=tf.int32)
+        return tf.gather(outs, pick, axis=1, batch_dims=1)
+
+    return fn
+
+
 def _denoise_val_sets(cfg: PipelineConfig, task: Task, files: Sequence[str], mean: np.ndarray,
                       scale: np.ndarray, masks: Mapping[str, np.ndarray] | None) -> dict[str, Any]:
     from pipeline import noise as NZ
@@ -226,7 +246,9 @@ def _denoise_val_sets(cfg: PipelineConfig, task: Task, files: Sequence[str], mea
 
     noise = NZ.load_noise(cfg)
     out = {}
-    for snr in cfg.noise.curriculum_snr_db:
+    levels = list(cfg.noise.curriculum_snr_db)
+    levels += [s for s in cfg.noise.eval_snr_db if s not in levels]
+    for snr in levels:
         fn = NZ.make_curriculum_noise_fn(cfg, "val", snr, cfg.noise.train_types, noise=noise)
         label = "clean" if math.isinf(snr) else f"{snr:g}dB"
         out[label] = create_dataset(files, cfg, cfg.train.batch_size, False, mean, scale, task=task,
@@ -412,10 +434,14 @@ def train(
         t_epoch = time.monotonic()
         model.optimizer.learning_rate.assign(state.learning_rate)
         level = ""
-        if task.denoising:
+        if task.denoising and cfg.noise.schedule == "mix":
+            level = "mixed levels"
+            fn = mixed_level_noise_fn(cfg, "train", cfg.noise.mix_snr_db, noise)
+        elif task.denoising:
             snr = curriculum[epoch % len(curriculum)]
             level = "clean" if math.isinf(snr) else f"{snr:g}dB"
             fn = NZ.make_curriculum_noise_fn(cfg, "train", snr, cfg.noise.train_types, noise=noise)
+        if task.denoising:
             train_ds = create_dataset(sf.train, cfg, t.batch_size, True, mean, scale, task=task,
                                       noise_fn=fn, include=train_masks, seed=t.seed + epoch,
                                       check=epoch == 0)
