@@ -444,3 +444,40 @@ def make_curriculum_noise_fn(
         return scale_to_snr(clean, tf.reduce_sum(stack * pick, axis=1), snr_db)
 
     return noise_fn
+
+
+def make_mixed_level_noise_fn(
+    cfg: PipelineConfig,
+    part: str,
+    levels: Sequence[float],
+    types: Sequence[str] | None = None,
+    noise: Mapping[str, np.ndarray] | None = None,
+) -> NoiseFn:
+    """Noise function drawing, per window, a noise type among ``types`` and a level among
+    ``levels`` (dB; ``inf`` leaves the window clean), both uniformly.
+
+    Used by the ``mix`` training schedule (``noise.schedule: mix``): every batch then holds
+    clean and noisy windows at every level, instead of one level per epoch.
+    """
+    levels = tuple(float(v) for v in levels)
+    if not levels:
+        raise ValueError("make_mixed_level_noise_fn needs at least one level. Received: levels=()")
+    for v in levels:
+        _check_snr(v)
+    finite = [v for v in levels if not math.isinf(v)]
+    if not finite:
+        return make_curriculum_noise_fn(cfg, part, math.inf, types, noise)
+    typed = make_curriculum_noise_fn(cfg, part, 0.0, types, noise)  # noise at 0 dB
+
+    def noise_fn(clean: Any, seed: Any) -> Any:
+        import tensorflow as tf
+
+        clean = tf.convert_to_tensor(clean, tf.float32)
+        k = tf.shape(clean)[0]
+        unit = typed(clean, seed) - clean  # noise with the window's power (0 dB)
+        pick = tf.random.stateless_uniform([k], _fold(seed, 7), minval=0, maxval=len(levels),
+                                           dtype=tf.int32)
+        snr = tf.gather(tf.constant(levels, tf.float64), pick)
+        return scale_to_snr(clean, unit, snr)
+
+    return noise_fn

@@ -219,26 +219,6 @@ def _steps(n_examples: int, batch: int) -> int:
     return max(1, math.ceil(n_examples / batch))
 
 
-def mixed_level_noise_fn(cfg: PipelineConfig, part: str, levels: Sequence[float],
-                         noise: Mapping[str, np.ndarray]) -> Any:
-    """Noise function giving every window a level drawn uniformly from ``levels``."""
-    from pipeline import noise as NZ
-
-    fns = [NZ.make_curriculum_noise_fn(cfg, part, s, cfg.noise.train_types, noise=noise)
-           for s in levels]
-
-    def fn(clean: Any, seed: Any) -> Any:
-        import tensorflow as tf
-
-        clean = tf.convert_to_tensor(clean, tf.float32)
-        outs = tf.stack([f(clean, seed + 7919 * i) for i, f in enumerate(fns)], axis=1)
-        pick = tf.random.stateless_uniform(tf.shape(clean)[:1], seed + 104729, 0, len(fns),
-                                           dtype=tf.int32)
-        return tf.gather(outs, pick, axis=1, batch_dims=1)
-
-    return fn
-
-
 def _denoise_val_sets(cfg: PipelineConfig, task: Task, files: Sequence[str], mean: np.ndarray,
                       scale: np.ndarray, masks: Mapping[str, np.ndarray] | None) -> dict[str, Any]:
     from pipeline import noise as NZ
@@ -436,7 +416,8 @@ def train(
         level = ""
         if task.denoising and cfg.noise.schedule == "mix":
             level = "mixed levels"
-            fn = mixed_level_noise_fn(cfg, "train", cfg.noise.mix_snr_db, noise)
+            fn = NZ.make_mixed_level_noise_fn(cfg, "train", cfg.noise.mix_snr_db,
+                                              cfg.noise.train_types, noise=noise)
         elif task.denoising:
             snr = curriculum[epoch % len(curriculum)]
             level = "clean" if math.isinf(snr) else f"{snr:g}dB"
