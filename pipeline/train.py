@@ -357,7 +357,7 @@ def train(
     with strategy.scope():
         if state is not None and not state.finished:
             log.info("resuming %s at epoch %d step %d", run_dir, state.epoch, state.step_in_epoch)
-            model = keras.models.load_model(run_dir / CKPT_DIR / "last.keras", safe_mode=True)
+            model = load_best_model(run_dir, prefer="last")
         elif state is not None and state.finished:
             log.info("%s: training already finished (%s); nothing to do", run_dir, state.stop_reason)
             return read_json(run_dir / "summary.json", "run summary")
