@@ -42,6 +42,7 @@ def search_space(hp):
         dilations=int_tuple_space(hp, "dilations", (1, 2, 4, 8), [1, 2, 4, 8, 16], max_len=5),
         batch_norm=hp.Boolean("batch_norm", default=False),
         dropout=hp.Float("dropout", 0.0, 0.3, step=0.1, default=0.0),
+        noise_gate=hp.Boolean("noise_gate", default=True),
     )
 
 
@@ -70,6 +71,7 @@ def build(
     batch_norm=False,
     dropout=0.0,
     input_skip=True,
+    noise_gate=True,
 ):
     """Builds the 1-D U-Net denoiser.
 
@@ -85,6 +87,10 @@ def build(
             it the model is the same function in both modes.
         dropout: Dropout rate after the bottleneck, in ``[0, 1)``.
         input_skip: Whether the network predicts a correction added to the input.
+        noise_gate: With ``input_skip``, scale the correction per window and lead by a gate
+            in ``[0, 1]`` computed from the bottleneck's global average and maximum. A clean
+            window can then pass through unchanged (gate near 0) while noisy windows get the
+            full correction, instead of one trade-off for all noise levels.
 
     Returns:
         ``keras.Model`` named ``"unet1d"`` mapping ``(batch, samples, leads)`` to the same
@@ -97,6 +103,7 @@ def build(
     check_bool("batch_norm", batch_norm)
     check_rate("dropout", dropout)
     check_bool("input_skip", input_skip)
+    check_bool("noise_gate", noise_gate)
     n_pools = len(filters) - 1
     check_divisible_length(samples, 2**n_pools, f"{n_pools} max-pool levels")
 
@@ -121,6 +128,15 @@ def build(
         )
         x = keras.layers.Add(name=f"bottleneck_d{j}_add")([x, h])
     x = keras.layers.Dropout(dropout, name="bottleneck_dropout")(x)
+    gate = None
+    if input_skip and noise_gate:
+        g = keras.layers.Concatenate(name="gate_pool")(
+            [keras.layers.GlobalAveragePooling1D(name="gate_avg")(x),
+             keras.layers.GlobalMaxPooling1D(name="gate_max")(x)]
+        )
+        g = keras.layers.Dense(32, activation="relu", name="gate_hidden")(g)
+        g = keras.layers.Dense(leads, activation="sigmoid", name="gate")(g)
+        gate = keras.layers.Reshape((1, leads), name="gate_reshape")(g)
 
     for i in reversed(range(n_pools)):
         x = keras.layers.UpSampling1D(2, name=f"dec{i}_upsample")(x)
@@ -131,6 +147,8 @@ def build(
 
     if input_skip:
         correction = keras.layers.Conv1D(leads, 1, kernel_initializer="zeros", name="correction")(x)
+        if gate is not None:
+            correction = keras.layers.Multiply(name="gated_correction")([correction, gate])
         outputs = keras.layers.Add(name="output")([inputs, correction])
     else:
         outputs = keras.layers.Conv1D(leads, 1, name="output")(x)
