@@ -3,24 +3,30 @@
 Order of operations (tensorflow/models input reader, prefetch last)::
 
     files -> [train: seeded shuffle of the file list, new order each epoch]
-          -> interleave(read whole file, cycle_length=4, parallel, deterministic unless train)
-          -> decode the file's batches, form examples (sequences of consecutive beats of one
-             record, or 4 s windows cut from denoising chunks; noise added here)
-          -> normalize (x - mean) / scale per channel (per scale row for scalograms)
-          -> add a channel axis where the model needs one
-          -> unbatch -> [train: light shuffle buffer] -> batch -> prefetch
+          -> interleave(read a file, cycle_length=4, parallel, deterministic unless train)
+          -> per stored batch (one Example, up to 256 examples): parse only the keys needed,
+             decode, form examples in the stored dtype (sequences of consecutive beats of
+             one record, carrying the last beats over to the next Example; 4 s windows cut
+             from denoising chunks, with noise and normalization added here)
+          -> unbatch -> [train: shuffle buffer of examples] -> batch
+          -> per batch: cast to float32, normalize (x - mean) / scale per channel (per scale
+             row for scalograms), add a channel axis where the model needs one, labels
+          -> prefetch
 
-Reading a whole file per interleave element lets sequences of N consecutive beats span the
-Example boundaries inside a file, while never crossing a record boundary (a file is one
-record). Every example is yielded exactly once per pass.
+Examples are decoded a stored batch at a time and cast and normalized a training batch at a
+time, so no operation runs per example except the shuffle and batch copies (float16
+scalograms stay float16 until then). Sequences of N consecutive beats span the Example
+boundaries inside a file but never cross a record boundary (a file is one record). Every
+example is yielded exactly once per pass.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -113,6 +119,43 @@ def find_damaged_file(files: Sequence[str]) -> str | None:
     return None
 
 
+def iterate_checked(dataset: Any, files: Sequence[str | Path]) -> Iterator[Any]:
+    """Iterates ``dataset``, naming the damaged file when reading fails.
+
+    ``tf.data`` reports a failed CRC or a truncated record as ``DataLossError`` without the
+    file's name. On any ``tf.errors.OpError`` the files are reread one by one
+    (:func:`find_damaged_file`); the first damaged one is named in a :class:`PipelineError`.
+    Errors that no file explains (no file fails on rereading) are raised unchanged.
+
+    Args:
+        dataset: e.g. from :func:`create_dataset`.
+        files: the TFRecord paths the dataset reads (see :func:`resolve_files`).
+
+    Yields:
+        The dataset's elements, unchanged.
+    """
+    import tensorflow as tf
+
+    it = None
+    while True:
+        try:
+            if it is None:
+                it = iter(dataset)
+            item = next(it)
+        except StopIteration:
+            return
+        except tf.errors.OpError as exc:
+            bad = find_damaged_file([str(f) for f in files])
+            if bad is None:
+                raise
+            first = (exc.message or type(exc).__name__).splitlines()[0]
+            raise PipelineError(
+                f"{bad}: damaged TFRecord file ({type(exc).__name__}: {first}); rerun "
+                "`python -m pipeline.tfrecords --force`"
+            ) from exc
+        yield item
+
+
 # --------------------------------------------------------------------------- decoding
 
 
@@ -122,18 +165,19 @@ def _dtype(kind: str, cfg: PipelineConfig) -> Any:
     return tf.float16 if (kind == "beats" and cfg.scalograms.dtype == "float16") else tf.float32
 
 
-def _parse_all(serialized: Any, kind: str, cfg: PipelineConfig, label_dim: int) -> dict[str, Any]:
-    """Parses a vector of serialized Examples of one file into concatenated tensors."""
+def _decode_example(serialized: Any, kind: str, cfg: PipelineConfig, label_dim: int) -> dict[str, Any]:
+    """Decodes one serialized Example (one stored batch) to ``x`` (stored dtype), ``y``, ``index``.
+
+    One Example at a time: parsing only the keys needed, no copy of the whole file.
+    """
     import tensorflow as tf
 
-    p = tf.io.parse_example(serialized, schema.feature_spec())
-    shape = schema.example_shape(kind, cfg)
-    x = tf.io.decode_raw(tf.strings.reduce_join(p["x"]), _dtype(kind, cfg))
-    x = tf.reshape(x, [-1, *shape])
-    y = tf.io.decode_raw(tf.strings.reduce_join(p["y"]), tf.int8)
+    spec = schema.feature_spec()
+    p = tf.io.parse_single_example(serialized, {k: spec[k] for k in ("x", "y", "index")})
+    x = tf.reshape(tf.io.decode_raw(p["x"], _dtype(kind, cfg)), [-1, *schema.example_shape(kind, cfg)])
+    y = tf.io.decode_raw(p["y"], tf.int8)
     y = tf.reshape(y, [-1] if label_dim == 1 else [-1, label_dim])
-    index = tf.io.decode_raw(tf.strings.reduce_join(p["index"]), tf.int32)
-    return {"x": x, "y": y, "index": index}
+    return {"x": x, "y": y, "index": tf.io.decode_raw(p["index"], tf.int32)}
 
 
 def _label_tensor(y: Any, task: Task) -> Any:
@@ -147,6 +191,48 @@ def _label_tensor(y: Any, task: Task) -> Any:
     return tf.one_hot(yi, task.n_outputs, dtype=tf.float32)
 
 
+_XLA_OK: bool | None = None  # whether XLA compiles on this machine (probed once)
+_XLA_FN: Any = None
+
+
+def _cast_affine(x: Any, a: Any, b: Any) -> Any:
+    """``float32(x) * a + b``.
+
+    float16 input (scalograms) goes through one XLA-fused pass when XLA works here instead of
+    three (cast, multiply, add): on batches of scalogram sequences this is most of the
+    loader's arithmetic, and the fused pass takes about half the time. It equals the unfused
+    result to float32 rounding (fused multiply-add). float32 input is small enough that the
+    XLA call costs more than it saves.
+    """
+    import tensorflow as tf
+
+    global _XLA_OK
+    if x.dtype != tf.float16:
+        return x * a + b
+    if _XLA_OK is None:
+        # Probe eagerly (also when called while a map is traced) on the CPU, where tf.data
+        # runs its functions.
+        with tf.init_scope(), tf.device("/CPU:0"):
+            try:
+                probe = _cast_affine_xla(tf.ones([2], tf.float16), tf.ones([1]), tf.ones([1]))
+                _XLA_OK = bool(np.all(probe.numpy() == 2.0))
+            except Exception:  # XLA not built in or not usable on this device
+                _XLA_OK = False
+    if _XLA_OK:
+        return _cast_affine_xla(x, a, b)
+    return tf.cast(x, tf.float32) * a + b
+
+
+def _cast_affine_xla(x: Any, a: Any, b: Any) -> Any:
+    global _XLA_FN
+    if _XLA_FN is None:
+        import tensorflow as tf
+
+        _XLA_FN = tf.function(lambda x, a, b: tf.cast(x, tf.float32) * a + b, jit_compile=True,
+                              reduce_retracing=True)
+    return _XLA_FN(x, a, b)
+
+
 @dataclasses.dataclass(frozen=True)
 class Normalizer:
     """Per-channel ``(x - mean) / scale`` with statistics fitted on training files only."""
@@ -155,13 +241,19 @@ class Normalizer:
     scale: np.ndarray
 
     def apply(self, x: Any, channel_axis: int) -> Any:
+        """``(x - mean) / scale`` along ``channel_axis`` as float32 (``x`` float16 or 32).
+
+        Computed as ``x * (1 / scale) + (-mean / scale)`` in one pass (see `_cast_affine`).
+        """
         import tensorflow as tf
 
         shape = [1] * len(x.shape)
         shape[channel_axis] = -1
-        m = tf.reshape(tf.constant(self.mean, tf.float32), shape)
-        s = tf.reshape(tf.constant(self.scale, tf.float32), shape)
-        return (x - m) / s
+        mean = np.asarray(self.mean, np.float64)
+        inv = 1.0 / np.asarray(self.scale, np.float64)
+        a = tf.reshape(tf.constant(inv, tf.float32), shape)
+        b = tf.reshape(tf.constant(-mean * inv, tf.float32), shape)
+        return _cast_affine(x, a, b)
 
 
 def _channel_axis(kind: str) -> int:
@@ -200,7 +292,9 @@ def create_dataset(
             the centre beat) selecting which are used (intra-patient splits).
         seed: overrides ``config.loader.seed`` for file and example shuffles.
         check: validate each file's metadata against the config first.
-        with_index: also yield ``(record, index)`` per example (evaluation and plots).
+        with_index: also yield ``(record, index)`` per example (evaluation and plots):
+            beats and segments: the beat's position in the record; denoising: the window's
+            start sample in the record; PTB-XL: ecg_id.
 
     Returns:
         A dataset of ``(x, y)`` (or ``(x, y, record, index)``). ``x``: segments
@@ -238,51 +332,64 @@ def create_dataset(
     if kind == "beats" and (lcfg.seq_len_beats < 1 or lcfg.seq_len_beats % 2 == 0):
         raise ValueError(f"loader.seq_len_beats must be odd and >= 1. Received: {lcfg.seq_len_beats}")
 
-    def finish(x: Any, y: Any, rec: Any, idx: Any) -> Any:
-        if with_index:
-            return tf.data.Dataset.from_tensor_slices((x, y, tf.fill(tf.shape(idx), rec), idx))
-        return tf.data.Dataset.from_tensor_slices((x, y))
-
     def read_file(path: Any, file_id: Any) -> Any:
         rec = tf.strings.regex_replace(tf.strings.split(path, "/")[-1], r"-\d{5}-of-\d{5}\.tfrecord$", "")
         raw = tf.data.TFRecordDataset(path)
         if kind == "denoise":
-            return raw.enumerate().map(
-                lambda i, s: _denoise_example(s, file_id, rec, i)).flat_map(
-                lambda x, y, r, i: finish(x, y, r, i))
-        return raw.batch(1 << 20).map(lambda s: _file_examples(s, file_id, rec)).flat_map(finish)
+            return raw.enumerate().map(lambda i, s: _denoise_example(s, file_id, rec, i))
+        examples = raw.map(lambda s: _decode_example(s, kind, config, label_dim))
+        if kind == "beats":
+            # Sequences span the Examples of a file: carry the last 2h beats to the next one.
+            sh = schema.example_shape(kind, config)
+            start = (tf.zeros([0, *sh], _dtype(kind, config)), tf.zeros([0], tf.int8),
+                     tf.zeros([0], tf.int32), tf.zeros([0], tf.bool), tf.constant(0, tf.int32))
+            out = examples.scan(start, lambda st, d: _beat_sequences(st, d, file_id, rec))
+        elif masks is not None:
+            out = examples.scan(tf.constant(0, tf.int32),
+                                lambda off, d: _masked(off, d, file_id, rec))
+        else:
+            out = examples.map(lambda d: _outputs(d["x"], d["y"], rec, d["index"]))
+        return out
 
-    def _mask(file_id: Any, n: Any) -> Any:
+    def _keep(file_id: Any, offset: Any, n: Any) -> Any:
         if masks is None:
             return tf.ones([n], tf.bool)
-        return masks[file_id]
+        return masks[file_id][offset : offset + n]
 
-    def _file_examples(serialized: Any, file_id: Any, rec: Any) -> Any:
-        d = _parse_all(serialized, kind, config, label_dim)
-        x, y, idx = d["x"], d["y"], d["index"]
-        keep = _mask(file_id, tf.shape(y)[0])
-        if kind == "beats":
-            n = tf.shape(idx)[0]
-            centres = tf.range(h, n - h)
-            ok = tf.gather(idx, centres + h) - tf.gather(idx, centres - h) == 2 * h
-            ok = tf.logical_and(ok, tf.gather(keep, centres))
-            centres = tf.boolean_mask(centres, ok)
-            offsets = tf.range(-h, h + 1)
-            x = tf.gather(x, centres[:, None] + offsets[None, :])  # (m, N, S, T)
-            y, idx = tf.gather(y, centres), tf.gather(idx, centres)
-        else:
-            x, y, idx = tf.boolean_mask(x, keep), tf.boolean_mask(y, keep), tf.boolean_mask(idx, keep)
-        x = tf.cast(x, tf.float32)
-        if norm is not None:
-            x = norm.apply(x, _channel_axis(kind))
-        if kind in ("segments",):
-            x = x[..., None]
-        elif kind == "beats":
-            x = x[..., None]
-        return x, _label_tensor(y, task_obj), rec, idx
+    def _outputs(x: Any, y: Any, rec: Any, idx: Any) -> tuple[Any, ...]:
+        return (x, y, tf.fill(tf.shape(idx), rec), idx) if with_index else (x, y)
 
-    def _denoise_example(serialized: Any, file_id: Any, rec: Any, chunk_id: Any) -> Any:
-        p = tf.io.parse_single_example(serialized, schema.feature_spec())
+    def _masked(offset: Any, d: dict[str, Any], file_id: Any, rec: Any) -> Any:
+        n = tf.shape(d["y"])[0]
+        keep = _keep(file_id, offset, n)
+        x, y, idx = (tf.boolean_mask(d[k], keep) for k in ("x", "y", "index"))
+        return offset + n, _outputs(x, y, rec, idx)
+
+    def _beat_sequences(state: Any, d: dict[str, Any], file_id: Any, rec: Any) -> Any:
+        """Sequences centred on this Example's beats (and the carried beats' last h).
+
+        The carried tail (the file's previous 2h beats) plus this Example form a block; its
+        centres h .. len-h-1 partition the file's centres h .. n-h-1 over the Examples.
+        """
+        tx, ty, ti, tk, offset = state
+        n = tf.shape(d["y"])[0]
+        x = tf.concat([tx, d["x"]], 0)
+        y = tf.concat([ty, d["y"]], 0)
+        idx = tf.concat([ti, d["index"]], 0)
+        keep = tf.concat([tk, _keep(file_id, offset, n)], 0)
+        m = tf.shape(idx)[0]
+        centres = tf.range(h, tf.maximum(h, m - h))  # empty while the block is short
+        ok = tf.gather(idx, centres + h) - tf.gather(idx, centres - h) == 2 * h
+        centres = tf.boolean_mask(centres, tf.logical_and(ok, tf.gather(keep, centres)))
+        seq = tf.gather(x, centres[:, None] + tf.range(-h, h + 1)[None, :])  # (k, N, S, T)
+        t0 = tf.maximum(m - 2 * h, 0)
+        new_state = (x[t0:], y[t0:], idx[t0:], keep[t0:], offset + n)
+        return new_state, _outputs(seq, tf.gather(y, centres), rec, tf.gather(idx, centres))
+
+    def _denoise_example(serialized: Any, file_id: Any, rec: Any, chunk_id: Any) -> tuple[Any, ...]:
+        spec = schema.feature_spec()
+        p = tf.io.parse_single_example(
+            serialized, {k: spec[k] for k in ("x", "index", "eval_grid", "chunk_start")})
         W = config.windows.denoise_window_samples
         chunk = tf.reshape(tf.io.decode_raw(p["x"], tf.float32), [-1, 2])
         starts = tf.io.decode_raw(p["index"], tf.int32)
@@ -301,10 +408,17 @@ def create_dataset(
                           tf.cast(chunk_id, tf.int64)])
         noisy = noise_fn(clean, s)
         if norm is not None:
-            noisy_n, clean_n = norm.apply(noisy, -1), norm.apply(clean, -1)
-        else:
-            noisy_n, clean_n = noisy, clean
-        return noisy_n, clean_n, rec, starts
+            noisy, clean = norm.apply(noisy, -1), norm.apply(clean, -1)
+        return _outputs(noisy, clean, rec, starts + tf.cast(p["chunk_start"], tf.int32))
+
+    def _finish_batch(x: Any, y: Any, *index: Any) -> tuple[Any, ...]:
+        # Cast, normalize and label a whole batch at once (denoising: done per chunk).
+        if kind != "denoise":
+            x = tf.cast(x, tf.float32) if norm is None else norm.apply(x, _channel_axis(kind))
+            if kind in ("segments", "beats"):
+                x = x[..., None]
+            y = _label_tensor(y, task_obj)
+        return (x, y, *index)
 
     ds = tf.data.Dataset.from_tensor_slices((tf.constant(files), tf.range(len(files))))
     if is_training:
@@ -312,15 +426,18 @@ def create_dataset(
     ds = ds.interleave(
         read_file,
         cycle_length=max(1, min(lcfg.cycle_length, len(files))),
-        # Training mixes files example by example; evaluation reads files in parallel but
-        # yields them one after another, in the given order (labels align with split_labels).
+        # Training alternates files stored batch by stored batch (the shuffle buffer then
+        # mixes examples); evaluation reads files in parallel but yields them one after
+        # another, in the given order (labels align with split_labels).
         block_length=1 if is_training else 2**31 - 1,
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=not is_training,
     )
+    ds = ds.unbatch()
     if is_training and lcfg.shuffle_buffer > 1:
         ds = ds.shuffle(lcfg.shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
+    ds = ds.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not is_training)
+    ds = ds.map(_finish_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not is_training)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -353,7 +470,7 @@ def split_labels(
             for ser in tf.data.TFRecordDataset(f).batch(1 << 20):
                 p = tf.io.parse_example(ser, spec)
                 ld = int(p["label_dim"][0])
-                for yb, ib in zip(p["y"].numpy(), p["index"].numpy()):
+                for yb, ib in zip(p["y"].numpy(), p["index"].numpy(), strict=True):
                     y = np.frombuffer(yb, np.int8)
                     ys.append(y if ld == 1 else y.reshape(-1, ld))
                     idxs.append(np.frombuffer(ib, np.int32))
@@ -363,7 +480,13 @@ def split_labels(
         idx = np.concatenate(idxs) if idxs else np.zeros(0, np.int32)
         keep = np.ones(len(y), bool)
         if include is not None:
-            keep = np.asarray(include.get(f, include.get(Path(f).name)), bool)
+            key = f if f in include else Path(f).name
+            if key not in include:
+                raise KeyError(f"include has no mask for {f}")
+            keep = np.asarray(include[key], bool)
+            if keep.shape != (len(y),):
+                raise ValueError(f"{f}: include mask has shape {keep.shape}, the file has "
+                                 f"{len(y)} examples")
         if task_obj.kind == "beats":
             c = np.arange(h, len(idx) - h)
             ok = (idx[c + h] - idx[c - h] == 2 * h) & keep[c]

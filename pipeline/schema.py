@@ -19,6 +19,8 @@ key                 type       meaning
 ``index``           bytes      int32 per example: beat position in the record (beats,
                                segments), window start in the chunk (denoise), ecg_id
                                (PTB-XL, int32)
+``chunk_start``     int64      denoise only: sample of the record where the stored chunk
+                               starts, so a window starts at ``chunk_start + index`` (else 0)
 ``aux_dim``         int64      float32 side features per example (0 when none)
 ``aux``             bytes      float32 ``n * aux_dim`` (beats: pre-RR, post-RR, local RR s)
 ``frame_length``    int64      denoise only: window length in samples (else 0)
@@ -38,7 +40,8 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: ``chunk_start`` added (denoise windows can be located in their record)."""
 KINDS = ("segments", "beats", "denoise", "ptbxl")
 MAX_BATCH = 256
 DTYPES = {"float32": np.float32, "float16": np.float16}
@@ -60,6 +63,7 @@ class Batch:
     aux: np.ndarray
     frame_length: int = 0
     eval_grid: np.ndarray | None = None
+    chunk_start: int = 0
 
     @property
     def n(self) -> int:
@@ -85,6 +89,7 @@ def feature_spec() -> dict[str, Any]:
         "aux": tf.io.FixedLenFeature([], tf.string),
         "frame_length": tf.io.FixedLenFeature([], tf.int64),
         "eval_grid": tf.io.FixedLenFeature([], tf.string),
+        "chunk_start": tf.io.FixedLenFeature([], tf.int64),
     }
 
 
@@ -116,9 +121,12 @@ def encode(batch: Batch) -> bytes:
         raise SchemaError(f"batch of {n} examples; must be 1..{MAX_BATCH}")
     label_dim = 1 if y.ndim == 1 else int(y.shape[1])
     index = np.ascontiguousarray(batch.index, dtype=np.int32)
-    aux = np.ascontiguousarray(batch.aux, dtype=np.float32).reshape(n, -1)
-    if len(index) != n:
-        raise SchemaError(f"index has {len(index)} entries for {n} examples")
+    aux = np.ascontiguousarray(batch.aux, dtype=np.float32)
+    if aux.size % n:
+        raise SchemaError(f"aux has {aux.size} values, not a multiple of {n} examples")
+    aux = aux.reshape(n, -1)
+    if index.shape != (n,):
+        raise SchemaError(f"index has shape {index.shape} for {n} examples")
     if batch.kind == "denoise":
         shape = x.shape
         grid = np.ascontiguousarray(batch.eval_grid, dtype=np.uint8)
@@ -126,8 +134,10 @@ def encode(batch: Batch) -> bytes:
             raise SchemaError("eval_grid must have one entry per window")
         if batch.frame_length <= 0 or x.ndim != 2:
             raise SchemaError("denoise chunks need frame_length > 0 and x of (samples, leads)")
-        if n and int(index.max()) + batch.frame_length > x.shape[0]:
-            raise SchemaError("a window start runs past the end of its chunk")
+        if int(index.min()) < 0 or int(index.max()) + batch.frame_length > x.shape[0]:
+            raise SchemaError("a window start lies outside its chunk")
+        if batch.chunk_start < 0:
+            raise SchemaError(f"chunk_start must be >= 0. Received: {batch.chunk_start}")
     else:
         if x.shape[0] != n:
             raise SchemaError(f"x has {x.shape[0]} examples, labels {n}")
@@ -148,8 +158,12 @@ def encode(batch: Batch) -> bytes:
         "aux": _bytes(aux.tobytes()),
         "frame_length": _ints(batch.frame_length),
         "eval_grid": _bytes(grid.tobytes()),
+        "chunk_start": _ints(batch.chunk_start),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
+    # deterministic: map keys sorted, so the same batch gives the same bytes in every process
+    # (protobuf otherwise orders map entries by a per-process hash seed).
+    ex = tf.train.Example(features=tf.train.Features(feature=feats))
+    return ex.SerializeToString(deterministic=True)
 
 
 def decode(serialized: bytes, where: str = "example") -> Batch:
@@ -188,6 +202,13 @@ def decode(serialized: bytes, where: str = "example") -> Batch:
     label_dim = one_int("label_dim")
     aux_dim = one_int("aux_dim")
     frame_length = one_int("frame_length")
+    chunk_start = one_int("chunk_start")
+    if label_dim < 1 or aux_dim < 0:
+        raise SchemaError(f"{where}: bad metadata (label_dim={label_dim}, aux_dim={aux_dim})")
+    if kind == "denoise" and (len(shape) != 2 or not 0 < frame_length <= shape[0]
+                              or chunk_start < 0):
+        raise SchemaError(f"{where}: bad denoise metadata (chunk shape={shape}, "
+                          f"frame_length={frame_length}, chunk_start={chunk_start})")
     x_bytes = one_bytes("x")
     item = np.dtype(DTYPES[dtype]).itemsize
     full = shape if kind == "denoise" else (n, *shape)
@@ -206,8 +227,10 @@ def decode(serialized: bytes, where: str = "example") -> Batch:
     index = arr("index", np.int32, n)
     aux = arr("aux", np.float32, n * aux_dim).reshape(n, aux_dim)
     grid = arr("eval_grid", np.uint8, n) if kind == "denoise" else None
+    if kind == "denoise" and (int(index.min()) < 0 or int(index.max()) + frame_length > shape[0]):
+        raise SchemaError(f"{where}: a window start lies outside its chunk of {shape[0]} samples")
     return Batch(kind, one_bytes("record").decode(errors="replace"), x, y, index, aux,
-                 frame_length, grid)
+                 frame_length, grid, chunk_start)
 
 
 def example_shape(kind: str, cfg: Any) -> tuple[int, ...]:

@@ -19,9 +19,10 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -124,7 +125,7 @@ def _denoise_batches(cfg: PipelineConfig, rec: str) -> Iterator[schema.Batch]:
         grid = np.asarray([int(s) in eval_set for s in st], np.uint8)
         yield schema.Batch("denoise", rec, sig[lo:hi], np.zeros(len(st), np.int8),
                            (st - lo).astype(np.int32), np.zeros((len(st), 0), np.float32),
-                           frame_length=W, eval_grid=grid)
+                           frame_length=W, eval_grid=grid, chunk_start=lo)
 
 
 def _ptbxl_groups(cfg: PipelineConfig) -> dict[str, tuple[Path, np.ndarray]]:
@@ -182,7 +183,7 @@ def write_file(cfg: PipelineConfig, kind: str, rec: str, out: Path) -> dict[str,
                 n += b.n
                 n_batches += 1
                 if b.y.ndim == 1 and kind != "denoise":
-                    for k, c in zip(*np.unique(b.y, return_counts=True)):
+                    for k, c in zip(*np.unique(b.y, return_counts=True), strict=True):
                         counts[int(k)] = counts.get(int(k), 0) + int(c)
                 elif kind == "ptbxl":
                     for k, c in enumerate(b.y.sum(axis=0)):
@@ -267,9 +268,16 @@ def run_kind(cfg: PipelineConfig, kind: str, force: bool = False) -> dict[str, A
         else:
             todo.append(r)
     if not todo and manifest_path.is_file():
-        log.info("tfrecords %s: up to date (%d files); nothing to do (--force redoes it)",
-                 kind, len(done))
-        return read_json(manifest_path, "TFRecord manifest")
+        try:
+            old = read_json(manifest_path, "TFRecord manifest")
+        except PipelineError:
+            old = {}
+        # Up to date only if the manifest lists exactly these files (a record dropped from
+        # the selection must leave the manifest and the folder).
+        if old.get("config_key") == ckey and old.get("files") == [done[r] for r in sorted(done)]:
+            log.info("tfrecords %s: up to date (%d files); nothing to do (--force redoes it)",
+                     kind, len(done))
+            return old
     t0 = time.perf_counter()
     from tqdm import tqdm
 
