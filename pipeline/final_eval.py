@@ -188,7 +188,7 @@ def run(cfg: PipelineConfig, task: Task, model_name: str, *, from_run: Path | No
         model = load_best_model(run_dir, "best" if sf.val != sf.train and task.kind == "ptbxl" else "last")
         mode = ("retrained on all training records with "
                 + (f"hyperparameters from {hp}" if hp else "default hyperparameters"))
-    mean, scale = NORM.load(run_dir / "normalization.json", task.kind, NORM.n_channels(task.kind, cfg))
+    mean, scale = NORM.load(run_dir / "normalization.json", task.kind, NORM.n_channels(task.kind, cfg, task.rr_channels))
     if task.denoising:
         res = _denoiser_report(model, cfg, task, split, run_dir, mean, scale, max_windows, n_boot)
     else:

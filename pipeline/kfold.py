@@ -78,7 +78,7 @@ def run_kfold(cfg: PipelineConfig, task: Task, model_name: str, out_dir: Path | 
         fold_dir.mkdir(exist_ok=True)
         summary = train(cfg, fold_dir, task_name=task.name, model_name=model_name,
                         model_kwargs=kwargs, files=sf)
-        mean, scale = NORM.load(fold_dir / "normalization.json", task.kind, NORM.n_channels(task.kind, cfg))
+        mean, scale = NORM.load(fold_dir / "normalization.json", task.kind, NORM.n_channels(task.kind, cfg, task.rr_channels))
         model = load_best_model(fold_dir)
         pred = predict_classifier(model, sf.val, cfg, task, mean, scale)
         m = classifier_metrics(pred, task)

@@ -165,7 +165,8 @@ def _dtype(kind: str, cfg: PipelineConfig) -> Any:
     return tf.float16 if (kind == "beats" and cfg.scalograms.dtype == "float16") else tf.float32
 
 
-def _decode_example(serialized: Any, kind: str, cfg: PipelineConfig, label_dim: int) -> dict[str, Any]:
+def _decode_example(serialized: Any, kind: str, cfg: PipelineConfig, label_dim: int,
+                    rr: bool = False) -> dict[str, Any]:
     """Decodes one serialized Example (one stored batch) to ``x`` (stored dtype), ``y``, ``index``.
 
     One Example at a time: parsing only the keys needed, no copy of the whole file.
@@ -173,8 +174,12 @@ def _decode_example(serialized: Any, kind: str, cfg: PipelineConfig, label_dim: 
     import tensorflow as tf
 
     spec = schema.feature_spec()
-    p = tf.io.parse_single_example(serialized, {k: spec[k] for k in ("x", "y", "index")})
+    keys = ("x", "y", "index", "aux") if rr else ("x", "y", "index")
+    p = tf.io.parse_single_example(serialized, {k: spec[k] for k in keys})
     x = tf.reshape(tf.io.decode_raw(p["x"], _dtype(kind, cfg)), [-1, *schema.example_shape(kind, cfg)])
+    if rr:  # (n, T) -> (n, T, 4): signal + constant RR channels
+        f = schema.rr_features_tf(tf.io.decode_raw(p["aux"], tf.float32))
+        x = tf.concat([x[..., None], tf.tile(f[:, None, :], [1, tf.shape(x)[1], 1])], axis=-1)
     y = tf.io.decode_raw(p["y"], tf.int8)
     y = tf.reshape(y, [-1] if label_dim == 1 else [-1, label_dim])
     return {"x": x, "y": y, "index": tf.io.decode_raw(p["index"], tf.int32)}
@@ -298,7 +303,7 @@ def create_dataset(
 
     Returns:
         A dataset of ``(x, y)`` (or ``(x, y, record, index)``). ``x``: segments
-        (batch, 720, 1); sequences (batch, N, n_scales, 187, 1); denoising (batch, 1440, 2);
+        (batch, 720, 1) (with RR channels: (batch, 720, 4)); sequences (batch, N, n_scales, 187, 1); denoising (batch, 1440, 2);
         PTB-XL (batch, 1000, 12). ``y``: one-hot (single-label), multi-hot float
         (multi-label) or the clean window (denoising).
     """
@@ -337,7 +342,7 @@ def create_dataset(
         raw = tf.data.TFRecordDataset(path)
         if kind == "denoise":
             return raw.enumerate().map(lambda i, s: _denoise_example(s, file_id, rec, i))
-        examples = raw.map(lambda s: _decode_example(s, kind, config, label_dim))
+        examples = raw.map(lambda s: _decode_example(s, kind, config, label_dim, task_obj.rr_channels))
         if kind == "beats":
             # Sequences span the Examples of a file: carry the last 2h beats to the next one.
             sh = schema.example_shape(kind, config)
@@ -415,7 +420,7 @@ def create_dataset(
         # Cast, normalize and label a whole batch at once (denoising: done per chunk).
         if kind != "denoise":
             x = tf.cast(x, tf.float32) if norm is None else norm.apply(x, _channel_axis(kind))
-            if kind in ("segments", "beats"):
+            if kind == "beats" or (kind == "segments" and not task_obj.rr_channels):
                 x = x[..., None]
             y = _label_tensor(y, task_obj)
         return (x, y, *index)

@@ -57,7 +57,7 @@ class RunningStats:
         return np.sqrt(self.m2 / self.count)
 
 
-def _blocks(files: Sequence[str], kind: str) -> Iterable[tuple[np.ndarray, int]]:
+def _blocks(files: Sequence[str], kind: str, rr: bool = False) -> Iterable[tuple[np.ndarray, int]]:
     """Yields (values, channel_axis) per stored batch, decoding with NumPy."""
     import tensorflow as tf
 
@@ -72,6 +72,8 @@ def _blocks(files: Sequence[str], kind: str) -> Iterable[tuple[np.ndarray, int]]
                         yield np.stack([b.x[s : s + W] for s in starts]), -1
                 elif kind == "beats":
                     yield b.x, 1  # (n, scales, time): one channel per scale row
+                elif kind == "segments" and rr:
+                    yield schema.with_rr_channels(b.x, b.aux), -1
                 elif kind == "segments":
                     yield b.x[..., None], -1
                 else:
@@ -82,15 +84,18 @@ def _blocks(files: Sequence[str], kind: str) -> Iterable[tuple[np.ndarray, int]]
             raise PipelineError(str(exc)) from exc
 
 
-def n_channels(kind: str, cfg: PipelineConfig) -> int:
+def n_channels(kind: str, cfg: PipelineConfig, rr: bool = False) -> int:
+    """Channels normalized separately (``rr``: segments with the three RR channels)."""
     shape = schema.example_shape(kind, cfg)
-    return 1 if kind == "segments" else (shape[0] if kind == "beats" else shape[-1])
+    if kind == "segments":
+        return 1 + (len(schema.RR_FEATURES) if rr else 0)
+    return shape[0] if kind == "beats" else shape[-1]
 
 
-def fit(train_files: Sequence[str], cfg: PipelineConfig, kind: str) -> dict:
+def fit(train_files: Sequence[str], cfg: PipelineConfig, kind: str, rr: bool = False) -> dict:
     """Fits per-channel mean and scale on the training files of one kind."""
-    rs = RunningStats(n_channels(kind, cfg))
-    for block, axis in _blocks(list(train_files), kind):
+    rs = RunningStats(n_channels(kind, cfg, rr))
+    for block, axis in _blocks(list(train_files), kind, rr):
         rs.update(block, axis)
     std = rs.std
     scale = np.where(std < MIN_SCALE, 1.0, std)

@@ -246,3 +246,28 @@ def example_shape(kind: str, cfg: Any) -> tuple[int, ...]:
     if kind == "ptbxl":
         return (int(round(10 * w.ptbxl_fs_hz)), 12)
     raise SchemaError(f"unknown kind {kind!r}; known: {list(KINDS)}")
+
+
+RR_FEATURES = ("pre_rr_over_local", "post_rr_over_local", "local_rr_s")
+
+
+def rr_features(aux: np.ndarray) -> np.ndarray:
+    """RR channels of segments from the stored aux (pre-RR, post-RR, local mean RR; s)."""
+    aux = np.asarray(aux, np.float32).reshape(-1, 3)
+    local = np.maximum(aux[:, 2:3], 1e-3)
+    return np.concatenate([aux[:, 0:1] / local, aux[:, 1:2] / local, aux[:, 2:3]], axis=1)
+
+
+def rr_features_tf(aux: Any) -> Any:
+    """TensorFlow twin of :func:`rr_features` (same values)."""
+    import tensorflow as tf
+
+    aux = tf.reshape(tf.cast(aux, tf.float32), [-1, 3])
+    local = tf.maximum(aux[:, 2:3], 1e-3)
+    return tf.concat([aux[:, 0:1] / local, aux[:, 1:2] / local, aux[:, 2:3]], axis=1)
+
+
+def with_rr_channels(x: np.ndarray, aux: np.ndarray) -> np.ndarray:
+    """(n, T) segments + aux -> (n, T, 4): the signal and three constant RR channels."""
+    f = rr_features(aux)
+    return np.concatenate([x[..., None], np.repeat(f[:, None, :], x.shape[1], axis=1)], axis=-1)

@@ -23,6 +23,9 @@ class Task:
     """Maps stored (AAMI5) class indices to this task's indices (AAMI4)."""
     accepts: tuple[str, ...] = ()
     """Model input kinds that fit this task."""
+    rr_channels: bool = False
+    """Segments only: append the beat's RR features as three constant channels (pre-RR and
+    post-RR over the local mean RR, and the local mean RR in s) to the signal channel."""
 
     @property
     def n_outputs(self) -> int:
@@ -41,6 +44,10 @@ TASKS = {
         Task("mitdb_aami5_segments", "segments", L.AAMI5_CLASSES, accepts=("any1d", "segment")),
         Task("mitdb_aami4_segments", "segments", L.AAMI4_CLASSES, label_map=_AAMI5_TO_4,
              accepts=("any1d", "segment")),
+        Task("mitdb_aami5_segments_rr", "segments", L.AAMI5_CLASSES, accepts=("any1d", "segment"),
+             rr_channels=True),
+        Task("mitdb_aami4_segments_rr", "segments", L.AAMI4_CLASSES, label_map=_AAMI5_TO_4,
+             accepts=("any1d", "segment"), rr_channels=True),
         Task("mitdb_aami5_sequences", "beats", L.AAMI5_CLASSES, accepts=("sequence",)),
         Task("mitdb_aami4_sequences", "beats", L.AAMI4_CLASSES, label_map=_AAMI5_TO_4,
              accepts=("sequence",)),

@@ -59,7 +59,7 @@ def model_input_shape(task: Task, cfg: PipelineConfig) -> tuple[int, ...]:
     """Input shape of one example as the loader yields it (no batch axis)."""
     shape = schema.example_shape(task.kind, cfg)
     if task.kind == "segments":
-        return (*shape, 1)
+        return (*shape, 4 if task.rr_channels else 1)
     if task.kind == "beats":
         return (cfg.loader.seq_len_beats, *shape, 1)
     return tuple(shape)
@@ -142,15 +142,16 @@ def get_strategy(cfg: PipelineConfig) -> Any:
     raise PipelineError(f"unknown train.distribution {d!r}; known: default, mirrored, multi_worker")
 
 
-def normalization_for(run_dir: Path, files: Sequence[str], cfg: PipelineConfig, kind: str) -> tuple[np.ndarray, np.ndarray]:
+def normalization_for(run_dir: Path, files: Sequence[str], cfg: PipelineConfig, task: Task) -> tuple[np.ndarray, np.ndarray]:
     """Fits statistics on the training files (or reloads them when fitted on the same files)."""
     path = run_dir / "normalization.json"
     names = [Path(f).name for f in files]
+    kind = task.kind
     if path.is_file():
         saved = read_json(path, "normalization statistics")
         if saved.get("train_files") == names:
-            return NORM.load(path, kind, NORM.n_channels(kind, cfg))
-    stats = NORM.fit(files, cfg, kind)
+            return NORM.load(path, kind, NORM.n_channels(kind, cfg, task.rr_channels))
+    stats = NORM.fit(files, cfg, kind, task.rr_channels)
     NORM.save(stats, path)
     return np.asarray(stats["mean"]), np.asarray(stats["scale"])
 
@@ -350,7 +351,7 @@ def train(
         X.save_split(sf.split, run_dir)
     if not sf.train or not sf.val:
         raise PipelineError(f"task {task.name}: empty training or validation split")
-    mean, scale = normalization_for(run_dir, sf.train, cfg, task.kind)
+    mean, scale = normalization_for(run_dir, sf.train, cfg, task)
 
     strategy = get_strategy(cfg)
     state = _load_state(run_dir)

@@ -84,7 +84,7 @@ def _datasets(cfg: PipelineConfig, task: Task, run_dir: Path) -> tuple[Any, Any,
 
     sf = X.split_files(cfg, task)
     X.save_split(sf.split, run_dir)
-    mean, scale = normalization_for(run_dir, sf.train, cfg, task.kind)
+    mean, scale = normalization_for(run_dir, sf.train, cfg, task)
     t = cfg.train
     val_masks = subsample_masks(sf.val, cfg, task.kind, t.val_examples, t.seed, sf.include_val)
     cw = None

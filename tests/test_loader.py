@@ -355,3 +355,25 @@ def test_even_sequence_length_is_refused(root):
 def test_denoising_needs_a_noise_fn(root):
     with pytest.raises(ValueError, match="needs a noise_fn"):
         loader.create_dataset(RECORDS, _cfg(root), 8, True, task="mitdb_denoise")
+
+
+def test_rr_channels_match_numpy_and_are_normalized_per_channel(root):
+    from pipeline import normalization as N
+    from pipeline.schema import decode, with_rr_channels
+
+    cfg = _cfg(root)
+    files = loader.resolve_files(["s00"], cfg, "segments")
+    stats = N.fit(files, cfg, "segments", rr=True)
+    assert len(stats["mean"]) == N.n_channels("segments", cfg, rr=True) == 4
+    ds = loader.create_dataset(files, cfg, 4096, False, stats["mean"], stats["scale"],
+                               task="mitdb_aami5_segments_rr")
+    x = np.concatenate([b[0].numpy() for b in ds])
+    import tensorflow as tf
+
+    raw = np.concatenate([with_rr_channels(b.x, b.aux) for b in
+                          (decode(s.numpy()) for s in tf.data.TFRecordDataset(files[0]))])
+    want = (raw - np.asarray(stats["mean"])) / np.asarray(stats["scale"])
+    assert x.shape == want.shape and x.shape[-1] == 4
+    np.testing.assert_allclose(x, want, rtol=1e-4, atol=1e-4)
+    # Constant RR channels: one value per segment, pre-RR over local RR near 1 for N beats.
+    assert np.allclose(raw[:, :, 1], raw[:, :1, 1])
