@@ -170,6 +170,13 @@ class TrainConfig:
     deterministic: bool = False
     mae_weight: float = 0.3
     """Denoising loss = MSE + mae_weight * MAE."""
+    denoise_weighting: str = "none"
+    """Denoising: ``none`` (every window counts the same) or ``snr``: each window's loss is
+    weighted by 1 / max(noise power / clean power, 10^-3), so every input noise level counts
+    in proportion to its relative error (the SNR-improvement objective) instead of the
+    noisiest windows dominating. The loss of each window is still MSE + 0.3 MAE."""
+    init_from: str = ""
+    """Run folder whose best checkpoint initializes the weights (same model and kwargs)."""
     max_train_seconds: float = 0.0
     """Stop after this wall time (0 = no limit); the run stays resumable."""
     distribution: str = "default"
@@ -277,7 +284,13 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(
                 f"{where}: expected a number (units are in the key name), got {value!r}"
             )
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond float range
+            raise ConfigError(f"{where}: number out of range, got {value!r}") from None
+        if number != number:  # NaN is no setting (inf is: the clean SNR level)
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
@@ -294,7 +307,7 @@ def _from_dict(cls: type, raw: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected a mapping, got {raw!r}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(raw) - set(names))
+    unknown = sorted(set(raw) - set(names), key=str)  # YAML keys may be 1, true, null...
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {names}")
     kwargs = {k: _check_type(v, hints[k], f"{where}.{k}") for k, v in raw.items()}
@@ -336,9 +349,11 @@ def _read_yaml(path: Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
         loop = " -> ".join(str(p) for p in (*_chain, path.resolve()))
         raise ConfigError(f"{path}: `extends` loops ({loop})")
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a YAML text file (not UTF-8: {exc.reason})") from exc
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

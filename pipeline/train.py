@@ -39,6 +39,7 @@ from pipeline import schema
 from pipeline.config import PipelineConfig, add_config_args, config_from_args
 from pipeline.io_utils import (
     PipelineError,
+    atomic_path,
     atomic_write_json,
     read_json,
     run_cli,
@@ -149,7 +150,7 @@ def normalization_for(run_dir: Path, files: Sequence[str], cfg: PipelineConfig, 
     kind = task.kind
     if path.is_file():
         saved = read_json(path, "normalization statistics")
-        if saved.get("train_files") == names:
+        if isinstance(saved, dict) and saved.get("train_files") == names:
             return NORM.load(path, kind, NORM.n_channels(kind, cfg, task.rr_channels))
     stats = NORM.fit(files, cfg, kind, task.rr_channels)
     NORM.save(stats, path)
@@ -196,13 +197,20 @@ class TrainState:
     train_seconds: float = 0.0
 
 
-def _save_checkpoint(model: Any, run_dir: Path, state: TrainState, name: str = "last.keras") -> None:
-    ckpt = run_dir / CKPT_DIR / name
-    ckpt.parent.mkdir(parents=True, exist_ok=True)
-    tmp = ckpt.with_name(f".{ckpt.stem}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, ckpt)
-    atomic_write_json(run_dir / STATE_FILE, dataclasses.asdict(state))
+def _save_checkpoint(model: Any, run_dir: Path, state: TrainState | None,
+                     name: str = "last.keras") -> None:
+    """Saves ``checkpoints/<name>`` atomically, then (with ``state``) the training state.
+
+    A resume reads ``last.keras`` with ``train_state.json``, so only ``last.keras`` saves pass
+    the state: writing it with ``best.keras`` at the end of an epoch would record that epoch's
+    history before ``last.keras`` holds its weights (a run killed in between would train the
+    epoch again and list it twice). A full disk raises a one-line :class:`PipelineError` and
+    leaves the previous checkpoint in place.
+    """
+    with atomic_path(run_dir / CKPT_DIR / name, suffix=".tmp.keras") as tmp:
+        model.save(tmp)
+    if state is not None:
+        atomic_write_json(run_dir / STATE_FILE, dataclasses.asdict(state))
 
 
 def _load_state(run_dir: Path) -> TrainState | None:
@@ -365,6 +373,14 @@ def train(
         else:
             state = TrainState(learning_rate=t.learning_rate)
             model = build_model(task, cfg, model_name, kwargs)
+            if t.init_from:
+                src = load_best_model(Path(t.init_from))
+                try:
+                    model.set_weights(src.get_weights())
+                except ValueError as exc:
+                    raise PipelineError(f"{t.init_from}: weights do not fit {model_name} with "
+                                        f"{kwargs} ({exc})") from exc
+                log.info("weights initialized from %s", t.init_from)
             compile_model(model, task, cfg)
     atomic_write_json(run_dir / "model.json", {"task": task.name, "model": model_name,
                                                "kind": "denoiser" if task.denoising else "classifier",
@@ -432,6 +448,10 @@ def train(
                                       include=train_masks, seed=t.seed + epoch, check=epoch == 0)
             if limit_probs is not None:
                 train_ds = _limit_per_class(train_ds, limit_probs, t.batch_size, t.seed + epoch)
+        if task.denoising and t.denoise_weighting == "snr":
+            train_ds = train_ds.map(_snr_weights)
+        elif task.denoising and t.denoise_weighting != "none":
+            raise PipelineError(f"unknown train.denoise_weighting {t.denoise_weighting!r}; known: none, snr")
         remaining = steps - state.step_in_epoch
         cb = [_TimedCheckpoint(run_dir, state, checkpoint_every_s, state.step_in_epoch), *extra_callbacks]
         hist = model.fit(train_ds.repeat(), steps_per_epoch=remaining, epochs=1, verbose=verbose,
@@ -453,7 +473,7 @@ def train(
         if improved:
             state.best_val_loss, state.best_epoch = val["val_loss"], epoch + 1
             state.plateau_wait = state.stop_wait = 0
-            _save_checkpoint(model, run_dir, state, "best.keras")
+            _save_checkpoint(model, run_dir, None, "best.keras")
         else:
             state.plateau_wait += 1
             state.stop_wait += 1
@@ -500,6 +520,16 @@ def train(
     return summary
 
 
+def _snr_weights(noisy: Any, clean: Any) -> Any:
+    """Per-window weight 1 / max(noise power / clean power, 1e-3) (see train.denoise_weighting)."""
+    import tensorflow as tf
+
+    p_noise = tf.reduce_sum(tf.square(noisy - clean), axis=[1, 2])
+    p_clean = tf.reduce_sum(tf.square(clean), axis=[1, 2])
+    rel = tf.math.divide_no_nan(p_noise, p_clean)
+    return noisy, clean, 1.0 / tf.maximum(rel, 1e-3)
+
+
 def _limit_per_class(ds: Any, keep_prob: np.ndarray, batch_size: int, seed: int) -> Any:
     """Drops examples of frequent classes at random so each class stays near its limit."""
     import tensorflow as tf
@@ -525,7 +555,14 @@ def load_best_model(run_dir: Path, prefer: str = "best") -> Any:
     for name in order:
         p = Path(run_dir) / CKPT_DIR / name
         if p.is_file():
-            return keras.models.load_model(p, safe_mode=True)
+            try:
+                return keras.models.load_model(p, safe_mode=True)
+            except Exception as exc:  # unsafe content (Lambda, foreign module) or damaged file
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise PipelineError(
+                    f"{p}: refusing to load this model file in safe mode "
+                    f"({type(exc).__name__}: {first[:300]})"
+                ) from exc
     raise PipelineError(f"{run_dir}: no checkpoint found (train the model first)")
 
 
