@@ -246,8 +246,8 @@ def _denoise_val_sets(cfg: PipelineConfig, task: Task, files: Sequence[str], mea
 
 
 def _validate_denoiser(model: Any, val_sets: Mapping[str, Any], mean: np.ndarray, scale: np.ndarray,
-                       mae_weight: float) -> dict[str, float]:
-    """Loss (normalized units, as in training) and SNR improvement (mV) per curriculum level."""
+                       mae_weight: float, snr_weighting: bool = False) -> dict[str, float]:
+    """Loss (normalized units, weighted as in training) and SNR improvement (mV) per level."""
     from pipeline.denoise_metrics import window_metrics
 
     out = {}
@@ -257,7 +257,12 @@ def _validate_denoiser(model: Any, val_sets: Mapping[str, Any], mean: np.ndarray
         for x, y in ds:
             pred = np.asarray(model.predict_on_batch(x))
             e = pred - y.numpy()
-            errs.append(np.mean(e**2, axis=(1, 2)) + mae_weight * np.mean(np.abs(e), axis=(1, 2)))
+            w = 1.0
+            if snr_weighting:
+                rel = np.sum((x.numpy() - y.numpy()) ** 2, axis=(1, 2)) / np.maximum(
+                    np.sum(y.numpy() ** 2, axis=(1, 2)), 1e-12)
+                w = 1.0 / np.maximum(rel, 1e-3)
+            errs.append(w * (np.mean(e**2, axis=(1, 2)) + mae_weight * np.mean(np.abs(e), axis=(1, 2))))
             clean = y.numpy() * scale + mean
             imps.append(window_metrics(clean, x.numpy() * scale + mean, pred * scale + mean)["snr_imp_db"])
         loss = float(np.mean(np.concatenate(errs)))
@@ -458,7 +463,8 @@ def train(
                          class_weight=cw, callbacks=cb)
         train_loss = float(hist.history["loss"][-1])
         if task.denoising:
-            val = _validate_denoiser(model, val_sets, mean, scale, t.mae_weight)
+            val = _validate_denoiser(model, val_sets, mean, scale, t.mae_weight,
+                                     t.denoise_weighting == "snr")
         else:
             val = _validate_classifier(model, val_ds, y_val, task)
         row = {"epoch": epoch + 1, "level": level, "learning_rate": state.learning_rate,
