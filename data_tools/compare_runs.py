@@ -38,7 +38,7 @@ def _denoise_cell(res: dict, method: str, noise: str, snr: str) -> Any:
         return None
 
 
-def run_row(d: Path) -> dict[str, Any] | None:
+def run_row(d: Path, base: Path | None = None) -> dict[str, Any] | None:
     s = _load(d / "summary.json") or {}
     m = _load(d / "metrics_test.json") or {}
     k = _load(d / "kfold.json") or {}
@@ -46,7 +46,7 @@ def run_row(d: Path) -> dict[str, Any] | None:
     if not (s or m or k or hp):
         return None
     row: dict[str, Any] = {
-        "run": d.name,
+        "run": str(d.relative_to(base)) if base is not None and d != base and base in d.parents else d.name,
         "task": s.get("task") or m.get("task") or k.get("task") or hp.get("task"),
         "model": s.get("model") or m.get("model") or k.get("model") or hp.get("model"),
         "params": s.get("params"),
@@ -76,7 +76,7 @@ def run_row(d: Path) -> dict[str, Any] | None:
     return row
 
 
-def find_runs(dirs: list[Path]) -> list[Path]:
+def find_runs(dirs: list[Path]) -> list[tuple[Path, Path]]:
     out = []
     for base in dirs:
         if not base.is_dir():
@@ -84,7 +84,7 @@ def find_runs(dirs: list[Path]) -> list[Path]:
         for d in sorted([base, *[p for p in base.rglob("*") if p.is_dir()]]):
             if any((d / f).is_file() for f in ("summary.json", "metrics_test.json", "kfold.json",
                                                 "best_hparams.json")):
-                out.append(d)
+                out.append((d, base))
     return out
 
 
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         dirs.append(Path(config_from_args(args).profile.runs_dir))
     if not dirs:
         dirs = [ROOT / "Research_Runs"]
-    rows = [r for d in find_runs(dirs) if (r := run_row(d))]
+    rows = [r for d, base in find_runs(dirs) if (r := run_row(d, base))]
     if not rows:
         print(f"no runs found under {', '.join(map(str, dirs))}")
         return 0
