@@ -65,7 +65,9 @@ def _classifier_report(model: Any, cfg: PipelineConfig, task: Task, split, sf: X
         files, include = X.test_files(cfg, task, split)
         pred = predict_classifier(model, files, cfg, task, mean, scale, include)
     res = classifier_metrics(pred, task, thresholds)
-    groups = pred["record"]
+    # MIT-BIH: resample records (patients); PTB-XL files group patients, whose ECGs are
+    # nearly one per patient, so the ECGs themselves are resampled.
+    groups = None if task.kind == "ptbxl" else pred["record"]
     cis = {}
     if task.multilabel:
         heads = {"macro_auc": M.macro_auc}
@@ -89,7 +91,7 @@ def _classifier_report(model: Any, cfg: PipelineConfig, task: Task, split, sf: X
         cis[name] = {"point": point, "low": lo, "high": hi}
     res["bootstrap_95ci"] = cis
     res["n_test_examples"] = int(len(pred["y"]))
-    res["test_records"] = sorted(set(groups.tolist()))
+    res["test_records"] = sorted(set(pred["record"].tolist()))
     if thresholds is not None:
         res["thresholds_from_validation"] = np.asarray(thresholds).tolist()
     _classifier_plots(pred, task, run_dir, cfg)
@@ -135,7 +137,8 @@ def _denoiser_report(model: Any, cfg: PipelineConfig, task: Task, split, run_dir
 def _report_md(task: Task, model_name: str, res: dict, cfg: PipelineConfig, mode: str,
                run_dir: Path) -> str:
     lines = [f"# Final held-out evaluation: {model_name} on {task.name}", "",
-             f"- mode: {mode}", f"- split: {cfg.splits.scheme}"
+             f"- mode: {mode}",
+             f"- split: {'PTB-XL strat_fold 1-8 / 9 / 10' if task.kind == 'ptbxl' else cfg.splits.scheme}"
              + (" (LEAKY: beats of one patient in train and test)" if cfg.splits.scheme == "intra_patient" else ""),
              f"- run folder: `{run_dir.name}`", ""]
     if task.denoising:
@@ -148,7 +151,8 @@ def _report_md(task: Task, model_name: str, res: dict, cfg: PipelineConfig, mode
             lines += [M.format_markdown(res, list(task.classes)), ""]
         except Exception:  # noqa: BLE001
             lines += ["```", json.dumps(res, indent=1, default=str)[:4000], "```"]
-        lines += ["## Bootstrap 95 % intervals (records resampled)", ""]
+        lines += ["## Bootstrap 95 % intervals ("
+                  + ("ECGs" if task.kind == "ptbxl" else "records") + " resampled)", ""]
         for k, v in res.get("bootstrap_95ci", {}).items():
             lines.append(f"- {k}: {v['point']:.4f} [{v['low']:.4f}, {v['high']:.4f}]")
     return "\n".join(lines) + "\n"
