@@ -135,7 +135,10 @@ def get_strategy(cfg: PipelineConfig) -> Any:
     if d == "default":
         return tf.distribute.get_strategy()
     if d == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        # GPUs when there are any; otherwise every logical CPU device (e.g. two in tests).
+        devices = [x.name for x in tf.config.list_logical_devices("GPU")] or [
+            x.name for x in tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices=devices)
     if d == "multi_worker":
         if "TF_CONFIG" not in os.environ:
             raise PipelineError("train.distribution=multi_worker needs TF_CONFIG set on every worker")
@@ -512,6 +515,8 @@ def train(
         "train_seconds": round(state.train_seconds, 1),
         "examples_per_epoch": per_epoch,
         "leaky_split": sf.leaky,
+        "replicas": int(strategy.num_replicas_in_sync),
+        "distribution": cfg.train.distribution,
     }
     atomic_write_json(run_dir / "summary.json", summary)
     try:
