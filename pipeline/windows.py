@@ -185,6 +185,81 @@ def _rr_features(r_s: np.ndarray, n_local: int) -> tuple[np.ndarray, np.ndarray,
     return pre, post, local
 
 
+def beat_annotations(ann: Any, label_scheme: str, rec: str) -> tuple[np.ndarray, list[str]]:
+    """Beat annotations of a record: (samples, symbols), non-beat annotations left out.
+
+    Args:
+        ann: a ``wfdb.Annotation`` (``sample`` at the record's own rate, ``symbol``).
+        label_scheme: ``aami5`` or ``aami4`` (see :mod:`pipeline.labels`).
+        rec: record name, for the error message.
+
+    Raises:
+        PipelineError: a symbol is neither a beat nor a known non-beat annotation.
+    """
+    symbols = [str(s) for s in ann.symbol]
+    samples = np.asarray(ann.sample, dtype=np.int64)
+    beat_mask = []
+    for s, smp in zip(symbols, samples, strict=True):
+        try:
+            cls = L.symbol_class(s, label_scheme)
+        except ValueError:
+            raise PipelineError(
+                f"record {rec}: unknown annotation symbol {s!r} at sample {int(smp)}"
+            ) from None
+        beat_mask.append(cls is not None)
+    beat_mask = np.asarray(beat_mask, bool)
+    return samples[beat_mask], [s for s, m in zip(symbols, beat_mask, strict=True) if m]
+
+
+def cut_windows(x: np.ndarray, starts: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
+    """Cuts ``x[start : start + length]`` for each start; skips edge and NaN windows.
+
+    Returns:
+        (windows (k, length) float32, kept positions (k,) int64 into ``starts``,
+        [(position, reason)] of the skipped ones).
+    """
+    ok_edge = (starts >= 0) & (starts + length <= len(x))
+    out, keep, skipped = [], [], []
+    for i in range(len(starts)):
+        if not ok_edge[i]:
+            skipped.append((i, "too close to record edge"))
+            continue
+        w = x[starts[i] : starts[i] + length]
+        if np.isnan(w).any():
+            skipped.append((i, "window contains NaN samples"))
+            continue
+        out.append(w)
+        keep.append(i)
+    return (np.asarray(out, np.float32).reshape(-1, length), np.asarray(keep, dtype=np.int64),
+            skipped)
+
+
+def cut_beats(lead360: np.ndarray, r360: np.ndarray, wcfg: WindowsConfig) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
+    """Beat windows at ``beat_fs_hz`` (187 samples, R at index 62) around R peaks.
+
+    Args:
+        lead360: (n,) one lead of the whole record at ``segment_fs_hz`` (360 Hz), mV; NaN
+            marks invalid samples. It is resampled to ``beat_fs_hz`` as a whole.
+        r360: (n_beats,) R-peak samples at ``segment_fs_hz``.
+
+    Returns:
+        See :func:`cut_windows`; positions index ``r360``.
+    """
+    x125 = _resample(lead360, wcfg.segment_fs_hz, wcfg.beat_fs_hz)
+    r125 = np.round(np.asarray(r360) * wcfg.beat_fs_hz / wcfg.segment_fs_hz).astype(np.int64)
+    return cut_windows(x125, r125 - wcfg.beat_r_offset_samples, wcfg.beat_len_samples)
+
+
+def cut_segments(lead360: np.ndarray, r360: np.ndarray, wcfg: WindowsConfig) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
+    """Segments at ``segment_fs_hz`` (720 samples, samples r-360 ... r+359) around R peaks.
+
+    Returns:
+        See :func:`cut_windows`; positions index ``r360``.
+    """
+    half = wcfg.segment_len_samples // 2
+    return cut_windows(lead360, np.asarray(r360, np.int64) - half, wcfg.segment_len_samples)
+
+
 def process_record(folder: Path, rec: str, wcfg: WindowsConfig) -> tuple[dict[str, np.ndarray], dict]:
     """Cuts one MIT-BIH-style record. Returns the arrays and a manifest entry."""
     record, ann = _read_checked(folder, rec)
@@ -195,20 +270,7 @@ def process_record(folder: Path, rec: str, wcfg: WindowsConfig) -> tuple[dict[st
     names = [str(n) for n in record.sig_name]
     lead = names.index(wcfg.lead) if wcfg.lead in names else 0
 
-    symbols = [str(s) for s in ann.symbol]
-    samples = np.asarray(ann.sample, dtype=np.int64)
-    beat_mask = []
-    for s, smp in zip(symbols, samples):
-        try:
-            cls = L.symbol_class(s, wcfg.label_scheme)
-        except ValueError:
-            raise PipelineError(
-                f"record {rec}: unknown annotation symbol {s!r} at sample {int(smp)}"
-            ) from None
-        beat_mask.append(cls is not None)
-    beat_mask = np.asarray(beat_mask, bool)
-    b_samples_native = samples[beat_mask]
-    b_symbols = [s for s, m in zip(symbols, beat_mask) if m]
+    b_samples_native, b_symbols = beat_annotations(ann, wcfg.label_scheme, rec)
 
     # Everything below works at 360 Hz (segments / denoising) and 125 Hz (beats).
     seg_fs = wcfg.segment_fs_hz
@@ -228,44 +290,16 @@ def process_record(folder: Path, rec: str, wcfg: WindowsConfig) -> tuple[dict[st
                         "sample": int(b_samples_native[i]), "symbol": b_symbols[i],
                         "reason": reason})
 
-    # Beats at 125 Hz.
-    x125 = _resample(sig360[:, lead], seg_fs, wcfg.beat_fs_hz)
-    r125 = np.round(b_samples * wcfg.beat_fs_hz / seg_fs).astype(np.int64)
-    start = r125 - wcfg.beat_r_offset_samples
-    ok_edge = (start >= 0) & (start + wcfg.beat_len_samples <= len(x125))
-    beats, keep_b = [], []
-    for i in range(len(b_symbols)):
-        if not ok_edge[i]:
-            drop("beats", i, "too close to record edge")
-            continue
-        w = x125[start[i] : start[i] + wcfg.beat_len_samples]
-        if np.isnan(w).any():
-            drop("beats", i, "window contains NaN samples")
-            continue
-        beats.append(w)
-        keep_b.append(i)
-    keep_b = np.asarray(keep_b, dtype=np.int64)
-
-    # Segments at 360 Hz.
-    half = wcfg.segment_len_samples // 2
-    s0 = b_samples - half
-    ok_edge = (s0 >= 0) & (s0 + wcfg.segment_len_samples <= n360)
-    segs, keep_s = [], []
-    for i in range(len(b_symbols)):
-        if not ok_edge[i]:
-            drop("segments", i, "too close to record edge")
-            continue
-        w = sig360[s0[i] : s0[i] + wcfg.segment_len_samples, lead]
-        if np.isnan(w).any():
-            drop("segments", i, "window contains NaN samples")
-            continue
-        segs.append(w)
-        keep_s.append(i)
-    keep_s = np.asarray(keep_s, dtype=np.int64)
+    # Beats at 125 Hz, segments at 360 Hz.
+    beats, keep_b, why_b = cut_beats(sig360[:, lead], b_samples, wcfg)
+    segs, keep_s, why_s = cut_segments(sig360[:, lead], b_samples, wcfg)
+    for dataset, why in (("beats", why_b), ("segments", why_s)):
+        for i, reason in why:
+            drop(dataset, i, reason)
 
     # Denoising windows: both leads (the first two), valid start samples at both shifts.
     dn = sig360[:, :2].astype(np.float64)
-    if wcfg.denoise_highpass_hz > 0:
+    if wcfg.denoise_highpass_hz > 0 and len(dn) > 12:  # shorter: too short to filter, no window
         dn = highpass(dn, wcfg.denoise_highpass_hz, seg_fs)
     dn = dn.astype(np.float32)
     if dn.shape[1] < 2:
@@ -286,7 +320,7 @@ def process_record(folder: Path, rec: str, wcfg: WindowsConfig) -> tuple[dict[st
 
     f32 = np.float32
     arrays = {
-        "beats": np.asarray(beats, f32).reshape(-1, wcfg.beat_len_samples),
+        "beats": beats,
         "beat_label": label[keep_b],
         "beat_symbol": np.asarray([b_symbols[i] for i in keep_b], dtype="<U1"),
         "beat_index": keep_b.astype(np.int32),
@@ -294,7 +328,7 @@ def process_record(folder: Path, rec: str, wcfg: WindowsConfig) -> tuple[dict[st
         "rr_pre_s": pre[keep_b].astype(f32),
         "rr_post_s": post[keep_b].astype(f32),
         "rr_local_s": local[keep_b].astype(f32),
-        "segments": np.asarray(segs, f32).reshape(-1, wcfg.segment_len_samples),
+        "segments": segs,
         "segment_label": label[keep_s],
         "segment_beat_index": keep_s.astype(np.int32),
         "denoise_signal": np.nan_to_num(dn, nan=0.0),

@@ -1,0 +1,111 @@
+"""Tiny trained runs on synthetic records, made through the real stages (shared by the
+predict and export tests; built once per test session).
+
+synthetic records (4 x 40 s) -> windows -> scalograms (8 scales) -> tfrecords -> train
+(1 epoch of 64 examples) for segment classifiers (ldcnn, without and with RR channels), a
+sequence classifier (conformer) and a denoiser (cnn_dae, with synthetic nstdb noise).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+
+# Settings shared by every stage (the TFRecord config key and the model shapes depend on them).
+SETS = [
+    "windows.workers=1",
+    "scalograms.workers=1",
+    "scalograms.n_scales=8",
+    "splits.val_fraction=0.34",
+    "loader.shuffle_buffer=64",
+    "train.epochs=1",
+    "train.batch_size=32",
+    "train.examples_per_epoch=64",
+    "train.val_examples=64",
+    "noise.curriculum_snr_db=[12.0]",
+    "noise.eval_snr_db=[12.0]",
+    "noise.mix_snr_db=[12.0, 6.0]",
+]
+
+RUNS = {
+    "segments": ("mitdb_aami5_segments", "ldcnn", {"filters": 8, "dilations": [1, 2]}),
+    "segments_rr": ("mitdb_aami5_segments_rr", "ldcnn", {"filters": 8, "dilations": [1, 2]}),
+    "sequences": ("mitdb_aami5_sequences", "conformer",
+                  {"filters": [8, 8], "d_model": 16, "n_blocks": 1, "num_heads": 2,
+                   "dense_units": 16}),
+    "denoise": ("mitdb_denoise", "cnn_dae", {"filters": [8, 8]}),
+}
+
+_CACHE: dict[str, Path] = {}
+
+
+def _argv(root: Path) -> list[str]:
+    out = ["--data-dir", str(root)]
+    for s in SETS:
+        out += ["--set", s]
+    return out
+
+
+def data_root(tmp_path_factory) -> Path:
+    """A data folder with synthetic MIT-BIH-like records, noise, windows and TFRecords."""
+    if "root" in _CACHE:
+        return _CACHE["root"]
+    from data_tools import synthetic as syn
+    from pipeline import noise as NZ
+    from pipeline import scalograms, tfrecords, windows
+
+    root = tmp_path_factory.mktemp("predict_data")
+    syn.write_synthetic_database(root / "raw" / "mitdb", n_records=4, seed=0, duration_s=40.0)
+    NZ.write_synthetic_noise(root / "raw" / "nstdb", duration_s=60.0, seed=1)
+    assert windows.main([*_argv(root), "--databases", "mitdb"]) == 0
+    assert scalograms.main(_argv(root)) == 0
+    assert tfrecords.main([*_argv(root), "--kinds", "segments", "beats", "denoise"]) == 0
+    _CACHE["root"] = root
+    return root
+
+
+def trained_run(tmp_path_factory, which: str) -> Path:
+    """The run folder of ``RUNS[which]``, trained once per session."""
+    if which in _CACHE:
+        return _CACHE[which]
+    from pipeline import train
+
+    root = data_root(tmp_path_factory)
+    task, model, kwargs = RUNS[which]
+    run_dir = root.parent / f"run_{which}"
+    assert train.main([*_argv(root), "--task", task, "--model", model,
+                       "--model-kwargs", json.dumps(kwargs), "--run-dir", str(run_dir)]) == 0
+    _CACHE[which] = run_dir
+    return run_dir
+
+
+def clone_run(src: Path, dst: Path, kind: str, name: str, kwargs: dict, n_outputs: int | None = None) -> Path:
+    """A run folder like ``src`` (config, split, normalization) holding an untrained
+    ``name`` model saved as its best checkpoint (export tests of other model families)."""
+    import keras
+
+    from models import registry
+
+    meta = json.loads((src / "model.json").read_text())
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in ("config.yaml", "splits.json", "normalization.json"):
+        shutil.copy(src / f, dst / f)
+    shape = tuple(meta["input_shape"])
+    keras.utils.set_random_seed(0)
+    spec = registry.get(kind, name)
+    model = spec(shape, **kwargs) if kind == "denoiser" else spec(shape, n_outputs or 5, **kwargs)
+    (dst / "checkpoints").mkdir(exist_ok=True)
+    model.save(dst / "checkpoints" / "best.keras")
+    (dst / "model.json").write_text(json.dumps({**meta, "model": name, "kwargs": kwargs}))
+    return dst
+
+
+def write_run_config(dst: Path, overrides: dict) -> None:
+    """Merges ``overrides`` (nested mapping) into a run folder's config.yaml."""
+    cfg = yaml.safe_load((dst / "config.yaml").read_text())
+    for sec, vals in overrides.items():
+        cfg.setdefault(sec, {}).update(vals)
+    (dst / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
