@@ -79,10 +79,13 @@ def make_split(cfg: PipelineConfig, task: Task) -> S.Split:
         # k folds over training groups: strat_folds are patient-wise; groups hold whole patients.
         return S.Split("ptbxl_strat_fold", train, part(by["val"]), part(by["test"]),
                        folds=_ptbxl_folds(cfg, task, m, train))
+    # A record without examples (no annotated beats, or shorter than a window) has an empty
+    # file that no loader can read; it takes no part in the split.
+    files = [e for e in m["files"] if int(e.get("examples", 1)) > 0]
     counts = {e["record"]: {m["classes"][int(k)] if m["classes"] else k: v
-                            for k, v in e["class_counts"].items()} for e in m["files"]}
+                            for k, v in e["class_counts"].items()} for e in files}
     if not counts or not any(counts.values()):  # denoise manifests carry no classes
-        counts = {e["record"]: {} for e in m["files"]}
+        counts = {e["record"]: {} for e in files}
         wm = cfg.data_dir / "windows" / "mitdb" / "manifest.json"
         if wm.is_file():
             recs = read_json(wm, "windows manifest")["records"]

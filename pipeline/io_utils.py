@@ -8,6 +8,7 @@ run would trust.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -31,21 +32,52 @@ class PipelineError(RuntimeError):
     """An expected failure (bad input, missing data...) reported as one line, exit code 2."""
 
 
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_DISK_FULL_TEXTS = ("No space left on device", "Disk quota exceeded", "File too large")
+
+
+def disk_full_reason(exc: BaseException) -> str | None:
+    """Why a write failed for lack of space (``ENOSPC``, ``EDQUOT``, ``EFBIG``), else ``None``.
+
+    Recognizes ``OSError`` and, by their message, errors of libraries that wrap the operating
+    system's (TensorFlow's file system raises ``ResourceExhaustedError`` / ``OutOfRangeError``).
+    """
+    if isinstance(exc, OSError) and exc.errno in _DISK_FULL_ERRNOS:
+        return os.strerror(exc.errno)
+    text = str(exc)
+    return next((t for t in _DISK_FULL_TEXTS if t in text), None)
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yields a temporary path next to ``path``; renames it into place on success."""
+def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yields a temporary path next to ``path``; renames it into place on success.
+
+    On failure the temporary file is removed, so nothing half-written is left under a name a
+    later run would trust; a full disk (or file size limit) becomes a one-line
+    :class:`PipelineError` naming ``path``.
+
+    Args:
+        path: final file name.
+        suffix: end of the temporary name (e.g. ``.tmp.keras`` for Keras, which checks it).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         os.chmod(tmp_path, 0o666 & ~_UMASK)
         yield tmp_path
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp_path.unlink()
+        reason = disk_full_reason(exc)
+        if reason is not None and not isinstance(exc, PipelineError):
+            raise PipelineError(
+                f"{path}: cannot write ({reason}); nothing partial was kept: free some space "
+                "and rerun the same command to resume"
+            ) from exc
         raise
 
 

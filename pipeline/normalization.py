@@ -118,11 +118,11 @@ def load(path: Path, kind: str | None = None, n_ch: int | None = None) -> tuple[
     try:
         mean = np.asarray(d["mean"], np.float64)
         scale = np.asarray(d["scale"], np.float64)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise PipelineError(f"{path}: normalization statistics lack mean/scale ({exc})") from exc
     if kind is not None and d.get("kind") != kind:
         raise PipelineError(f"{path}: statistics are for {d.get('kind')!r}, not {kind!r}")
-    if mean.ndim != 1 or mean.shape != scale.shape or (n_ch is not None and len(mean) != n_ch):
+    if mean.ndim != 1 or not len(mean) or mean.shape != scale.shape or (n_ch is not None and len(mean) != n_ch):
         raise PipelineError(f"{path}: statistics have shape {mean.shape}/{scale.shape}, expected ({n_ch},)")
     if not (np.isfinite(mean).all() and np.isfinite(scale).all() and (scale > 0).all()):
         raise PipelineError(f"{path}: statistics contain non-finite or non-positive values")

@@ -212,7 +212,7 @@ def decode(serialized: bytes, where: str = "example") -> Batch:
     x_bytes = one_bytes("x")
     item = np.dtype(DTYPES[dtype]).itemsize
     full = shape if kind == "denoise" else (n, *shape)
-    if len(x_bytes) != int(np.prod(full)) * item:
+    if len(x_bytes) != int(np.prod(full, dtype=object)) * item:  # Python ints: no overflow
         raise SchemaError(f"{where}: payload has {len(x_bytes)} bytes, metadata says {full} {dtype}")
 
     def arr(k: str, dt: Any, count: int) -> np.ndarray:

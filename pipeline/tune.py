@@ -112,6 +112,23 @@ def _datasets(cfg: PipelineConfig, task: Task, run_dir: Path) -> tuple[Any, Any,
     return train.repeat(), val, steps, cw
 
 
+def _without_tensorboard(tuner_cls: type) -> type:
+    """``tuner_cls`` importing TensorBoard only when a ``TensorBoard`` callback is given.
+
+    Keras Tuner (1.4) imports ``tensorboard`` before every trial on the TensorFlow backend,
+    whatever the callbacks; TensorFlow 2.20+ no longer installs it, so every trial failed
+    with ``ModuleNotFoundError`` and the search stopped after 3 "failed" trials.
+    """
+
+    class Tuner(tuner_cls):
+        def _configure_tensorboard_dir(self, callbacks: Any, trial: Any, execution: int = 0) -> None:
+            if any(type(c).__name__ == "TensorBoard" for c in callbacks):
+                super()._configure_tensorboard_dir(callbacks, trial, execution)
+
+    Tuner.__name__ = Tuner.__qualname__ = tuner_cls.__name__
+    return Tuner
+
+
 def make_tuner(cfg: PipelineConfig, task: Task, model_name: str, directory: Path,
                algorithm: str | None = None, distribution_strategy: Any = None) -> Any:
     import keras_tuner as kt
@@ -129,12 +146,14 @@ def make_tuner(cfg: PipelineConfig, task: Task, model_name: str, directory: Path
         distribution_strategy=distribution_strategy,
     )
     if algo == "hyperband":
-        return kt.Hyperband(max_epochs=max(2, tc.max_epochs), factor=3,
+        return _without_tensorboard(kt.Hyperband)(max_epochs=max(2, tc.max_epochs), factor=3,
                             hyperband_iterations=1, max_consecutive_failed_trials=3, **common)
     if algo == "random":
-        return kt.RandomSearch(max_trials=tc.max_trials, max_consecutive_failed_trials=3, **common)
+        return _without_tensorboard(kt.RandomSearch)(
+            max_trials=tc.max_trials, max_consecutive_failed_trials=3, **common)
     if algo == "bayesian":
-        return kt.BayesianOptimization(max_trials=tc.max_trials, max_consecutive_failed_trials=3, **common)
+        return _without_tensorboard(kt.BayesianOptimization)(
+            max_trials=tc.max_trials, max_consecutive_failed_trials=3, **common)
     raise PipelineError(f"unknown tune.algorithm {algo!r}; known: hyperband, random, bayesian")
 
 

@@ -68,6 +68,9 @@ log = logging.getLogger("ecg.windows")
 
 _BYTES_PER_SAMPLE = {"212": 1.5, "16": 2, "80": 1, "8": 1, "61": 2, "24": 3, "32": 4, "310": 4 / 3,
                      "311": 4 / 3}
+FS_RANGE_HZ = (20.0, 20_000.0)
+"""Sampling rates a header may declare. Records are resampled to 360 Hz, so a damaged header
+with a tiny rate (``1e-05``) would otherwise ask for a resampling buffer of many gigabytes."""
 
 
 def raw_dir(cfg: PipelineConfig, db: str) -> Path:
@@ -113,6 +116,11 @@ def _read_checked(folder: Path, rec: str) -> tuple[Any, Any]:
         raise PipelineError(f"record {rec}: header {hea.name} does not parse ({exc})") from exc
     if not header.fs or header.fs <= 0 or not header.sig_len or not header.n_sig:
         raise PipelineError(f"record {rec}: header {hea.name} lacks fs, length or signals")
+    if not FS_RANGE_HZ[0] <= float(header.fs) <= FS_RANGE_HZ[1]:
+        raise PipelineError(
+            f"record {rec}: header {hea.name} declares fs={header.fs:g} Hz, outside the "
+            f"{FS_RANGE_HZ[0]:g}-{FS_RANGE_HZ[1]:g} Hz of ECG records (damaged header?)"
+        )
     for fname in sorted(set(header.file_name or [])):
         dat = folder / fname
         if "/" in fname or "\\" in fname or ".." in fname:
