@@ -302,7 +302,11 @@ class VectorQuantizer(keras.layers.Layer):
             - 2.0 * ops.matmul(flat, ops.transpose(codebook))
             + ops.expand_dims(ops.sum(ops.square(codebook), axis=1), 0)
         )
-        indices = ops.argmin(distances, axis=1)
+        # tf.math.argmin rather than keras.ops.argmin: the latter's signed-zero handling emits
+        # BitwiseAnd/Bitcast ops that TFLite and ONNX cannot hold (the project runs on TF).
+        import tensorflow as tf
+
+        indices = tf.math.argmin(distances, axis=1, output_type="int32")
         quantized = ops.reshape(ops.take(codebook, indices, axis=0), ops.shape(inputs))
 
         codebook_loss = ops.mean(ops.square(ops.stop_gradient(inputs) - quantized))
