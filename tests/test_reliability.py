@@ -437,17 +437,17 @@ def train_cmd(data: Path, run: Path, *extra: str) -> list[str]:
 @pytest.mark.slow
 def test_training_killed_after_a_checkpoint_resumes_instead_of_restarting(train_data, tmp_path):
     run = tmp_path / "run"
-    cmd = train_cmd(train_data, run, "--set", "train.epochs=4", "--checkpoint-every-s", "0.5")
-    kill_at_random_point(cmd, 5, (run / train.STATE_FILE).is_file, 0.5, tmp_path / "killed.log")
+    cmd = train_cmd(train_data, run, "--set", "train.epochs=5", "--checkpoint-every-s", "0.5")
+    kill_at_random_point(cmd, 5, (run / train.STATE_FILE).is_file, 0.3, tmp_path / "killed.log")
     at_kill = _state(run)
     assert (run / "checkpoints" / "last.keras").is_file() and not at_kill["finished"]
     r = subprocess.run(cmd, cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"resuming {run} at epoch {at_kill['epoch']} step {at_kill['step_in_epoch']}" in r.stderr
     history = json.loads((run / "history.json").read_text())
-    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5]
     assert history[: at_kill["epoch"]] == at_kill["history"]  # finished epochs not trained again
-    assert json.loads((run / "summary.json").read_text())["epochs_done"] == 4
+    assert json.loads((run / "summary.json").read_text())["epochs_done"] == 5
 
 
 class _Killed(BaseException):
@@ -536,8 +536,9 @@ def test_tuning_killed_mid_trial_finishes_with_the_same_trials(train_data, tmp_p
     assert r.returncode == 0, r.stderr[-3000:]
     b = tmp_path / "b"
     second = b / "tuner" / "trial_1" / "trial.json"
-    kill_at_random_point(cmd(b), 6, second.is_file, 1.0, tmp_path / "killed.log")
-    assert json.loads(second.read_text())["status"] == "RUNNING"
+    kill_at_random_point(cmd(b), 6, second.is_file, 0.5, tmp_path / "killed.log")
+    statuses = [json.loads(t.read_text())["status"] for t in b.glob("tuner/trial_*/trial.json")]
+    assert "RUNNING" in statuses  # killed mid-trial
     r = subprocess.run(
         cmd(b), cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=600
     )
