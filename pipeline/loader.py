@@ -107,14 +107,21 @@ def check_files(files: Sequence[str], cfg: PipelineConfig, kind: str) -> None:
 
 
 def find_damaged_file(files: Sequence[str]) -> str | None:
-    """Reads each file fully; returns the first one whose records fail their CRC/length."""
+    """Reads each file fully; returns the first one whose records fail their CRC or length,
+    do not decode, or disagree with the file's first Example (kind, dtype, shapes)."""
     import tensorflow as tf
 
     for f in files:
+        first = None
         try:
-            for _ in tf.data.TFRecordDataset(f):
-                pass
-        except tf.errors.OpError:
+            for rec in tf.data.TFRecordDataset(f):
+                b = schema.decode(rec.numpy(), where=f)
+                sig = (b.kind, b.x.dtype.name, b.x.shape[1:], b.y.shape[1:], b.aux.shape[1:])
+                if first is None:
+                    first = sig
+                elif sig != first:
+                    return f
+        except (tf.errors.OpError, schema.SchemaError):
             return f
     return None
 

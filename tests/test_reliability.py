@@ -846,19 +846,6 @@ def test_damaged_tfrecord_file_without_manifest_is_named(base, tmp_path, damage)
             pass
 
 
-class _KnownLoaderBug(Exception):
-    pass
-
-
-@pytest.mark.xfail(
-    strict=True,
-    raises=_KnownLoaderBug,
-    reason=(
-        "loader bug, reported: a file whose framing and first Example are valid but a later "
-        "Example does not match them fails with a bare InvalidArgumentError, not naming the "
-        "file (find_damaged_file only checks CRCs); remove this mark with the fix"
-    ),
-)
 def test_inconsistent_later_example_is_named(tmp_path):
     import tensorflow as tf
 
@@ -882,11 +869,8 @@ def test_inconsistent_later_example_is_named(tmp_path):
         wr.write(schema.encode(batch(700)))  # valid on its own, wrong for this file
     ds = loader.create_dataset(["s00"], cfg_for(tmp_path), 8, False, task=SEG)
     with pytest.raises(PipelineError, match=re.escape(f.name)):
-        try:
-            for _ in loader.iterate_checked(ds, [str(f)]):
-                pass
-        except tf.errors.InvalidArgumentError as exc:
-            raise _KnownLoaderBug(str(exc)[:200]) from exc
+        for _ in loader.iterate_checked(ds, [str(f)]):
+            pass
 
 
 NORM_DAMAGE = {
