@@ -12,8 +12,8 @@ windows each sample counts once (the non-overlapping evaluation grid).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 

@@ -350,8 +350,6 @@ def train(
     """Trains (or resumes) one model; returns the run summary (also saved as summary.json)."""
     import warnings
 
-    import keras
-
     from pipeline.loader import create_dataset, split_labels
 
     warnings.filterwarnings("ignore", message=".*ran out of data.*")
