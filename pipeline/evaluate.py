@@ -122,7 +122,8 @@ def denoise_table(results: Mapping[str, Any], metric: str = "snr_imp_db") -> str
             cells = []
             for s in snrs:
                 v = by_snr.get(s, {}).get(metric, {})
-                cells.append(f"{v['mean']:+.2f}" if isinstance(v, dict) and "mean" in v else "")
+                fmt = "{:+.2f}" if metric.endswith("_db") else "{:.2f}"
+                cells.append(fmt.format(v["mean"]) if isinstance(v, dict) and "mean" in v else "")
             rows.append(f"| {m} | {nt} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
