@@ -470,6 +470,8 @@ def train(
             val = _validate_classifier(model, val_ds, y_val, task)
         row = {"epoch": epoch + 1, "level": level, "learning_rate": state.learning_rate,
                "loss": train_loss, **val, **_vq_usage(model),
+               # Metrics the model reports itself (e.g. vq_perplexity, vq_codes_used).
+               **{k: float(v[-1]) for k, v in hist.history.items() if k != "loss"},
                "seconds": round(time.monotonic() - t_epoch, 1)}
         state.history.append(row)
         log.info("epoch %d/%d %s loss %.4f val_loss %.4f %s", epoch + 1, t.epochs, level,
