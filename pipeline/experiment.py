@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import json
 import os
 import platform
 import subprocess
@@ -215,7 +214,3 @@ def new_run_dir(cfg: PipelineConfig, task: str, model: str, tag: str = "",
 
 def save_split(split: S.Split, run_dir: Path) -> None:
     atomic_write_json(run_dir / "splits.json", split.to_json())
-
-
-def load_json_if(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None

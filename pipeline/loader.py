@@ -510,11 +510,3 @@ def split_labels(
     if not task_obj.multilabel and task_obj.label_map is not None:
         y = np.asarray(task_obj.label_map)[y.astype(int)]
     return y
-
-
-def count_examples(record_names_or_files: Sequence[str | Path], config: PipelineConfig,
-                   task: str | Task | None = None) -> int:
-    task_obj = task if isinstance(task, Task) else get_task(task or config.train.task)
-    if task_obj.denoising:
-        raise ValueError("use the denoise manifest for window counts")
-    return int(len(split_labels(record_names_or_files, config, task_obj)))

@@ -299,20 +299,6 @@ def _validate_classifier(model: Any, ds: Any, y_true: np.ndarray, task: Task) ->
     return out
 
 
-def _vq_usage(model: Any) -> dict[str, float]:
-    """Codebook usage of VQ layers, when the model has any (see models/layers.py)."""
-    out = {}
-    for layer in getattr(model, "layers", []):
-        fn = getattr(layer, "codebook_usage", None)
-        if callable(fn):
-            try:
-                for k, v in dict(fn()).items():
-                    out[f"{layer.name}_{k}"] = float(v)
-            except Exception:  # noqa: BLE001 - usage reporting must never stop training
-                pass
-    return out
-
-
 class _TimedCheckpoint:
     """Keras callback saving the model and state every ``every_s`` seconds within an epoch."""
 
@@ -469,7 +455,7 @@ def train(
         else:
             val = _validate_classifier(model, val_ds, y_val, task)
         row = {"epoch": epoch + 1, "level": level, "learning_rate": state.learning_rate,
-               "loss": train_loss, **val, **_vq_usage(model),
+               "loss": train_loss, **val,
                # Metrics the model reports itself (e.g. vq_perplexity, vq_codes_used).
                **{k: float(v[-1]) for k, v in hist.history.items() if k != "loss"},
                "seconds": round(time.monotonic() - t_epoch, 1)}
