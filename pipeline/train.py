@@ -169,8 +169,10 @@ def subsample_masks(files: Sequence[str], cfg: PipelineConfig, kind: str, n_want
 
     m = read_json(tfrecord_dir(cfg, kind) / "manifest.json", "TFRecord manifest")
     sizes = {str(tfrecord_dir(cfg, kind) / e["file"]): int(e["examples"]) for e in m["files"]}
-    total = sum(sizes[f] for f in files)
-    frac = min(1.0, n_wanted / max(1, total if kind != "denoise" else total / 32))
+    # Denoising evaluation uses only the windows on the evaluation grid (counted per file).
+    used = {str(tfrecord_dir(cfg, kind) / e["file"]): int(e.get("eval_windows", e["examples"]))
+            if kind == "denoise" else int(e["examples"]) for e in m["files"]}
+    frac = min(1.0, n_wanted / max(1, sum(used[f] for f in files)))
     rng = np.random.default_rng(seed)
     out = {}
     for f in files:
