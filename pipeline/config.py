@@ -176,6 +176,15 @@ class TrainConfig:
     weighted by 1 / max(noise power / clean power, 10^-3), so every input noise level counts
     in proportion to its relative error (the SNR-improvement objective) instead of the
     noisiest windows dominating. The loss of each window is still MSE + 0.3 MAE."""
+    denoise_loss: str = "mse_mae"
+    """Denoising: ``mse_mae`` (the seed recipe, MSE + mae_weight * MAE) or ``snr_db``: minus
+    each window's output SNR in dB, capped at 40 dB (``pipeline.losses.SNRLoss``), i.e. the
+    SNR-improvement metric itself; every window counts by its relative error. Validation
+    loss and checkpoint choice follow the same objective."""
+    lr_schedule: str = "plateau"
+    """``plateau`` (ReduceLROnPlateau on validation loss: ``reduce_lr_*``) or ``cosine``
+    (per-epoch cosine decay from ``learning_rate`` to ``min_learning_rate`` over ``epochs``;
+    what the final retrain uses, where no held-out validation drives a plateau)."""
     init_from: str = ""
     """Run folder whose best checkpoint initializes the weights (same model and kwargs)."""
     max_train_seconds: float = 0.0
@@ -191,12 +200,23 @@ class TuneConfig:
     max_epochs: int = 10
     executions_per_trial: int = 1
     subprocess_per_trial: bool = False
+    objective: str = "auto"
+    """``auto`` (single-label classifiers: ``val_macro_f1``, maximized, since the loss is
+    dominated by the majority class; otherwise ``val_loss``), ``val_loss`` or
+    ``val_macro_f1``."""
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     bootstrap_samples: int = 1000
     seed: int = 42
+    final_epochs: str = "kfold"
+    """Epochs of the final retrain on all training records: ``kfold`` (the median best epoch
+    of the newest k-fold run of the same task and model, else ``train.epochs``) or
+    ``config`` (``train.epochs``)."""
+    final_lr_schedule: str = "cosine"
+    """``train.lr_schedule`` of the final retrain (``cosine`` ends at the minimum learning
+    rate, so the evaluated last epoch is not a high-learning-rate spike)."""
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,10 @@ The only script that reads the test split (MIT-BIH DS2, PTB-XL fold 10). Two mod
 
 * default: retrain on all training records with the chosen hyperparameters (``--hparams``,
   else the tuning result in ``Research_Runs/tuning/<task>_<model>/best_hparams.json`` when it
-  exists, else the builder defaults) for ``train.epochs`` epochs, then evaluate once on test.
+  exists, else the builder defaults), then evaluate once on test. The retrain runs for the
+  median best epoch of the matching k-fold run (``eval.final_epochs``; ``train.epochs``
+  without one) under a cosine learning-rate decay (``eval.final_lr_schedule``), so the
+  evaluated last epoch is neither over-trained nor a high-learning-rate spike.
   MIT-BIH: training = DS1 (validation patients included); PTB-XL keeps fold 9 as validation for
   the decision thresholds, as the benchmark protocol prescribes.
 * ``--run RUN``: evaluate the best checkpoint of an existing training run (trained on the
@@ -158,9 +161,46 @@ def _report_md(task: Task, model_name: str, res: dict, cfg: PipelineConfig, mode
     return "\n".join(lines) + "\n"
 
 
+def find_kfold_run(task: Task, model_name: str, hparams: Path | None,
+                   runs_dir: Path | None = None) -> Path | None:
+    """Newest ``*_<task>_<model>_kfold*`` run with the same hyperparameter file, or ``None``."""
+    runs = Path(runs_dir or X.RUNS_DIR)
+    want = str(Path(hparams).resolve()) if hparams else None
+    for d in sorted(runs.glob(f"*{task.name}_{model_name}_kfold*"), reverse=True):
+        f = d / "kfold.json"
+        if not f.is_file():
+            continue
+        res = read_json(f, "k-fold result")
+        if res.get("task") != task.name or res.get("model") != model_name:
+            continue
+        got = str(Path(res["hparams"]).resolve()) if res.get("hparams") else None
+        if got == want:
+            return d
+    return None
+
+
+def final_epochs(cfg: PipelineConfig, task: Task, model_name: str, hparams: Path | None,
+                 kfold_run: Path | None) -> tuple[int, str]:
+    """Epochs of the final retrain and a sentence saying where they come from."""
+    how = cfg.eval.final_epochs
+    if how == "config":
+        return cfg.train.epochs, f"train.epochs = {cfg.train.epochs}"
+    if how != "kfold":
+        raise PipelineError(f"unknown eval.final_epochs {how!r}; known: kfold, config")
+    kdir = kfold_run if kfold_run is not None else find_kfold_run(task, model_name, hparams)
+    if kdir is None:
+        return cfg.train.epochs, (f"train.epochs = {cfg.train.epochs} (no k-fold run of "
+                                  f"{task.name}/{model_name} with these hyperparameters)")
+    res = read_json(Path(kdir) / "kfold.json", "k-fold result")
+    med = res.get("best_epoch_median")
+    if not med:
+        raise PipelineError(f"{kdir}/kfold.json: no best_epoch_median (rerun pipeline.kfold)")
+    return int(med), f"median best epoch of the k-fold run {Path(kdir).name} = {med}"
+
+
 def run(cfg: PipelineConfig, task: Task, model_name: str, *, from_run: Path | None,
         hparams: Path | None, out_dir: Path | None, max_windows: int, n_boot: int,
-        tag: str = "final") -> Path:
+        tag: str = "final", kfold_run: Path | None = None) -> Path:
     from pipeline.train import apply_hparams, load_best_model, train
 
     split = X.make_split(cfg, task)
@@ -181,8 +221,12 @@ def run(cfg: PipelineConfig, task: Task, model_name: str, *, from_run: Path | No
         if hp is None and default_hp.is_file():
             hp = default_hp
         cfg, kwargs = apply_hparams(cfg, str(hp) if hp else None, dict(cfg.train.model_kwargs))
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, model_kwargs=kwargs,
-                                                                 early_stopping_patience=10**6))
+        epochs, epochs_from = final_epochs(cfg, task, model_name, hp, kfold_run)
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(
+            cfg.train, model_kwargs=kwargs, early_stopping_patience=10**6, epochs=epochs,
+            lr_schedule=cfg.eval.final_lr_schedule))
+        log.info("final retrain: %d epochs (%s), %s learning rate", epochs, epochs_from,
+                 cfg.eval.final_lr_schedule)
         base = X.split_files(cfg, task, split)
         if task.kind == "ptbxl" or split.intra is not None:
             sf = base  # keep the validation part (thresholds / intra-patient masks)
@@ -196,7 +240,8 @@ def run(cfg: PipelineConfig, task: Task, model_name: str, *, from_run: Path | No
         # epoch that looked best on them; PTB-XL keeps fold 9 apart and uses the best epoch.
         model = load_best_model(run_dir, "best" if sf.val != sf.train and task.kind == "ptbxl" else "last")
         mode = ("retrained on all training records with "
-                + (f"hyperparameters from {hp}" if hp else "default hyperparameters"))
+                + (f"hyperparameters from {hp}" if hp else "default hyperparameters")
+                + f"; {epochs} epochs ({epochs_from}), {cfg.eval.final_lr_schedule} learning rate")
     mean, scale = NORM.load(run_dir / "normalization.json", task.kind, NORM.n_channels(task.kind, cfg, task.rr_channels))
     if task.denoising:
         res = _denoiser_report(model, cfg, task, split, run_dir, mean, scale, max_windows, n_boot)
@@ -221,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", default=None, help="evaluate this training run's best checkpoint "
                    "instead of retraining")
     p.add_argument("--hparams", default=None, help="best_hparams.json to retrain with")
+    p.add_argument("--kfold", default=None, help="k-fold run whose median best epoch sets the "
+                   "retrain's epochs (default: the newest matching *_kfold run; see "
+                   "eval.final_epochs)")
     p.add_argument("--out", default=None, help="run folder for the retrained model")
     p.add_argument("--tag", default="final", help="run folder name suffix")
     p.add_argument("--max-test-windows", type=int, default=0,
@@ -242,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
                   out_dir=Path(args.out) if args.out else None,
                   max_windows=args.max_test_windows,
                   n_boot=args.bootstrap if args.bootstrap is not None else cfg.eval.bootstrap_samples,
-                  tag=args.tag)
+                  tag=args.tag, kfold_run=Path(args.kfold) if args.kfold else None)
     print((run_dir / "report.md").read_text())
     print(f"run folder: {run_dir}")
     return 0

@@ -86,10 +86,12 @@ def run_kfold(cfg: PipelineConfig, task: Task, model_name: str, out_dir: Path | 
         row = {"fold": k, "train_records": [Path(f).name.split("-")[0] for f in sf.train],
                "val_records": [Path(f).name.split("-")[0] for f in sf.val],
                "n_val": int(len(pred["y"])), "epochs": summary["epochs_done"],
+               "best_epoch": summary["best_epoch"],
                "norm_mean": np.asarray(mean).tolist()[:4], **headline(m, task)}
         rows.append(row)
         log.info("fold %d: %s", k, {kk: v for kk, v in row.items() if isinstance(v, float)})
-    keys = [k for k in rows[0] if isinstance(rows[0][k], float) or rows[0][k] is None]
+    keys = [k for k in rows[0] if (isinstance(rows[0][k], float) or rows[0][k] is None)
+            and k != "best_epoch"]
     agg = {}
     for k in keys:
         vals = np.array([r[k] for r in rows if r[k] is not None], float)
@@ -97,11 +99,20 @@ def run_kfold(cfg: PipelineConfig, task: Task, model_name: str, out_dir: Path | 
         agg[k] = {"mean": float(vals.mean()) if len(vals) else None,
                   "std": float(vals.std(ddof=1)) if len(vals) > 1 else None, "n": int(len(vals))}
     result = {"task": task.name, "model": model_name, "hparams": str(hp) if hp else None,
-              "folds": rows, "aggregate": agg}
+              "folds": rows, "aggregate": agg,
+              # What the final retrain on all training records uses by default
+              # (eval.final_epochs: kfold).
+              "best_epoch_median": best_epoch_median(rows)}
     atomic_write_json(run_dir / "kfold.json", result)
     atomic_write_text(run_dir / "report.md", kfold_markdown(result))
     _plot(rows, keys, run_dir / "plots" / "kfold.png")
     return result
+
+
+def best_epoch_median(rows: list[dict]) -> int | None:
+    """Median (rounded half up, at least 1) of the folds' best epochs; ``None`` without any."""
+    best = [int(r["best_epoch"]) for r in rows if r.get("best_epoch")]
+    return max(1, int(np.floor(np.median(best) + 0.5))) if best else None
 
 
 def kfold_markdown(result: dict) -> str:
@@ -117,6 +128,10 @@ def kfold_markdown(result: dict) -> str:
     agg = result["aggregate"]
     lines.append("| mean ± sd | | " + " | ".join(
         "" if agg[k]["mean"] is None else f"{agg[k]['mean']:.4f} ± {agg[k]['std'] or 0:.4f}" for k in keys) + " |")
+    if result.get("best_epoch_median"):
+        lines += ["", "Best epoch per fold (lowest validation loss): "
+                  + ", ".join(str(r.get("best_epoch")) for r in rows)
+                  + f"; median {result['best_epoch_median']}, the final retrain's epoch count."]
     return "\n".join(lines) + "\n"
 
 

@@ -104,8 +104,11 @@ def run_stage(cfg: PipelineConfig, stage: str, base_args: list[str], all_models:
             if tuned.is_file():  # retrain on all training records with the tuned settings
                 out = runs / f"{name}_final"
                 if force or not (out / "metrics_test.json").is_file():
+                    kf = runs / f"{name}_kfold"
                     _run(py + ["pipeline.final_eval", *base_args, "--task", task, "--model", model,
-                               "--hparams", str(tuned), "--out", str(out), *sets], f"final {name}")
+                               "--hparams", str(tuned), "--out", str(out),
+                               *(["--kfold", str(kf)] if (kf / "kfold.json").is_file() else []),
+                               *sets], f"final {name}")
             else:  # evaluate the trained run's best checkpoint once on test
                 out = runs / name
                 if not (out / "summary.json").is_file():

@@ -90,18 +90,34 @@ def make_optimizer(task: Task, cfg: PipelineConfig, learning_rate: float | None 
 
 
 def make_loss(task: Task, cfg: PipelineConfig) -> Any:
-    from pipeline.losses import DenoiseLoss, classification_loss
+    from pipeline.losses import DenoiseLoss, SNRLoss, classification_loss
 
     if task.denoising:
+        loss = cfg.train.denoise_loss
+        if loss == "snr_db":
+            return SNRLoss()
+        if loss != "mse_mae":
+            raise PipelineError(f"unknown train.denoise_loss {loss!r}; known: mse_mae, snr_db")
         return DenoiseLoss(cfg.train.mae_weight)
     return classification_loss(task.multilabel, cfg.train.class_weighting == "focal",
                                cfg.train.focal_gamma)
 
 
-def compile_model(model: Any, task: Task, cfg: PipelineConfig, learning_rate: float | None = None) -> Any:
+def compile_model(model: Any, task: Task, cfg: PipelineConfig, learning_rate: float | None = None,
+                  metrics: Sequence[Any] | None = None) -> Any:
     model.compile(optimizer=make_optimizer(task, cfg, learning_rate), loss=make_loss(task, cfg),
-                  jit_compile=False)
+                  metrics=list(metrics) if metrics else None, jit_compile=False)
     return model
+
+
+def cosine_learning_rate(t: Any, epoch: int) -> float:
+    """Learning rate of 0-based ``epoch`` under ``lr_schedule: cosine``: from
+    ``learning_rate`` at epoch 0 down to ``min_learning_rate`` at the last epoch."""
+    if t.epochs <= 1:
+        return float(t.learning_rate)
+    frac = min(1.0, epoch / (t.epochs - 1))
+    lo = min(t.min_learning_rate, t.learning_rate)
+    return float(lo + (t.learning_rate - lo) * 0.5 * (1.0 + math.cos(math.pi * frac)))
 
 
 def class_weights(y: np.ndarray, n_classes: int, power: float = 1.0, max_weight: float = 100.0) -> dict[int, float]:
@@ -251,8 +267,12 @@ def _denoise_val_sets(cfg: PipelineConfig, task: Task, files: Sequence[str], mea
 
 
 def _validate_denoiser(model: Any, val_sets: Mapping[str, Any], mean: np.ndarray, scale: np.ndarray,
-                       mae_weight: float, snr_weighting: bool = False) -> dict[str, float]:
-    """Loss (normalized units, weighted as in training) and SNR improvement (mV) per level."""
+                       mae_weight: float, snr_weighting: bool = False,
+                       snr_db_loss: bool = False) -> dict[str, float]:
+    """Loss (normalized units, weighted as in training) and SNR improvement (mV) per level.
+
+    With ``snr_db_loss`` the loss is ``SNRLoss``'s (minus the capped output SNR in dB).
+    """
     from pipeline.denoise_metrics import window_metrics
 
     out = {}
@@ -267,7 +287,11 @@ def _validate_denoiser(model: Any, val_sets: Mapping[str, Any], mean: np.ndarray
                 rel = np.sum((x.numpy() - y.numpy()) ** 2, axis=(1, 2)) / np.maximum(
                     np.sum(y.numpy() ** 2, axis=(1, 2)), 1e-12)
                 w = 1.0 / np.maximum(rel, 1e-3)
-            errs.append(w * (np.mean(e**2, axis=(1, 2)) + mae_weight * np.mean(np.abs(e), axis=(1, 2))))
+            if snr_db_loss:
+                errs.append(_snr_db_loss(y.numpy(), pred))
+            else:
+                errs.append(w * (np.mean(e**2, axis=(1, 2))
+                                 + mae_weight * np.mean(np.abs(e), axis=(1, 2))))
             clean = y.numpy() * scale + mean
             imps.append(window_metrics(clean, x.numpy() * scale + mean, pred * scale + mean)["snr_imp_db"])
         loss = float(np.mean(np.concatenate(errs)))
@@ -278,6 +302,13 @@ def _validate_denoiser(model: Any, val_sets: Mapping[str, Any], mean: np.ndarray
             out[f"val_snr_imp_{label}"] = float(np.mean(imp[np.isfinite(imp)]))
     out["val_loss"] = float(np.mean(losses))
     return out
+
+
+def _snr_db_loss(clean: np.ndarray, pred: np.ndarray, max_snr_db: float = 40.0) -> np.ndarray:
+    """Per-window ``SNRLoss`` in NumPy (same formula; validation stays off the graph)."""
+    err = np.sum((pred - clean) ** 2, axis=(1, 2))
+    power = np.sum(clean**2, axis=(1, 2)) + 1e-12
+    return 10.0 * np.log10((err + 10.0 ** (-max_snr_db / 10.0) * power) / power)
 
 
 def _validate_classifier(model: Any, ds: Any, y_true: np.ndarray, task: Task) -> dict[str, float]:
@@ -423,6 +454,10 @@ def train(
     while state.epoch < t.epochs and not state.finished:
         epoch = state.epoch
         t_epoch = time.monotonic()
+        if t.lr_schedule == "cosine":
+            state.learning_rate = cosine_learning_rate(t, epoch)
+        elif t.lr_schedule != "plateau":
+            raise PipelineError(f"unknown train.lr_schedule {t.lr_schedule!r}; known: plateau, cosine")
         model.optimizer.learning_rate.assign(state.learning_rate)
         level = ""
         if task.denoising and cfg.noise.schedule == "mix":
@@ -453,7 +488,7 @@ def train(
         train_loss = float(hist.history["loss"][-1])
         if task.denoising:
             val = _validate_denoiser(model, val_sets, mean, scale, t.mae_weight,
-                                     t.denoise_weighting == "snr")
+                                     t.denoise_weighting == "snr", t.denoise_loss == "snr_db")
         else:
             val = _validate_classifier(model, val_ds, y_val, task)
         row = {"epoch": epoch + 1, "level": level, "learning_rate": state.learning_rate,
@@ -474,7 +509,7 @@ def train(
         else:
             state.plateau_wait += 1
             state.stop_wait += 1
-            if state.plateau_wait >= t.reduce_lr_patience:
+            if state.plateau_wait >= t.reduce_lr_patience and t.lr_schedule == "plateau":
                 state.learning_rate = max(t.min_learning_rate, state.learning_rate * t.reduce_lr_factor)
                 state.plateau_wait = 0
         state.epoch += 1

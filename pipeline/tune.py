@@ -2,7 +2,9 @@
 
 Keras Tuner (Hyperband by default; ``--algorithm random|bayesian``) over the model's
 ``search_space(hp)`` plus the shared training hyperparameters (learning rate, weight decay),
-scored on *validation patients* only (the test split is never opened). Fixes for Keras Tuner's
+scored on *validation patients* only (the test split is never opened): macro F1 for
+single-label classifiers (``tune.objective``), whose loss the majority class dominates,
+validation loss otherwise. Fixes for Keras Tuner's
 known gaps:
 
 * resumable: the tuner state lives in ``Research_Runs/tuning/<task>_<model>/tuner`` and a
@@ -50,6 +52,31 @@ def train_search_space(hp: Any, cfg: PipelineConfig, task: Task) -> dict[str, An
     return out
 
 
+def resolve_objective(cfg: PipelineConfig, task: Task) -> tuple[str, str]:
+    """``(metric name, direction)`` the search optimizes (see ``tune.objective``)."""
+    name = cfg.tune.objective
+    single_label = not task.denoising and not task.multilabel
+    if name == "auto":
+        name = "val_macro_f1" if single_label else "val_loss"
+    if name == "val_loss":
+        return name, "min"
+    if name == "val_macro_f1":
+        if not single_label:
+            raise PipelineError(f"tune.objective val_macro_f1 needs a single-label classification "
+                                f"task; {task.name} is not one")
+        return name, "max"
+    raise PipelineError(f"unknown tune.objective {name!r}; known: auto, val_loss, val_macro_f1")
+
+
+def _objective_metrics(cfg: PipelineConfig, task: Task) -> list[Any]:
+    import keras
+
+    if resolve_objective(cfg, task)[0] == "val_macro_f1":
+        # threshold=None: the arg-max class counts as predicted (single-label).
+        return [keras.metrics.F1Score(average="macro", threshold=None, name="macro_f1")]
+    return []
+
+
 def make_hypermodel(cfg: PipelineConfig, task: Task, model_name: str) -> Any:
     """``build(hp)`` for Keras Tuner: model kwargs from ``search_space`` + training settings.
 
@@ -73,7 +100,7 @@ def make_hypermodel(cfg: PipelineConfig, task: Task, model_name: str) -> Any:
             tr = train_search_space(hp, cfg, task)
             c = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **tr))
             model = build_model(task, c, model_name, kwargs)
-            return compile_model(model, task, c)
+            return compile_model(model, task, c, metrics=_objective_metrics(cfg, task))
 
     return HyperModel(name=f"{task.name}_{model_name}")
 
@@ -137,7 +164,7 @@ def make_tuner(cfg: PipelineConfig, task: Task, model_name: str, directory: Path
     algo = algorithm or tc.algorithm
     common = dict(
         hypermodel=make_hypermodel(cfg, task, model_name),
-        objective=kt.Objective("val_loss", "min"),
+        objective=kt.Objective(*resolve_objective(cfg, task)),
         directory=str(directory),
         project_name="tuner",
         overwrite=False,
@@ -183,7 +210,9 @@ def tune(cfg: PipelineConfig, task: Task, model_name: str, out_dir: Path | None 
     train_ds, val_ds, steps, cw = _datasets(cfg, task, run_dir)
     strategy = get_strategy(cfg) if cfg.train.distribution != "default" else None
     tuner = make_tuner(cfg, task, model_name, run_dir, algorithm, strategy)
-    cbs = [keras.callbacks.EarlyStopping("val_loss", patience=cfg.train.early_stopping_patience)]
+    objective, direction = resolve_objective(cfg, task)
+    cbs = [keras.callbacks.EarlyStopping(objective, mode=direction,
+                                         patience=cfg.train.early_stopping_patience)]
     tuner.search(train_ds, validation_data=val_ds, epochs=cfg.tune.max_epochs,
                  steps_per_epoch=steps, class_weight=cw, callbacks=cbs, verbose=0)
     best_hp = tuner.get_best_hyperparameters(1)[0]
@@ -191,7 +220,8 @@ def tune(cfg: PipelineConfig, task: Task, model_name: str, out_dir: Path | None 
     trials = [t for t in tuner.oracle.trials.values()]
     result["trials"] = len(trials)
     result["completed_trials"] = sum(1 for t in trials if t.status == "COMPLETED")
-    result["best_val_loss"] = float(tuner.oracle.get_best_trials(1)[0].score)
+    result["objective"] = {"name": objective, "direction": direction}
+    result["best_score"] = float(tuner.oracle.get_best_trials(1)[0].score)
     result["algorithm"] = algorithm or cfg.tune.algorithm
     atomic_write_json(run_dir / "best_hparams.json", result)
     table = [{"trial": t.trial_id, "status": t.status, "score": t.score, **t.hyperparameters.values}
@@ -224,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     model = args.model or cfg.train.model
     res = tune(cfg, task, model, Path(args.out) if args.out else None, args.algorithm)
     print(json.dumps({k: res[k] for k in ("model_kwargs", "train", "trials", "completed_trials",
-                                           "best_val_loss")}, default=str))
+                                           "objective", "best_score")}, default=str))
     return 0
 
 
