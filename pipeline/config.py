@@ -108,8 +108,11 @@ class TFRecordConfig:
 
 @dataclass(frozen=True)
 class LoaderConfig:
-    cycle_length: int = 4
-    shuffle_buffer: int = 2048
+    cycle_length: int = 16
+    """Training files (records) read at once, stored batch by stored batch."""
+    shuffle_buffer: int = 4096
+    """Examples mixed after the interleave: with ``cycle_length`` files of 256-example stored
+    batches in flight, each training batch draws from about ``cycle_length`` records."""
     seq_len_beats: int = 3
     seed: int = 42
 

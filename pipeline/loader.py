@@ -3,7 +3,8 @@
 Order of operations (tensorflow/models input reader, prefetch last)::
 
     files -> [train: seeded shuffle of the file list, new order each epoch]
-          -> interleave(read a file, cycle_length=4, parallel, deterministic unless train)
+          -> interleave(read a file, loader.cycle_length (16) files at once, parallel,
+                        deterministic unless train)
           -> per stored batch (one Example, up to 256 examples): parse only the keys needed,
              decode, form examples in the stored dtype (sequences of consecutive beats of
              one record, carrying the last beats over to the next Example; 4 s windows cut
@@ -338,7 +339,9 @@ def create_dataset(
             if key not in include:
                 raise KeyError(f"include has no mask for {f}")
             rows.append(np.asarray(include[key], bool))
-        masks = tf.ragged.constant([r.tolist() for r in rows], dtype=tf.bool)
+        masks = tf.RaggedTensor.from_row_lengths(
+            np.concatenate(rows) if rows else np.zeros([0], bool),
+            np.array([len(r) for r in rows], np.int64))
 
     h = lcfg.seq_len_beats // 2
     if kind == "beats" and (lcfg.seq_len_beats < 1 or lcfg.seq_len_beats % 2 == 0):

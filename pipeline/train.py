@@ -199,6 +199,31 @@ def subsample_masks(files: Sequence[str], cfg: PipelineConfig, kind: str, n_want
     return out
 
 
+def epoch_masks(files: Sequence[str], cfg: PipelineConfig, kind: str, fraction: float, seed: int,
+                base: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray] | None:
+    """Masks keeping each stored training example with probability ``fraction``.
+
+    A fresh draw per epoch (``seed``) spreads an epoch of ``train.examples_per_epoch``
+    examples over *every* training record. Without it an epoch would be the first examples
+    of the shuffled stream, i.e. a handful of records (for denoising, the overlapping windows
+    of a few minutes of a few patients).
+    """
+    if fraction >= 1.0:
+        return dict(base) if base is not None else None
+    from pipeline.tfrecords import tfrecord_dir
+
+    m = read_json(tfrecord_dir(cfg, kind) / "manifest.json", "TFRecord manifest")
+    sizes = {str(tfrecord_dir(cfg, kind) / e["file"]): int(e["examples"]) for e in m["files"]}
+    rng = np.random.default_rng(seed)
+    out = {}
+    for f in files:
+        keep = rng.random(sizes[f]) < fraction
+        if base is not None:
+            keep &= np.asarray(base[f], bool)
+        out[f] = keep
+    return out
+
+
 # ---------------------------------------------------------------------------- the loop
 
 
@@ -445,6 +470,9 @@ def train(
         val_ds = create_dataset(sf.val, cfg, t.batch_size, False, mean, scale, task=task,
                                 include=val_masks)
     per_epoch = t.examples_per_epoch or n_train
+    # A fresh random subset of every record each epoch (10 % spare so the epoch's steps are
+    # filled before the stream would wrap around).
+    subset_fraction = 1.1 * per_epoch / max(1, n_train)
     steps = _steps(per_epoch, t.batch_size)
     log.info("task %s, model %s (%d params): %d training examples, %d steps/epoch of %d",
              task.name, model_name, model.count_params(), n_train, steps, t.batch_size)
@@ -468,13 +496,15 @@ def train(
             snr = curriculum[epoch % len(curriculum)]
             level = "clean" if math.isinf(snr) else f"{snr:g}dB"
             fn = NZ.make_curriculum_noise_fn(cfg, "train", snr, cfg.noise.train_types, noise=noise)
+        masks = epoch_masks(sf.train, cfg, task.kind, subset_fraction, t.seed + 7919 * (epoch + 1),
+                            train_masks) if subset_fraction < 1.0 else train_masks
         if task.denoising:
             train_ds = create_dataset(sf.train, cfg, t.batch_size, True, mean, scale, task=task,
-                                      noise_fn=fn, include=train_masks, seed=t.seed + epoch,
+                                      noise_fn=fn, include=masks, seed=t.seed + epoch,
                                       check=epoch == 0)
         else:
             train_ds = create_dataset(sf.train, cfg, t.batch_size, True, mean, scale, task=task,
-                                      include=train_masks, seed=t.seed + epoch, check=epoch == 0)
+                                      include=masks, seed=t.seed + epoch, check=epoch == 0)
             if limit_probs is not None:
                 train_ds = _limit_per_class(train_ds, limit_probs, t.batch_size, t.seed + epoch)
         if task.denoising and t.denoise_weighting == "snr":

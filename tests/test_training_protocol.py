@@ -241,3 +241,44 @@ def test_final_retrain_uses_the_kfold_epochs_and_ends_at_the_minimum_learning_ra
     m = json.loads((out / "metrics_test.json").read_text())
     assert "median best epoch of the k-fold run k_kfold = 3" in m["mode"]
     assert "cosine" in m["mode"] and math.isfinite(m["accuracy"])
+
+
+# ------------------------------------------------- an epoch covers every record
+
+
+def test_an_epoch_subset_is_drawn_from_every_training_record(root):
+    """``examples_per_epoch`` below the training size: a fresh random subset of *all* records
+    each epoch, not the first examples of the stream (a few records)."""
+    from pipeline import noise as NZ
+    from pipeline.loader import create_dataset
+    from pipeline.tfrecords import tfrecord_dir
+    from pipeline.train import epoch_masks
+
+    cfg = load_config(None, {"data": {"data_dir": str(root)}, "loader": {"cycle_length": 1, "shuffle_buffer": 16},
+                             "noise": {"mix_snr_db": [12.0]}}, apply_env=False)
+    files = sorted(str(p) for p in tfrecord_dir(cfg, "denoise").glob("*.tfrecord"))
+    man = json.loads((tfrecord_dir(cfg, "denoise") / "manifest.json").read_text())
+    n_total = sum(e["examples"] for e in man["files"])
+    fn = NZ.make_mixed_level_noise_fn(cfg, "train", (12.0,), ("gaussian",))
+
+    def records_in_first(n: int, masks) -> set[str]:
+        ds = create_dataset(files, cfg, 16, True, task="mitdb_denoise", noise_fn=fn,
+                            include=masks, seed=0, with_index=True)
+        seen = set()
+        for _, _, rec, _ in ds.unbatch().take(n):
+            seen.add(rec.numpy().decode())
+        return seen
+
+    n = 64  # a small epoch: a few percent of the stored windows
+    assert len(records_in_first(n, None)) < len(files)  # the stream's head: few records
+    m1 = epoch_masks(files, cfg, "denoise", 1.1 * n / n_total, seed=1)
+    m2 = epoch_masks(files, cfg, "denoise", 1.1 * n / n_total, seed=2)
+    assert len(records_in_first(n, m1)) == len(files)
+    kept = sum(int(v.sum()) for v in m1.values())
+    assert n // 2 <= kept < 2 * n  # about 1.1 n
+    assert any((m1[f] != m2[f]).any() for f in files)  # a fresh subset each epoch
+    # An intra-patient base mask is respected.
+    base = {f: np.arange(len(m1[f])) % 2 == 0 for f in files}
+    m3 = epoch_masks(files, cfg, "denoise", 0.5, seed=3, base=base)
+    assert all(not (m3[f] & ~base[f]).any() for f in files)
+    assert epoch_masks(files, cfg, "denoise", 1.0, seed=3) is None
