@@ -416,6 +416,8 @@ def train(
     with strategy.scope():
         if state is not None and not state.finished:
             log.info("resuming %s at epoch %d step %d", run_dir, state.epoch, state.step_in_epoch)
+            # A time-budget stop of an earlier invocation is not a stop of this one.
+            state.stop_reason = ""
             model = load_best_model(run_dir, prefer="last")
         elif state is not None and state.finished:
             log.info("%s: training already finished (%s); nothing to do", run_dir, state.stop_reason)

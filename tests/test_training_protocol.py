@@ -282,3 +282,21 @@ def test_an_epoch_subset_is_drawn_from_every_training_record(root):
     m3 = epoch_masks(files, cfg, "denoise", 0.5, seed=3, base=base)
     assert all(not (m3[f] & ~base[f]).any() for f in files)
     assert epoch_masks(files, cfg, "denoise", 1.0, seed=3) is None
+
+
+def test_a_run_stopped_by_its_time_budget_resumes_to_the_end(root, tmp_path):
+    """The budget applies per invocation: the rerun must not stop again after one epoch
+    because the saved state still carries the earlier stop."""
+    from pipeline import train
+
+    run = tmp_path / "run"
+    args = ["--task", "mitdb_denoise", "--model", "cnn_dae", "--model-kwargs",
+            json.dumps({"filters": [8, 8]}), "--run-dir", str(run)]
+    assert train.main([*_argv(root, "train.epochs=3", "train.max_train_seconds=0.001"), *args]) == 0
+    state = json.loads((run / "train_state.json").read_text())
+    assert state["epoch"] == 1 and not state["finished"]
+    assert "time budget" in state["stop_reason"]
+    assert train.main([*_argv(root, "train.epochs=3"), *args]) == 0
+    state = json.loads((run / "train_state.json").read_text())
+    assert state["epoch"] == 3 and state["finished"] and state["stop_reason"] == "3 epochs"
+    assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [1, 2, 3]
