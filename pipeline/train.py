@@ -176,27 +176,40 @@ def normalization_for(run_dir: Path, files: Sequence[str], cfg: PipelineConfig, 
     return np.asarray(stats["mean"]), np.asarray(stats["scale"])
 
 
+def _manifest_counts(cfg: PipelineConfig, kind: str) -> tuple[dict[str, int], dict[str, int]]:
+    """Per TFRecord file: stored examples, and those evaluation uses (denoising: the windows
+    on the evaluation grid; otherwise all)."""
+    from pipeline.tfrecords import tfrecord_dir
+
+    folder = tfrecord_dir(cfg, kind)
+    m = read_json(folder / "manifest.json", "TFRecord manifest")
+    sizes = {str(folder / e["file"]): int(e["examples"]) for e in m["files"]}
+    used = {str(folder / e["file"]): int(e.get("eval_windows", e["examples"]))
+            if kind == "denoise" else int(e["examples"]) for e in m["files"]}
+    return sizes, used
+
+
+def _keep_masks(files: Sequence[str], sizes: Mapping[str, int], fraction: float, seed: int,
+                base: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+    """Each stored example kept with probability ``fraction`` (and only where ``base`` is)."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for f in files:
+        keep = rng.random(sizes[f]) < fraction
+        if base is not None:
+            keep &= np.asarray(base[f], bool)
+        out[f] = keep
+    return out
+
+
 def subsample_masks(files: Sequence[str], cfg: PipelineConfig, kind: str, n_wanted: int,
                     seed: int, base: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray] | None:
     """Fixed random masks keeping about ``n_wanted`` stored examples over ``files``."""
     if n_wanted <= 0:
         return dict(base) if base is not None else None
-    from pipeline.tfrecords import tfrecord_dir
-
-    m = read_json(tfrecord_dir(cfg, kind) / "manifest.json", "TFRecord manifest")
-    sizes = {str(tfrecord_dir(cfg, kind) / e["file"]): int(e["examples"]) for e in m["files"]}
-    # Denoising evaluation uses only the windows on the evaluation grid (counted per file).
-    used = {str(tfrecord_dir(cfg, kind) / e["file"]): int(e.get("eval_windows", e["examples"]))
-            if kind == "denoise" else int(e["examples"]) for e in m["files"]}
+    sizes, used = _manifest_counts(cfg, kind)
     frac = min(1.0, n_wanted / max(1, sum(used[f] for f in files)))
-    rng = np.random.default_rng(seed)
-    out = {}
-    for f in files:
-        keep = rng.random(sizes[f]) < frac
-        if base is not None:
-            keep &= np.asarray(base[f], bool)
-        out[f] = keep
-    return out
+    return _keep_masks(files, sizes, frac, seed, base)
 
 
 def epoch_masks(files: Sequence[str], cfg: PipelineConfig, kind: str, fraction: float, seed: int,
@@ -210,18 +223,7 @@ def epoch_masks(files: Sequence[str], cfg: PipelineConfig, kind: str, fraction: 
     """
     if fraction >= 1.0:
         return dict(base) if base is not None else None
-    from pipeline.tfrecords import tfrecord_dir
-
-    m = read_json(tfrecord_dir(cfg, kind) / "manifest.json", "TFRecord manifest")
-    sizes = {str(tfrecord_dir(cfg, kind) / e["file"]): int(e["examples"]) for e in m["files"]}
-    rng = np.random.default_rng(seed)
-    out = {}
-    for f in files:
-        keep = rng.random(sizes[f]) < fraction
-        if base is not None:
-            keep &= np.asarray(base[f], bool)
-        out[f] = keep
-    return out
+    return _keep_masks(files, _manifest_counts(cfg, kind)[0], fraction, seed, base)
 
 
 # ---------------------------------------------------------------------------- the loop
@@ -299,6 +301,7 @@ def _validate_denoiser(model: Any, val_sets: Mapping[str, Any], mean: np.ndarray
     With ``snr_db_loss`` the loss is ``SNRLoss``'s (minus the capped output SNR in dB).
     """
     from pipeline.denoise_metrics import window_metrics
+    from pipeline.losses import SNRLoss
 
     out = {}
     losses = []
@@ -313,7 +316,7 @@ def _validate_denoiser(model: Any, val_sets: Mapping[str, Any], mean: np.ndarray
                     np.sum(y.numpy() ** 2, axis=(1, 2)), 1e-12)
                 w = 1.0 / np.maximum(rel, 1e-3)
             if snr_db_loss:
-                errs.append(_snr_db_loss(y.numpy(), pred))
+                errs.append(np.asarray(SNRLoss(reduction=None)(y.numpy(), pred)))
             else:
                 errs.append(w * (np.mean(e**2, axis=(1, 2))
                                  + mae_weight * np.mean(np.abs(e), axis=(1, 2))))
@@ -327,13 +330,6 @@ def _validate_denoiser(model: Any, val_sets: Mapping[str, Any], mean: np.ndarray
             out[f"val_snr_imp_{label}"] = float(np.mean(imp[np.isfinite(imp)]))
     out["val_loss"] = float(np.mean(losses))
     return out
-
-
-def _snr_db_loss(clean: np.ndarray, pred: np.ndarray, max_snr_db: float = 40.0) -> np.ndarray:
-    """Per-window ``SNRLoss`` in NumPy (same formula; validation stays off the graph)."""
-    err = np.sum((pred - clean) ** 2, axis=(1, 2))
-    power = np.sum(clean**2, axis=(1, 2)) + 1e-12
-    return 10.0 * np.log10((err + 10.0 ** (-max_snr_db / 10.0) * power) / power)
 
 
 def _validate_classifier(model: Any, ds: Any, y_true: np.ndarray, task: Task) -> dict[str, float]:
