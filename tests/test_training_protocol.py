@@ -213,6 +213,9 @@ def test_final_epochs_come_from_the_newest_matching_kfold_run(tmp_path):
     bad = _kfold_dir(runs, "old_kfold", task.name, "ldcnn", str(hp), 0)
     with pytest.raises(PipelineError, match="best_epoch_median"):
         final_epochs(cfg, task, "ldcnn", hp, bad)
+    odd = load_config(None, {"eval": {"final_epochs": "best"}}, apply_env=False)
+    with pytest.raises(PipelineError, match="unknown eval.final_epochs 'best'; known: kfold, config"):
+        final_epochs(odd, task, "ldcnn", hp, newest)
 
 
 def test_final_retrain_uses_the_kfold_epochs_and_ends_at_the_minimum_learning_rate(root, tmp_path):
