@@ -93,6 +93,25 @@ _RECORD_PATTERNS = [
 ]
 
 
+def write_signal(out_dir: Path, name: str, signal_mv: np.ndarray, fs_hz: int = FS_HZ) -> None:
+    """Writes a two-lead ``(samples, 2)`` signal in mV as ``name.hea``/``name.dat`` in MIT-BIH's
+    format 212 (200 ADC units per mV, baseline 1024)."""
+    import wfdb
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    wfdb.wrsamp(
+        name,
+        fs=fs_hz,
+        units=["mV", "mV"],
+        sig_name=list(LEADS),
+        p_signal=signal_mv,
+        fmt=["212", "212"],
+        adc_gain=[200.0, 200.0],
+        baseline=[1024, 1024],
+        write_dir=str(out_dir),
+    )
+
+
 def write_record(
     out_dir: Path,
     name: str,
@@ -113,18 +132,7 @@ def write_record(
         g = np.gcd(int(fs_hz), FS_HZ)
         sig = resample_poly(sig, int(fs_hz) // g, FS_HZ // g, axis=0)
         samples = np.round(samples * fs_hz / FS_HZ).astype(np.int64)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    wfdb.wrsamp(
-        name,
-        fs=fs_hz,
-        units=["mV", "mV"],
-        sig_name=list(LEADS),
-        p_signal=sig,
-        fmt=["212", "212"],
-        adc_gain=[200.0, 200.0],
-        baseline=[1024, 1024],
-        write_dir=str(out_dir),
-    )
+    write_signal(out_dir, name, sig, fs_hz)
     # Non-beat annotations: a rhythm label at the start and one signal-quality mark
     # (139 ms before the first beat, 111 ms after the middle one, whatever the rate).
     before, after = round(50 * fs_hz / FS_HZ), round(40 * fs_hz / FS_HZ)

@@ -212,9 +212,15 @@ def subsample_masks(files: Sequence[str], cfg: PipelineConfig, kind: str, n_want
     return _keep_masks(files, sizes, frac, seed, base)
 
 
-def epoch_masks(files: Sequence[str], cfg: PipelineConfig, kind: str, fraction: float, seed: int,
+def stored_counts(cfg: PipelineConfig, kind: str) -> dict[str, int]:
+    """Stored examples per TFRecord file of ``kind`` (from its manifest)."""
+    return _manifest_counts(cfg, kind)[0]
+
+
+def epoch_masks(files: Sequence[str], sizes: Mapping[str, int], fraction: float, seed: int,
                 base: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray] | None:
-    """Masks keeping each stored training example with probability ``fraction``.
+    """Masks keeping each stored training example with probability ``fraction``
+    (``sizes``: ``stored_counts``, read once per run).
 
     A fresh draw per epoch (``seed``) spreads an epoch of ``train.examples_per_epoch``
     examples over *every* training record. Without it an epoch would be the first examples
@@ -223,7 +229,7 @@ def epoch_masks(files: Sequence[str], cfg: PipelineConfig, kind: str, fraction: 
     """
     if fraction >= 1.0:
         return dict(base) if base is not None else None
-    return _keep_masks(files, _manifest_counts(cfg, kind)[0], fraction, seed, base)
+    return _keep_masks(files, sizes, fraction, seed, base)
 
 
 # ---------------------------------------------------------------------------- the loop
@@ -305,6 +311,7 @@ def _validate_denoiser(model: Any, val_sets: Mapping[str, Any], mean: np.ndarray
 
     out = {}
     losses = []
+    snr_loss = SNRLoss(reduction=None)
     for label, ds in val_sets.items():
         imps, errs = [], []
         for x, y in ds:
@@ -316,7 +323,7 @@ def _validate_denoiser(model: Any, val_sets: Mapping[str, Any], mean: np.ndarray
                     np.sum(y.numpy() ** 2, axis=(1, 2)), 1e-12)
                 w = 1.0 / np.maximum(rel, 1e-3)
             if snr_db_loss:
-                errs.append(np.asarray(SNRLoss(reduction=None)(y.numpy(), pred)))
+                errs.append(np.asarray(snr_loss(y.numpy(), pred)))
             else:
                 errs.append(w * (np.mean(e**2, axis=(1, 2))
                                  + mae_weight * np.mean(np.abs(e), axis=(1, 2))))
@@ -471,6 +478,7 @@ def train(
     # A fresh random subset of every record each epoch (10 % spare so the epoch's steps are
     # filled before the stream would wrap around).
     subset_fraction = 1.1 * per_epoch / max(1, n_train)
+    sizes = stored_counts(cfg, task.kind) if subset_fraction < 1.0 else {}
     steps = _steps(per_epoch, t.batch_size)
     log.info("task %s, model %s (%d params): %d training examples, %d steps/epoch of %d",
              task.name, model_name, model.count_params(), n_train, steps, t.batch_size)
@@ -494,7 +502,7 @@ def train(
             snr = curriculum[epoch % len(curriculum)]
             level = "clean" if math.isinf(snr) else f"{snr:g}dB"
             fn = NZ.make_curriculum_noise_fn(cfg, "train", snr, cfg.noise.train_types, noise=noise)
-        masks = epoch_masks(sf.train, cfg, task.kind, subset_fraction, t.seed + 7919 * (epoch + 1),
+        masks = epoch_masks(sf.train, sizes, subset_fraction, t.seed + 7919 * (epoch + 1),
                             train_masks) if subset_fraction < 1.0 else train_masks
         if task.denoising:
             train_ds = create_dataset(sf.train, cfg, t.batch_size, True, mean, scale, task=task,

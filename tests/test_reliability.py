@@ -47,7 +47,7 @@ if str(ROOT) not in sys.path:  # `.venv/bin/pytest` alone does not put the check
 wfdb = pytest.importorskip("wfdb")
 
 from data_tools.mirror_server import MirrorServer, _Handler  # noqa: E402
-from data_tools.synthetic import LEADS, synth_signal, write_checksums, write_record  # noqa: E402
+from data_tools.synthetic import synth_signal, write_checksums, write_record, write_signal  # noqa: E402
 from pipeline import download, loader, normalization, scalograms, tfrecords, train, windows  # noqa: E402
 from pipeline import experiment as X  # noqa: E402
 from pipeline.config import ConfigError, WindowsConfig, load_config  # noqa: E402
@@ -223,17 +223,7 @@ def write_raw(folder: Path, records: dict[str, float] = RECORDS) -> Path:
 
 
 def write_custom_record(folder: Path, name: str, signal_mv: np.ndarray, samples, symbols) -> None:
-    wfdb.wrsamp(
-        name,
-        fs=360,
-        units=["mV", "mV"],
-        sig_name=list(LEADS),
-        p_signal=signal_mv,
-        fmt=["212", "212"],
-        adc_gain=[200.0, 200.0],
-        baseline=[1024, 1024],
-        write_dir=str(folder),
-    )
+    write_signal(folder, name, signal_mv, 360)
     wfdb.wrann(
         name,
         "atr",

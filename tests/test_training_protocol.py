@@ -244,13 +244,13 @@ def test_an_epoch_subset_is_drawn_from_every_training_record(root):
     from pipeline import noise as NZ
     from pipeline.loader import create_dataset
     from pipeline.tfrecords import tfrecord_dir
-    from pipeline.train import epoch_masks
+    from pipeline.train import epoch_masks, stored_counts
 
     cfg = load_config(None, {"data": {"data_dir": str(root)}, "loader": {"cycle_length": 1, "shuffle_buffer": 16},
                              "noise": {"mix_snr_db": [12.0]}}, apply_env=False)
     files = sorted(str(p) for p in tfrecord_dir(cfg, "denoise").glob("*.tfrecord"))
-    man = json.loads((tfrecord_dir(cfg, "denoise") / "manifest.json").read_text())
-    n_total = sum(e["examples"] for e in man["files"])
+    sizes = stored_counts(cfg, "denoise")
+    n_total = sum(sizes.values())
     fn = NZ.make_mixed_level_noise_fn(cfg, "train", (12.0,), ("gaussian",))
 
     def records_in_first(n: int, masks) -> set[str]:
@@ -263,17 +263,17 @@ def test_an_epoch_subset_is_drawn_from_every_training_record(root):
 
     n = 64  # a small epoch: a few percent of the stored windows
     assert len(records_in_first(n, None)) < len(files)  # the stream's head: few records
-    m1 = epoch_masks(files, cfg, "denoise", 1.1 * n / n_total, seed=1)
-    m2 = epoch_masks(files, cfg, "denoise", 1.1 * n / n_total, seed=2)
+    m1 = epoch_masks(files, sizes, 1.1 * n / n_total, seed=1)
+    m2 = epoch_masks(files, sizes, 1.1 * n / n_total, seed=2)
     assert len(records_in_first(n, m1)) == len(files)
     kept = sum(int(v.sum()) for v in m1.values())
     assert n // 2 <= kept < 2 * n  # about 1.1 n
     assert any((m1[f] != m2[f]).any() for f in files)  # a fresh subset each epoch
     # An intra-patient base mask is respected.
     base = {f: np.arange(len(m1[f])) % 2 == 0 for f in files}
-    m3 = epoch_masks(files, cfg, "denoise", 0.5, seed=3, base=base)
+    m3 = epoch_masks(files, sizes, 0.5, seed=3, base=base)
     assert all(not (m3[f] & ~base[f]).any() for f in files)
-    assert epoch_masks(files, cfg, "denoise", 1.0, seed=3) is None
+    assert epoch_masks(files, sizes, 1.0, seed=3) is None
 
 
 def test_a_run_stopped_by_its_time_budget_resumes_to_the_end(root, tmp_path):
