@@ -54,11 +54,14 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pipeline import loader, schema  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
-from pipeline.io_utils import atomic_write_json  # noqa: E402
-from pipeline.normalization import RunningStats  # noqa: E402
-from pipeline.tfrecords import shard_name, tfrecord_dir  # noqa: E402
+from pipeline.core.config import load_config  # noqa: E402
+from pipeline.core.io_utils import atomic_write_json  # noqa: E402
+from pipeline.data import (
+    loader,  # noqa: E402
+    schema,  # noqa: E402
+)
+from pipeline.data.normalization import RunningStats  # noqa: E402
+from pipeline.data.tfrecord_writer import shard_name, tfrecord_dir  # noqa: E402
 
 KINDS = {"segments": "mitdb_aami5_segments", "beats": "mitdb_aami5_sequences"}
 N_CLASSES = 5

@@ -39,10 +39,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import scalograms as S
-from pipeline.config import load_config
-from pipeline.io_utils import atomic_write_json, read_json
-from pipeline.windows import windows_dir
+from pipeline.core.config import load_config
+from pipeline.core.io_utils import atomic_write_json, read_json
+from pipeline.data import scalogram as S
+from pipeline.data.windowing import windows_dir
 
 
 def _sample_beats(wdir: Path, records: list[str], n: int, seed: int = 0) -> np.ndarray:

@@ -84,7 +84,7 @@ def _build(kind: str, name: str, small: bool) -> tuple[Any, tuple[int, ...]]:
 
 
 def family(model: Any) -> str:
-    from pipeline.export import recurrent_layers
+    from pipeline.serving.export import recurrent_layers
 
     if recurrent_layers(model):
         return "recurrent"
@@ -98,7 +98,7 @@ def check_one(kind: str, name: str, n: int = 16) -> dict:
     """Exports one small model to every format; returns a row of the matrix."""
     import tempfile
 
-    from pipeline import export as E
+    from pipeline.serving import export as E
 
     _single_thread()
     model, shape = _build(kind, name, small=True)
@@ -141,7 +141,7 @@ def check_one(kind: str, name: str, n: int = 16) -> dict:
 
 def latency_one(kind: str, name: str, repeats: int = 50) -> dict:
     """Median batch-1 latency (ms) of Keras, TFLite and ONNX Runtime, one thread each."""
-    from pipeline import export as E
+    from pipeline.serving import export as E
 
     _single_thread()
     model, shape = _build(kind, name, small=False)

@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     dirs = [Path(d) for d in args.dirs]
     if args.config:
-        from pipeline.config import config_from_args
+        from pipeline.core.config import config_from_args
 
         dirs.append(Path(config_from_args(args).profile.runs_dir))
     if not dirs:

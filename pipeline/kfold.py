@@ -1,150 +1,19 @@
 """Patient-grouped k-fold evaluation: ``python -m pipeline.kfold --task T --model M``.
 
-Folds are formed over the *training* records only (the test split is never opened):
-StratifiedGroupKFold by patient for MIT-BIH (records 201 and 202 share a patient), and
-iterative-stratification's multi-label stratified folds over whole-patient file groups for
-PTB-XL. Each fold re-fits the normalization statistics on that fold's training part, trains
-with the chosen hyperparameters (``--hparams``, else the tuning result when present) and
-evaluates on the fold's held-out part. Writes per-fold metrics, mean ± standard deviation,
-a Markdown table and a plot into ``Research_Runs/<date>_<task>_<model>_kfold/``.
+Command over :mod:`pipeline.protocol.kfold`.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import logging
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from pipeline import experiment as X
-from pipeline import normalization as NORM
-from pipeline.config import PipelineConfig, add_config_args, config_from_args
-from pipeline.io_utils import (
-    PipelineError,
-    atomic_write_json,
-    atomic_write_text,
-    run_cli,
-    setup_logging,
-)
-from pipeline.splits import patient_of
-from pipeline.tasks import Task, get_task
-
-log = logging.getLogger("ecg.kfold")
-
-
-def headline(metrics: dict, task: Task) -> dict[str, float]:
-    """The numbers compared across folds."""
-    if task.multilabel:
-        return {"macro_auc": metrics.get("macro_auc"), "f_max": metrics.get("f_max")}
-    out = {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
-    for c, m in metrics["per_class"].items():
-        out[f"f1_{c}"] = m.get("f1")
-        out[f"se_{c}"] = m.get("sensitivity")
-    return out
-
-
-def run_kfold(cfg: PipelineConfig, task: Task, model_name: str, out_dir: Path | None = None,
-              hparams: Path | None = None, folds: list[int] | None = None) -> dict:
-    from pipeline.evaluate import classifier_metrics, predict_classifier
-    from pipeline.train import apply_hparams, load_best_model, train
-
-    if task.denoising:
-        raise PipelineError("k-fold evaluation is for classification tasks")
-    hp = hparams
-    default_hp = X.RUNS_DIR / "tuning" / f"{task.name}_{model_name}" / "best_hparams.json"
-    if hp is None and default_hp.is_file():
-        hp = default_hp
-    cfg, kwargs = apply_hparams(cfg, str(hp) if hp else None, dict(cfg.train.model_kwargs))
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, model_kwargs=kwargs))
-    split = X.make_split(cfg, task)
-    if split.intra is not None:
-        raise PipelineError("k-fold evaluation needs a patient-wise split (splits.scheme=inter_patient)")
-    if len(split.folds) < 2:
-        raise PipelineError(f"only {len(split.folds)} folds could be formed over the training records")
-    run_dir = X.new_run_dir(cfg, task.name, model_name, "kfold", run_dir=out_dir)
-    X.save_split(split, run_dir)
-    rows = []
-    for k in folds if folds is not None else range(len(split.folds)):
-        sf = X.split_files(cfg, task, split, fold=k)
-        tr_p = {patient_of(Path(f).name.split("-")[0]) for f in sf.train}
-        va_p = {patient_of(Path(f).name.split("-")[0]) for f in sf.val}
-        if tr_p & va_p:
-            raise AssertionError(f"fold {k}: patients {sorted(tr_p & va_p)} on both sides")
-        fold_dir = run_dir / f"fold{k}"
-        fold_dir.mkdir(exist_ok=True)
-        summary = train(cfg, fold_dir, task_name=task.name, model_name=model_name,
-                        model_kwargs=kwargs, files=sf)
-        mean, scale = NORM.load(fold_dir / "normalization.json", task.kind, NORM.n_channels(task.kind, cfg, task.rr_channels))
-        model = load_best_model(fold_dir)
-        pred = predict_classifier(model, sf.val, cfg, task, mean, scale)
-        m = classifier_metrics(pred, task)
-        atomic_write_json(fold_dir / "metrics_val.json", m)
-        row = {"fold": k, "train_records": [Path(f).name.split("-")[0] for f in sf.train],
-               "val_records": [Path(f).name.split("-")[0] for f in sf.val],
-               "n_val": int(len(pred["y"])), "epochs": summary["epochs_done"],
-               "best_epoch": summary["best_epoch"],
-               "norm_mean": np.asarray(mean).tolist()[:4], **headline(m, task)}
-        rows.append(row)
-        log.info("fold %d: %s", k, {kk: v for kk, v in row.items() if isinstance(v, float)})
-    keys = [k for k in rows[0] if (isinstance(rows[0][k], float) or rows[0][k] is None)
-            and k != "best_epoch"]
-    agg = {}
-    for k in keys:
-        vals = np.array([r[k] for r in rows if r[k] is not None], float)
-        vals = vals[np.isfinite(vals)]
-        agg[k] = {"mean": float(vals.mean()) if len(vals) else None,
-                  "std": float(vals.std(ddof=1)) if len(vals) > 1 else None, "n": int(len(vals))}
-    result = {"task": task.name, "model": model_name, "hparams": str(hp) if hp else None,
-              "folds": rows, "aggregate": agg,
-              # What the final retrain on all training records uses by default
-              # (eval.final_epochs: kfold).
-              "best_epoch_median": best_epoch_median(rows)}
-    atomic_write_json(run_dir / "kfold.json", result)
-    atomic_write_text(run_dir / "report.md", kfold_markdown(result))
-    _plot(rows, keys, run_dir / "plots" / "kfold.png")
-    return result
-
-
-def best_epoch_median(rows: list[dict]) -> int | None:
-    """Median (rounded half up, at least 1) of the folds' best epochs; ``None`` without any."""
-    best = [int(r["best_epoch"]) for r in rows if r.get("best_epoch")]
-    return max(1, int(np.floor(np.median(best) + 0.5))) if best else None
-
-
-def kfold_markdown(result: dict) -> str:
-    rows = result["folds"]
-    keys = [k for k in result["aggregate"]]
-    lines = [f"# k-fold evaluation: {result['model']} on {result['task']}", "",
-             "Folds are patient-grouped over the training records only; normalization is re-fitted "
-             "per fold.", "",
-             "| fold | val records | " + " | ".join(keys) + " |", "|" + "---|" * (2 + len(keys))]
-    for r in rows:
-        lines.append(f"| {r['fold']} | {' '.join(r['val_records'])} | "
-                     + " | ".join("" if r[k] is None else f"{r[k]:.4f}" for k in keys) + " |")
-    agg = result["aggregate"]
-    lines.append("| mean ± sd | | " + " | ".join(
-        "" if agg[k]["mean"] is None else f"{agg[k]['mean']:.4f} ± {agg[k]['std'] or 0:.4f}" for k in keys) + " |")
-    if result.get("best_epoch_median"):
-        lines += ["", "Best epoch per fold (lowest validation loss): "
-                  + ", ".join(str(r.get("best_epoch")) for r in rows)
-                  + f"; median {result['best_epoch_median']}, the final retrain's epoch count."]
-    return "\n".join(lines) + "\n"
-
-
-def _plot(rows: list[dict], keys: list[str], out: Path) -> None:
-    try:
-
-        from pipeline import plots
-
-        keys = [k for k in keys if k.startswith(("macro", "f1", "acc"))]
-        rows_ = [{"model": f"fold {r['fold']}", **{k: r[k] for k in keys}} for r in rows]
-        plots.plot_per_fold(rows_, keys, out)
-    except Exception as exc:  # noqa: BLE001 - plots never fail the evaluation
-        log.warning("k-fold plot skipped: %s", exc)
+from pipeline.core.config import add_config_args, config_from_args
+from pipeline.core.io_utils import run_cli, setup_logging
+from pipeline.data.tasks import get_task
+from pipeline.protocol.kfold import kfold_markdown, run_kfold
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -54,15 +54,17 @@ def data_root(tmp_path_factory) -> Path:
     if "root" in _CACHE:
         return _CACHE["root"]
     from data_tools import synthetic as syn
-    from pipeline import noise as NZ
-    from pipeline import scalograms, tfrecords, windows
+    from pipeline import scalograms as scalograms_cmd
+    from pipeline import tfrecords as tfrecords_cmd
+    from pipeline import windows as windows_cmd
+    from pipeline.data import noise as NZ
 
     root = tmp_path_factory.mktemp("predict_data")
     syn.write_synthetic_database(root / "raw" / "mitdb", n_records=4, seed=0, duration_s=40.0)
     NZ.write_synthetic_noise(root / "raw" / "nstdb", duration_s=60.0, seed=1)
-    assert windows.main([*_argv(root), "--databases", "mitdb"]) == 0
-    assert scalograms.main(_argv(root)) == 0
-    assert tfrecords.main([*_argv(root), "--kinds", "segments", "beats", "denoise"]) == 0
+    assert windows_cmd.main([*_argv(root), "--databases", "mitdb"]) == 0
+    assert scalograms_cmd.main(_argv(root)) == 0
+    assert tfrecords_cmd.main([*_argv(root), "--kinds", "segments", "beats", "denoise"]) == 0
     _CACHE["root"] = root
     return root
 
@@ -71,12 +73,12 @@ def trained_run(tmp_path_factory, which: str) -> Path:
     """The run folder of ``RUNS[which]``, trained once per session."""
     if which in _CACHE:
         return _CACHE[which]
-    from pipeline import train
+    from pipeline import train as train_cmd
 
     root = data_root(tmp_path_factory)
     task, model, kwargs = RUNS[which]
     run_dir = root.parent / f"run_{which}"
-    assert train.main([*_argv(root), "--task", task, "--model", model,
+    assert train_cmd.main([*_argv(root), "--task", task, "--model", model,
                        "--model-kwargs", json.dumps(kwargs), "--run-dir", str(run_dir)]) == 0
     _CACHE[which] = run_dir
     return run_dir

@@ -11,8 +11,8 @@ import stat
 
 import pytest
 
-from pipeline import config as C
-from pipeline.config import ConfigError
+from pipeline.core import config as C
+from pipeline.core.config import ConfigError
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +21,7 @@ def _no_env(monkeypatch):
     monkeypatch.delenv(C.DATA_DIR_ENV, raising=False)
 
 
-def _write(path, text):
+def write_table(path, text):
     path.write_text(text)
     return path
 
@@ -41,8 +41,8 @@ def test_defaults_match_dataclasses():
 
 
 def test_extends_merges_parent_and_child(tmp_path):
-    _write(tmp_path / "base.yaml", "train:\n  epochs: 10\n  batch_size: 32\nwindows:\n  lead: V1\n")
-    child = _write(
+    write_table(tmp_path / "base.yaml", "train:\n  epochs: 10\n  batch_size: 32\nwindows:\n  lead: V1\n")
+    child = write_table(
         tmp_path / "child.yaml", "extends: base.yaml\ntrain:\n  epochs: 2\nsplits:\n  n_folds: 3\n"
     )
     cfg = C.load_config(child)
@@ -56,44 +56,44 @@ def test_extends_merges_parent_and_child(tmp_path):
 def test_extends_chain_of_three_and_relative_to_file(tmp_path, monkeypatch):
     sub = tmp_path / "cfgs"
     sub.mkdir()
-    _write(sub / "a.yaml", "train:\n  epochs: 1\n  batch_size: 8\n  seed: 1\n")
-    _write(sub / "b.yaml", "extends: a.yaml\ntrain:\n  batch_size: 16\n")
-    c = _write(sub / "c.yaml", "extends: b.yaml\ntrain:\n  seed: 3\n")
+    write_table(sub / "a.yaml", "train:\n  epochs: 1\n  batch_size: 8\n  seed: 1\n")
+    write_table(sub / "b.yaml", "extends: a.yaml\ntrain:\n  batch_size: 16\n")
+    c = write_table(sub / "c.yaml", "extends: b.yaml\ntrain:\n  seed: 3\n")
     # A decoy a.yaml in the working directory must not be picked up by `extends: a.yaml`.
     monkeypatch.chdir(tmp_path)
-    _write(tmp_path / "a.yaml", "train:\n  epochs: 99\n")
+    write_table(tmp_path / "a.yaml", "train:\n  epochs: 99\n")
     cfg = C.load_config(c)
     assert (cfg.train.epochs, cfg.train.batch_size, cfg.train.seed) == (1, 16, 3)
 
 
 def test_extends_loop_raises(tmp_path):
-    _write(tmp_path / "a.yaml", "extends: b.yaml\n")
-    _write(tmp_path / "b.yaml", "extends: a.yaml\n")
+    write_table(tmp_path / "a.yaml", "extends: b.yaml\n")
+    write_table(tmp_path / "b.yaml", "extends: a.yaml\n")
     with pytest.raises(ConfigError, match="loops"):
         C.load_config(tmp_path / "a.yaml")
 
 
 def test_extends_missing_parent(tmp_path):
-    p = _write(tmp_path / "a.yaml", "extends: nowhere.yaml\n")
+    p = write_table(tmp_path / "a.yaml", "extends: nowhere.yaml\n")
     with pytest.raises(ConfigError, match="nowhere.yaml: config not found"):
         C.load_config(p)
 
 
 def test_unknown_top_level_key_names_file_and_key(tmp_path):
-    p = _write(tmp_path / "bad.yaml", "trian:\n  epochs: 2\n")
+    p = write_table(tmp_path / "bad.yaml", "trian:\n  epochs: 2\n")
     with pytest.raises(ConfigError, match=r"bad\.yaml.*unknown key\(s\) \['trian'\]"):
         C.load_config(p)
 
 
 def test_unknown_nested_key_names_file_section_and_key(tmp_path):
-    p = _write(tmp_path / "bad.yaml", "train:\n  epoch: 2\n")
+    p = write_table(tmp_path / "bad.yaml", "train:\n  epoch: 2\n")
     with pytest.raises(ConfigError, match=r"bad\.yaml\.train: unknown key\(s\) \['epoch'\]"):
         C.load_config(p)
 
 
 def test_unknown_key_in_parent_names_the_parent_file(tmp_path):
-    _write(tmp_path / "parent.yaml", "windows:\n  window_s: 4.0\n")
-    child = _write(tmp_path / "child.yaml", "extends: parent.yaml\n")
+    write_table(tmp_path / "parent.yaml", "windows:\n  window_s: 4.0\n")
+    child = write_table(tmp_path / "child.yaml", "extends: parent.yaml\n")
     with pytest.raises(
         ConfigError, match=r"parent\.yaml\.windows: unknown key\(s\) \['window_s'\]"
     ):
@@ -116,7 +116,7 @@ def test_unknown_key_in_parent_names_the_parent_file(tmp_path):
     ],
 )
 def test_wrong_types_raise_with_file_and_key(tmp_path, yaml_text, match):
-    p = _write(tmp_path / "t.yaml", yaml_text)
+    p = write_table(tmp_path / "t.yaml", yaml_text)
     with pytest.raises(ConfigError, match=match) as exc:
         C.load_config(p)
     assert "t.yaml" in str(exc.value)
@@ -130,7 +130,7 @@ def test_integer_for_float_field_becomes_float():
 
 def test_yaml_exponent_without_dot_is_a_number(tmp_path):
     # PyYAML (YAML 1.1) reads 1e-3 as the string "1e-3"; it is accepted as a float.
-    p = _write(
+    p = write_table(
         tmp_path / "t.yaml",
         "train:\n  learning_rate: 1e-3\nnoise:\n  curriculum_snr_db: [.inf, 2e1]\n",
     )
@@ -141,15 +141,15 @@ def test_yaml_exponent_without_dot_is_a_number(tmp_path):
 
 
 def test_record_names_written_as_numbers(tmp_path):
-    p = _write(tmp_path / "t.yaml", "data:\n  mitdb_records: [100, '201']\n")
+    p = write_table(tmp_path / "t.yaml", "data:\n  mitdb_records: [100, '201']\n")
     assert C.load_config(p).data.mitdb_records == ("100", "201")
 
 
 def test_invalid_yaml_and_non_mapping(tmp_path):
-    bad = _write(tmp_path / "bad.yaml", "train: [1, 2\n")
+    bad = write_table(tmp_path / "bad.yaml", "train: [1, 2\n")
     with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
         C.load_config(bad)
-    lst = _write(tmp_path / "list.yaml", "- 1\n- 2\n")
+    lst = write_table(tmp_path / "list.yaml", "- 1\n- 2\n")
     with pytest.raises(ConfigError, match=r"list\.yaml: top level must be a mapping"):
         C.load_config(lst)
     with pytest.raises(ConfigError, match="config not found"):
@@ -157,7 +157,7 @@ def test_invalid_yaml_and_non_mapping(tmp_path):
 
 
 def test_empty_file_gives_defaults(tmp_path):
-    assert C.load_config(_write(tmp_path / "e.yaml", "")) == C.PipelineConfig()
+    assert C.load_config(write_table(tmp_path / "e.yaml", "")) == C.PipelineConfig()
 
 
 def test_parse_override():
@@ -177,7 +177,7 @@ def test_parse_override():
 
 
 def test_set_overrides_on_top_of_file(tmp_path):
-    p = _write(tmp_path / "c.yaml", "train:\n  epochs: 10\n  batch_size: 32\n")
+    p = write_table(tmp_path / "c.yaml", "train:\n  epochs: 10\n  batch_size: 32\n")
     cfg = C.config_from_args(
         _args(
             "--config",
@@ -203,7 +203,7 @@ def test_set_unknown_key_or_bad_value_raises():
 
 
 def test_env_overrides_file_and_set_overrides_env(tmp_path, monkeypatch):
-    p = _write(tmp_path / "c.yaml", "data:\n  data_dir: from_file\n  mirror: file_mirror\n")
+    p = write_table(tmp_path / "c.yaml", "data:\n  data_dir: from_file\n  mirror: file_mirror\n")
     monkeypatch.setenv(C.DATA_DIR_ENV, str(tmp_path / "from_env"))
     monkeypatch.setenv(C.MIRROR_ENV, "http://mirror.example/data")
     cfg = C.load_config(p)
@@ -269,6 +269,6 @@ def test_config_is_frozen_and_hash_is_stable():
 
 def test_resolve_config_path_by_name(tmp_path, monkeypatch):
     monkeypatch.setattr(C, "CONFIG_DIR", tmp_path)
-    _write(tmp_path / "quick.yaml", "train:\n  epochs: 1\n")
+    write_table(tmp_path / "quick.yaml", "train:\n  epochs: 1\n")
     assert C.resolve_config_path("quick") == tmp_path / "quick.yaml"
     assert C.load_config("quick").train.epochs == 1

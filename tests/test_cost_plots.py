@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import cost, plots
-from pipeline import metrics as M
+from pipeline import cost as cost_cmd
+from pipeline.evaluation import metrics as M
+from pipeline.evaluation import plots
+from pipeline.serving import cost
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -48,7 +50,7 @@ def keras():
 def test_profile_model_tiny(keras):
     keras.utils.set_random_seed(0)
     model = tiny_classifier((200, 1), 5)
-    prof = cost.profile_model(model, (200, 1), batch_size=8, runs=3, warmup=1)
+    prof = cost.measure_model(model, (200, 1), batch_size=8, runs=3, warmup=1)
     assert prof["params_total"] == (5 * 1 * 8 + 8) + (8 * 5 + 5)
     assert prof["params_trainable"] == prof["params_total"]
     assert prof["params_non_trainable"] == 0
@@ -94,7 +96,7 @@ def test_einsum_gets_a_flops_rule(keras):
 
 
 def test_profile_in_subprocess_reports_memory():
-    prof = cost.profile_model_subprocess(
+    prof = cost.measure_model_subprocess(
         "classifier",
         None,
         (120, 1),
@@ -119,7 +121,7 @@ def test_subprocess_failure_is_one_line_error():
         cost.PipelineError,
         match=r"profiling failed \(exit 2\): error: --builder: .* no function 'no_such_builder'",
     ):
-        cost.profile_model_subprocess(
+        cost.measure_model_subprocess(
             "classifier",
             None,
             (64, 1),
@@ -156,9 +158,9 @@ def test_cli_all_writes_table_and_json(tmp_path, monkeypatch):
             "inference_peak_delta_mb": 3.0,
         }
 
-    monkeypatch.setattr(cost, "profile_model_subprocess", fake)
+    monkeypatch.setattr(cost_cmd, "measure_model_subprocess", fake)
     out = tmp_path / "cost" / "table.md"
-    rc = cost.main(["--kind", "classifier", "--all", "--batch", "16", "--out", str(out)])
+    rc = cost_cmd.main(["--kind", "classifier", "--all", "--batch", "16", "--out", str(out)])
     assert rc == 1  # one model failed
     md = out.read_text()
     assert "| good | 720x1 | 90 / 93 | 2.0 | 1.50 M | 1.50 | 0.500 | 700 | 3.0 |" in md
@@ -170,14 +172,14 @@ def test_cli_all_writes_table_and_json(tmp_path, monkeypatch):
 
 def test_cli_needs_a_model_choice():
     with pytest.raises(SystemExit):
-        cost.main(["--kind", "classifier"])
+        cost_cmd.main(["--kind", "classifier"])
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["classifier", "denoiser"])
 def test_profile_every_registered_model(kind, tmp_path):
     out = tmp_path / f"{kind}.md"
-    assert cost.main(["--kind", kind, "--all", "--runs", "3", "--out", str(out)]) == 0
+    assert cost_cmd.main(["--kind", kind, "--all", "--runs", "3", "--out", str(out)]) == 0
     rows = json.loads(out.with_suffix(".json").read_text())["models"]
     assert all(r["flops"] and r["params_total"] > 0 for r in rows)
 
@@ -193,7 +195,7 @@ def _assert_png(path: Path, returned: Path) -> None:
 
 
 def test_plots_module_does_not_import_matplotlib():
-    code = "import sys, pipeline.plots; print('matplotlib' in sys.modules)"
+    code = "import sys, pipeline.evaluation.plots; print('matplotlib' in sys.modules)"
     res = subprocess.run(
         [sys.executable, "-c", code],
         cwd=ROOT,

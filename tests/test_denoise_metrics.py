@@ -10,9 +10,9 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pipeline import classic_filters as F  # noqa: E402
-from pipeline import denoise_metrics as M  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
+from pipeline.core.config import load_config  # noqa: E402
+from pipeline.evaluation import classic_filters as F  # noqa: E402
+from pipeline.evaluation import denoise_metrics as M  # noqa: E402
 
 # ------------------------------------------------------------------- golden window
 # One window, T = 4 samples, C = 2 leads (columns are leads):
@@ -223,14 +223,15 @@ def test_unknown_filter_and_bad_arguments_raise():
 def tiny_data(tmp_path_factory):
     """Two 60 s synthetic MIT-BIH-like records -> windows -> denoise TFRecords; fake nstdb."""
     from data_tools.synthetic import write_synthetic_database
-    from pipeline import tfrecords, windows
-    from pipeline.noise import write_synthetic_noise
+    from pipeline import tfrecords as tfrecords_cmd
+    from pipeline import windows as windows_cmd
+    from pipeline.data.noise import write_synthetic_noise
 
     root = tmp_path_factory.mktemp("classic")
     names = write_synthetic_database(root / "raw" / "mitdb", n_records=2, duration_s=60.0)
     write_synthetic_noise(root / "raw" / "nstdb", duration_s=60.0, seed=3)
-    assert windows.main(["--data-dir", str(root), "--databases", "mitdb"]) == 0
-    assert tfrecords.main(["--data-dir", str(root), "--kinds", "denoise"]) == 0
+    assert windows_cmd.main(["--data-dir", str(root), "--databases", "mitdb"]) == 0
+    assert tfrecords_cmd.main(["--data-dir", str(root), "--kinds", "denoise"]) == 0
     cfg = load_config(None, {"data": {"data_dir": str(root)}}, apply_env=False)
     return cfg, names
 

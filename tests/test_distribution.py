@@ -19,7 +19,10 @@ SCRIPT = textwrap.dedent(
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
-    from pipeline import tfrecords, windows
+    from pipeline.data import tfrecord_writer as tfrecords
+    from pipeline import tfrecords as tfrecords_cmd
+    from pipeline.data import windowing as windows
+    from pipeline import windows as windows_cmd
     from pipeline.train import main
     from data_tools.synthetic import write_synthetic_database
     from pathlib import Path
@@ -27,8 +30,8 @@ SCRIPT = textwrap.dedent(
     root = Path(sys.argv[1])
     write_synthetic_database(root / "raw" / "mitdb", n_records=4, seed=3, duration_s=30)
     sets = ["--set", "windows.workers=1"]
-    assert windows.main(["--data-dir", str(root), "--databases", "mitdb", *sets]) == 0
-    assert tfrecords.main(["--data-dir", str(root), "--kinds", "segments", *sets]) == 0
+    assert windows_cmd.main(["--data-dir", str(root), "--databases", "mitdb", *sets]) == 0
+    assert tfrecords_cmd.main(["--data-dir", str(root), "--kinds", "segments", *sets]) == 0
     sys.exit(main(["--data-dir", str(root), "--task", "mitdb_aami5_segments", "--model", "ldcnn",
                    "--model-kwargs", '{"filters": 8, "dilations": [1, 2]}',
                    "--run-dir", str(root / "run"), *sets,

@@ -25,10 +25,11 @@ if str(ROOT) not in sys.path:  # `.venv/bin/pytest` alone does not put the check
     sys.path.insert(0, str(ROOT))
 
 from data_tools.mirror_server import MirrorServer  # noqa: E402
-from pipeline import download  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
-from pipeline.download import database_dir, download_database, main, parse_sha256sums  # noqa: E402
-from pipeline.io_utils import PipelineError, run_cli, sha256_file  # noqa: E402
+from pipeline.core.config import load_config  # noqa: E402
+from pipeline.core.io_utils import PipelineError, run_cli, sha256_file  # noqa: E402
+from pipeline.data import download  # noqa: E402
+from pipeline.data.download import database_dir, download_database, parse_sha256sums  # noqa: E402
+from pipeline.download import main  # noqa: E402
 
 NSTDB_FILES = ["bw.hea", "bw.dat", "em.hea", "em.dat", "ma.hea", "ma.dat"]
 

@@ -18,8 +18,9 @@ pytest.importorskip("tensorflow")
 
 import _trained_runs as TR  # noqa: E402
 
-from pipeline import export as E  # noqa: E402
-from pipeline.io_utils import PipelineError, run_cli  # noqa: E402
+from pipeline import export as export_cmd  # noqa: E402
+from pipeline.core.io_utils import PipelineError, run_cli  # noqa: E402
+from pipeline.serving import export as E  # noqa: E402
 
 HAS_ONNX = E.onnx_available() is None
 FLOAT_TOL = 1e-4
@@ -97,7 +98,7 @@ def test_export_parity_per_family(tmp_path_factory, family):
 
 def test_savedmodel_cli_and_argument_errors(tmp_path_factory, capsys):
     run = TR.trained_run(tmp_path_factory, "segments")
-    assert E.main(["--run", str(run), "--format", "savedmodel", "--parity-examples", "32"]) == 0
+    assert export_cmd.main(["--run", str(run), "--format", "savedmodel", "--parity-examples", "32"]) == 0
     out = capsys.readouterr().out
     assert "savedmodel" in out and "max |diff|" in out
     rec = json.loads((run / "export" / "export.json").read_text())["savedmodel"]
@@ -107,7 +108,7 @@ def test_savedmodel_cli_and_argument_errors(tmp_path_factory, capsys):
     assert loaded(x).shape == (3, 5)
     with pytest.raises(PipelineError, match="--int8 applies to --format tflite only"):
         E.export_run(run, "onnx", int8=True)
-    assert run_cli(E.main, ["--run", str(run), "--format", "savedmodel", "--int8"]) == 2
+    assert run_cli(export_cmd.main, ["--run", str(run), "--format", "savedmodel", "--int8"]) == 2
     assert "--int8 applies to --format tflite only" in capsys.readouterr().err
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import labels as L
-from pipeline import splits as S
+from pipeline.data import labels as L
+from pipeline.data import splits as S
 
 # ------------------------------------------------------------------------------ labels
 

@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 
 from data_tools.synthetic import write_synthetic_database
-from pipeline import loader, tfrecords, windows
-from pipeline.config import load_config
-from pipeline.io_utils import PipelineError, atomic_savez, load_npz
+from pipeline import tfrecords as tfrecords_cmd
+from pipeline import windows as windows_cmd
+from pipeline.core.config import load_config
+from pipeline.core.io_utils import PipelineError, atomic_savez, load_npz
+from pipeline.data import loader
+from pipeline.data import tfrecord_writer as tfrecords
 
 RECORDS = ["s00", "s01", "s02"]
 N_SCALES = 8
@@ -53,9 +56,9 @@ def root(tmp_path_factory) -> Path:
     """3 synthetic 30 s records -> windows -> scalograms -> TFRecords (16 per Example)."""
     root = tmp_path_factory.mktemp("loader")
     write_synthetic_database(root / "raw" / "mitdb", n_records=3, seed=0, duration_s=30)
-    assert windows.main([*_argv(root), "--databases", "mitdb"]) == 0
+    assert windows_cmd.main([*_argv(root), "--databases", "mitdb"]) == 0
     _write_scalograms(root)
-    assert tfrecords.main([*_argv(root), "--kinds", "segments", "beats", "denoise"]) == 0
+    assert tfrecords_cmd.main([*_argv(root), "--kinds", "segments", "beats", "denoise"]) == 0
     return root
 
 
@@ -127,7 +130,7 @@ def test_dropped_beat_breaks_sequences_across_the_gap(root, tmp_path):
     sc = _sc(data, "s01")[keep]
     atomic_savez(data / "scalograms" / "mitdb" / "s01.npz", scalograms=sc,
                  beat_index=w["beat_index"][keep])
-    assert tfrecords.main([*_argv(data), "--kinds", "beats"]) == 0
+    assert tfrecords_cmd.main([*_argv(data), "--kinds", "beats"]) == 0
 
     cfg = _cfg(data)
     ds = loader.create_dataset(["s01"], cfg, 8, True, task=SEQ, with_index=True)
@@ -150,7 +153,7 @@ def test_sequences_span_stored_batches_of_any_size(root, tmp_path, per_batch):
     # with an include mask on the centre beats.
     data = tmp_path / "d"
     shutil.copytree(root, data)
-    assert tfrecords.main([*_argv(data, f"tfrecords.examples_per_batch={per_batch}"),
+    assert tfrecords_cmd.main([*_argv(data, f"tfrecords.examples_per_batch={per_batch}"),
                            "--kinds", "beats"]) == 0
     cfg = _cfg(data, per_batch, seq_len_beats=5)
     rng = np.random.default_rng(per_batch)
@@ -358,8 +361,8 @@ def test_denoising_needs_a_noise_fn(root):
 
 
 def test_rr_channels_match_numpy_and_are_normalized_per_channel(root):
-    from pipeline import normalization as N
-    from pipeline.schema import decode, with_rr_channels
+    from pipeline.data import normalization as N
+    from pipeline.data.schema import decode, with_rr_channels
 
     cfg = _cfg(root)
     files = loader.resolve_files(["s00"], cfg, "segments")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score, f1_score, roc_auc_score
 
-from pipeline import metrics as M
+from pipeline.evaluation import metrics as M
 
 # ----------------------------------------------------------------- single-label, by hand
 # Four AAMI-like classes; F has no example and is never predicted.

@@ -12,9 +12,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
-from pipeline import noise as N  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
-from pipeline.io_utils import PipelineError  # noqa: E402
+from pipeline.core.config import load_config  # noqa: E402
+from pipeline.core.io_utils import PipelineError  # noqa: E402
+from pipeline.data import noise as N  # noqa: E402
 
 SNRS = (24.0, 12.0, 6.0, 0.0)
 

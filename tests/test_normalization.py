@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 
 from data_tools.synthetic import write_synthetic_database
-from pipeline import loader, normalization, tfrecords, windows
-from pipeline.config import load_config
-from pipeline.io_utils import PipelineError, atomic_savez, load_npz
+from pipeline import tfrecords as tfrecords_cmd
+from pipeline import windows as windows_cmd
+from pipeline.core.config import load_config
+from pipeline.core.io_utils import PipelineError, atomic_savez, load_npz
+from pipeline.data import loader, normalization
+from pipeline.data import tfrecord_writer as tfrecords
 
 RECORDS = ["s00", "s01", "s02"]
 TRAIN, HELD_OUT = ["s00", "s01"], ["s02"]
@@ -51,9 +54,9 @@ def _write_scalograms(root: Path, seed: int = 0) -> None:
 def root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("norm")
     write_synthetic_database(root / "raw" / "mitdb", n_records=3, seed=0, duration_s=30)
-    assert windows.main([*_argv(root), "--databases", "mitdb"]) == 0
+    assert windows_cmd.main([*_argv(root), "--databases", "mitdb"]) == 0
     _write_scalograms(root)
-    assert tfrecords.main([*_argv(root), "--kinds", *KINDS]) == 0
+    assert tfrecords_cmd.main([*_argv(root), "--kinds", *KINDS]) == 0
     return root
 
 
@@ -104,7 +107,7 @@ def _with_other_held_out_record(root: Path, dst: Path) -> Path:
     sp = dst / "scalograms" / "mitdb" / "s02.npz"
     s = load_npz(sp)
     atomic_savez(sp, **{**s, "scalograms": (s["scalograms"] * 3 + 1).astype(np.float16)})
-    assert tfrecords.main([*_argv(dst), "--kinds", *KINDS]) == 0
+    assert tfrecords_cmd.main([*_argv(dst), "--kinds", *KINDS]) == 0
     return dst
 
 
@@ -163,7 +166,7 @@ def test_constant_channel_gets_unit_scale(root, tmp_path):
         sc = s["scalograms"].copy()
         sc[:, 0, :] = 0.5  # scale row 0 constant
         atomic_savez(sp, **{**s, "scalograms": sc})
-    assert tfrecords.main([*_argv(data), "--kinds", "beats"]) == 0
+    assert tfrecords_cmd.main([*_argv(data), "--kinds", "beats"]) == 0
     stats = normalization.fit(_files(data, "beats", TRAIN), _cfg(data), "beats")
     assert stats["mean"][0] == 0.5 and stats["scale"][0] == 1.0
     assert all(s > 0 for s in stats["scale"])

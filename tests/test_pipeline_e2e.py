@@ -22,18 +22,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_only_final_eval_opens_the_test_split():
     users = []
-    for p in sorted((ROOT / "pipeline").glob("*.py")) + sorted((ROOT / "data_tools").glob("*.py")):
+    for p in sorted((ROOT / "pipeline").rglob("*.py")) + sorted((ROOT / "data_tools").glob("*.py")):
         text = p.read_text()
-        if re.search(r"test_split_access\(", text) and p.name != "experiment.py":
-            users.append(p.name)
-    assert users == ["final_eval.py"]
+        if re.search(r"test_split_access\(", text) and p.name != "run_folder.py":
+            users.append(p.relative_to(ROOT).as_posix())
+    assert users == ["pipeline/protocol/final.py"]
 
 
 def test_test_files_refused_outside_final_eval(tmp_path):
-    from pipeline import experiment as X
-    from pipeline.config import load_config
-    from pipeline.splits import mitdb_split
-    from pipeline.tasks import get_task
+    from pipeline.core.config import load_config
+    from pipeline.data.splits import mitdb_split
+    from pipeline.data.tasks import get_task
+    from pipeline.training import run_folder as X
 
     cfg = load_config(None, {"data": {"data_dir": str(tmp_path)}}, apply_env=False)
     split = mitdb_split(["101", "106", "100", "103"], None, n_folds=2, val_fraction=0.5)
@@ -45,7 +45,7 @@ def test_test_files_refused_outside_final_eval(tmp_path):
 
 
 def test_training_folds_and_validation_never_contain_test_records():
-    from pipeline.splits import DS2, mitdb_split, patient_of
+    from pipeline.data.splits import DS2, mitdb_split, patient_of
 
     split = mitdb_split(sorted(set(DS2) | {"101", "106", "108", "109", "201", "203"}), None)
     seen = set(split.train) | set(split.val)
@@ -81,7 +81,7 @@ def test_quick_profile_end_to_end_from_a_loopback_mirror(mirror, tmp_path):
                       .read_text())["completed_trials"] == 2
     k = json.loads((runs / "mitdb_aami5_segments_ldcnn_kfold" / "kfold.json").read_text())
     assert len(k["folds"]) == 2
-    from pipeline.splits import patient_of
+    from pipeline.data.splits import patient_of
 
     for f in k["folds"]:
         assert not {patient_of(r) for r in f["train_records"]} & {patient_of(r) for r in f["val_records"]}

@@ -21,8 +21,9 @@ pytest.importorskip("tensorflow")
 import _trained_runs as TR  # noqa: E402
 
 from data_tools import synthetic as syn  # noqa: E402
-from pipeline import predict as P  # noqa: E402
-from pipeline.io_utils import PipelineError, run_cli  # noqa: E402
+from pipeline import predict as predict_cmd  # noqa: E402
+from pipeline.core.io_utils import PipelineError, run_cli  # noqa: E402
+from pipeline.serving import predict as P  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,7 @@ def _read(src_dir, name):
     return wfdb.rdrecord(str(src_dir / name)), wfdb.rdann(str(src_dir / name), "atr")
 
 
-def _write(dst_dir, name, rec, p_signal, ann=None, sig_name=None, fmt="212"):
+def write_table(dst_dir, name, rec, p_signal, ann=None, sig_name=None, fmt="212"):
     wfdb.wrsamp(name, fs=rec.fs, units=list(rec.units), sig_name=sig_name or list(rec.sig_name),
                 p_signal=p_signal, fmt=[fmt] * p_signal.shape[1], adc_gain=[200.0] * p_signal.shape[1],
                 baseline=[1024 if fmt == "212" else 0] * p_signal.shape[1], write_dir=str(dst_dir))
@@ -53,8 +54,8 @@ def _write(dst_dir, name, rec, p_signal, ann=None, sig_name=None, fmt="212"):
 
 @pytest.mark.parametrize("which", ["segments", "segments_rr", "sequences"])
 def test_probabilities_equal_the_evaluation_pipeline(tmp_path_factory, root, which):
-    from pipeline.evaluate import predict_classifier
-    from pipeline.tfrecords import shard_name, tfrecord_dir
+    from pipeline.data.tfrecord_writer import shard_name, tfrecord_dir
+    from pipeline.evaluation.evaluate import predict_classifier
 
     run = P.load_run(TR.trained_run(tmp_path_factory, which))
     rec = "s01"
@@ -71,7 +72,7 @@ def test_probabilities_equal_the_evaluation_pipeline(tmp_path_factory, root, whi
 
 def test_cli_writes_pred_annotations_and_agreement(root, seg_run, tmp_path):
     out = tmp_path / "out"
-    assert P.main(["--run", str(seg_run), "--record", str(root / "raw" / "mitdb" / "s00"),
+    assert predict_cmd.main(["--run", str(seg_run), "--record", str(root / "raw" / "mitdb" / "s00"),
                    "--out", str(out)]) == 0
     s = json.loads((out / "s00_prediction.json").read_text())
     ref = wfdb.rdann(str(root / "raw" / "mitdb" / "s00"), "atr")
@@ -112,13 +113,13 @@ def test_nan_and_flat_spans_are_reported_not_classified(root, seg_run, tmp_path)
     x = rec.p_signal.copy()
     x[int(10 * rec.fs) : int(12 * rec.fs), 0] = np.nan
     x[int(20 * rec.fs) : int(22 * rec.fs), 0] = 0.25
-    _write(tmp_path, "gap", rec, x, ann)
+    write_table(tmp_path, "gap", rec, x, ann)
     back = wfdb.rdrecord(str(tmp_path / "gap")).p_signal  # wfdb keeps NaN (invalid sample value)
     assert np.isnan(back[int(10 * rec.fs) : int(12 * rec.fs), 0]).all()
     assert np.isnan(back).sum() == int(2 * rec.fs)
 
     out = tmp_path / "out"
-    assert P.main(["--run", str(seg_run), "--record", str(tmp_path / "gap"), "--out", str(out)]) == 0
+    assert predict_cmd.main(["--run", str(seg_run), "--record", str(tmp_path / "gap"), "--out", str(out)]) == 0
     s = json.loads((out / "gap_prediction.json").read_text())
     kinds = {(sp["kind"], sp["lead"]): (sp["start_s"], sp["end_s"]) for sp in s["quality"]["spans"]}
     assert kinds[("nan", "MLII")] == pytest.approx((10.0, 12.0))
@@ -135,7 +136,7 @@ def test_nan_and_flat_spans_are_reported_not_classified(root, seg_run, tmp_path)
 
 def test_missing_lead_is_refused_clearly(root, seg_run, tmp_path, capsys):
     rec, ann = _read(root / "raw" / "mitdb", "s00")
-    _write(tmp_path, "other", rec, rec.p_signal, ann, sig_name=["II", "V5"])
+    write_table(tmp_path, "other", rec, rec.p_signal, ann, sig_name=["II", "V5"])
     run = P.load_run(seg_run)
     with pytest.raises(PipelineError, match=r"record other has leads \['II', 'V5'\]; the model needs \['MLII'\]"):
         P.classify_beats(run, tmp_path / "other")
@@ -144,7 +145,7 @@ def test_missing_lead_is_refused_clearly(root, seg_run, tmp_path, capsys):
     shutil.copy(root / "raw" / "mitdb" / "s00.dat", tmp_path / "s00.dat")
     shutil.copy(root / "raw" / "mitdb" / "s00.atr", tmp_path / "s00.atr")
     out = tmp_path / "out"
-    assert run_cli(P.main, ["--run", str(seg_run), "--record", str(tmp_path), "--out", str(out)]) == 2
+    assert run_cli(predict_cmd.main, ["--run", str(seg_run), "--record", str(tmp_path), "--out", str(out)]) == 2
     summary = json.loads((out / "predict_summary.json").read_text())
     by = {r["record"]: r for r in summary["records"]}
     assert by["s00"]["ok"] and not by["other"]["ok"] and summary["failed"] == 1
@@ -161,9 +162,9 @@ def test_denoiser_writes_a_wfdb_record_and_plot(tmp_path_factory, root, tmp_path
     rec, ann = _read(src, "s03")
     x = rec.p_signal.copy()
     x[int(5 * rec.fs) : int(6 * rec.fs), 1] = np.nan
-    _write(tmp_path, "noisy", rec, x, ann)
+    write_table(tmp_path, "noisy", rec, x, ann)
     out = tmp_path / "out"
-    assert P.main(["--run", str(run_dir), "--record", str(tmp_path / "noisy"), "--out", str(out),
+    assert predict_cmd.main(["--run", str(run_dir), "--record", str(tmp_path / "noisy"), "--out", str(out),
                    "--span-s", "2,8"]) == 0
     den = wfdb.rdrecord(str(out / "noisy_denoised"))
     assert den.sig_name == rec.sig_name and den.fs == rec.fs and den.units == rec.units
@@ -183,7 +184,7 @@ def test_denoise_overlap_add_is_exact_for_an_identity_model(tmp_path_factory, tm
 
     import keras
 
-    from pipeline.windows import highpass
+    from pipeline.data.windowing import highpass
 
     run = P.load_run(TR.trained_run(tmp_path_factory, "denoise"))
     inp = keras.Input((1440, 2))
@@ -202,7 +203,7 @@ def _ptbxl_run(tmp_path):
     import keras
 
     from models import registry
-    from pipeline.config import PipelineConfig, dump_config
+    from pipeline.core.config import PipelineConfig, dump_config
 
     run = tmp_path / "ptbxl_run"
     (run / "checkpoints").mkdir(parents=True)
@@ -222,7 +223,7 @@ def _ptbxl_run(tmp_path):
 
 
 def test_ptbxl_leads_matched_by_name_and_resampled(tmp_path):
-    from pipeline.windows import _resample
+    from pipeline.data.windowing import _resample
 
     run_dir = _ptbxl_run(tmp_path)
     run = P.load_run(run_dir)
@@ -234,7 +235,7 @@ def test_ptbxl_leads_matched_by_name_and_resampled(tmp_path):
     wfdb.wrsamp("ecg12", fs=fs, units=["mV"] * 12, sig_name=names, p_signal=x[:, order],
                 fmt=["16"] * 12, adc_gain=[1000.0] * 12, baseline=[0] * 12, write_dir=str(tmp_path))
     out = tmp_path / "out"
-    assert P.main(["--run", str(run_dir), "--record", str(tmp_path / "ecg12"), "--out", str(out)]) == 0
+    assert predict_cmd.main(["--run", str(run_dir), "--record", str(tmp_path / "ecg12"), "--out", str(out)]) == 0
     s = json.loads((out / "ecg12_prediction.json").read_text())
     assert list(s["probabilities"]) == ["NORM", "MI", "STTC", "CD", "HYP"]
     x_read = wfdb.rdrecord(str(tmp_path / "ecg12")).p_signal

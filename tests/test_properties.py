@@ -35,10 +35,15 @@ from hypothesis import HealthCheck, event, example, given, settings  # noqa: E40
 from hypothesis import strategies as st  # noqa: E402
 
 from data_tools.synthetic import write_record  # noqa: E402
-from pipeline import config as C  # noqa: E402
-from pipeline import loader, normalization, schema, windows  # noqa: E402
-from pipeline.download import parse_sha256sums  # noqa: E402
-from pipeline.io_utils import PipelineError, inside, safe_name, safe_relpath  # noqa: E402
+from pipeline.core import config as C  # noqa: E402
+from pipeline.core.io_utils import PipelineError, inside, safe_name, safe_relpath  # noqa: E402
+from pipeline.data import (
+    loader,  # noqa: E402
+    normalization,  # noqa: E402
+    schema,  # noqa: E402
+)
+from pipeline.data import windowing as windows  # noqa: E402
+from pipeline.data.download import parse_sha256sums  # noqa: E402
 
 FUZZ_SCALE = int(os.environ.get("ECG_FUZZ_SCALE", "1"))
 """``ECG_FUZZ_SCALE=20`` runs 20 times the examples, with fresh random seeds (a long local search);

@@ -48,11 +48,22 @@ wfdb = pytest.importorskip("wfdb")
 
 from data_tools.mirror_server import MirrorServer, _Handler  # noqa: E402
 from data_tools.synthetic import synth_signal, write_checksums, write_record, write_signal  # noqa: E402
-from pipeline import download, loader, normalization, scalograms, tfrecords, train, windows  # noqa: E402
-from pipeline import experiment as X  # noqa: E402
-from pipeline.config import ConfigError, WindowsConfig, load_config  # noqa: E402
-from pipeline.io_utils import PipelineError, load_npz, run_cli, sha256_file  # noqa: E402
-from pipeline.tasks import get_task  # noqa: E402
+from pipeline import download as download_cmd  # noqa: E402
+from pipeline import scalograms as scalograms_cmd  # noqa: E402
+from pipeline import tfrecords as tfrecords_cmd  # noqa: E402
+from pipeline import windows as windows_cmd  # noqa: E402
+from pipeline.core.config import ConfigError, WindowsConfig, load_config  # noqa: E402
+from pipeline.core.io_utils import PipelineError, load_npz, run_cli, sha256_file  # noqa: E402
+from pipeline.data import (
+    download,  # noqa: E402
+    loader,  # noqa: E402
+    normalization,  # noqa: E402
+)
+from pipeline.data import tfrecord_writer as tfrecords  # noqa: E402
+from pipeline.data import windowing as windows  # noqa: E402
+from pipeline.data.tasks import get_task  # noqa: E402
+from pipeline.training import run_folder as X  # noqa: E402
+from pipeline.training import trainer as train  # noqa: E402
 
 SEG = "mitdb_aami5_segments"
 N_SCALES = 8
@@ -73,15 +84,16 @@ TMP_NAME = re.compile(r"^\..*\.(tmp|part)$|\.tmp\.keras$")
 # lands inside the stage (between or during records) rather than before or after it.
 SLOW_DRIVER = """
 import importlib, sys, time
-from pipeline.io_utils import run_cli
-module, attr, delay_s = sys.argv[1], sys.argv[2], float(sys.argv[3])
+from pipeline.core.io_utils import run_cli
+command, attr, delay_s = sys.argv[1], sys.argv[2], float(sys.argv[3])
+module, _, attr = attr.rpartition(":")
 mod = importlib.import_module(module)
 real = getattr(mod, attr)
 def slowed(*args, **kwargs):
     time.sleep(delay_s)
     return real(*args, **kwargs)
 setattr(mod, attr, slowed)
-sys.exit(run_cli(mod.main, sys.argv[4:]))
+sys.exit(run_cli(importlib.import_module(command).main, sys.argv[4:]))
 """
 
 
@@ -188,8 +200,9 @@ def kill_at_random_point(
     return delay
 
 
-def slowed(module: str, attr: str, delay_s: float, args: list[str]) -> list[str]:
-    return [sys.executable, "-c", SLOW_DRIVER, module, attr, str(delay_s), *args]
+def slowed(command: str, attr: str, delay_s: float, args: list[str]) -> list[str]:
+    """``attr`` is ``library.module:function``; ``command`` the command module that runs."""
+    return [sys.executable, "-c", SLOW_DRIVER, command, attr, str(delay_s), *args]
 
 
 def run_with_file_size_limit(cmd: list[str], limit_bytes: int) -> subprocess.CompletedProcess:
@@ -241,9 +254,9 @@ def base(tmp_path_factory) -> Path:
     """The uninterrupted reference: raw records -> windows -> scalograms -> TFRecords."""
     root = tmp_path_factory.mktemp("base")
     write_raw(root / "raw" / "mitdb")
-    assert windows.main([*argv(root), "--databases", "mitdb"]) == 0
-    assert scalograms.main(argv(root)) == 0
-    assert tfrecords.main([*argv(root), "--kinds", "segments", "beats", "denoise"]) == 0
+    assert windows_cmd.main([*argv(root), "--databases", "mitdb"]) == 0
+    assert scalograms_cmd.main(argv(root)) == 0
+    assert tfrecords_cmd.main([*argv(root), "--kinds", "segments", "beats", "denoise"]) == 0
     return root
 
 
@@ -254,12 +267,12 @@ def base(tmp_path_factory) -> Path:
 def test_windows_killed_at_random_point_then_rerun_equals_uninterrupted(base, tmp_path, seed):
     root = copy_stages(base, tmp_path / "d")
     out = root / "windows" / "mitdb"
-    cmd = slowed("pipeline.windows", "_worker", 0.4, [*argv(root), "--databases", "mitdb"])
+    cmd = slowed("pipeline.windows", "pipeline.data.windowing:_worker", 0.4, [*argv(root), "--databases", "mitdb"])
     kill_at_random_point(cmd, seed, lambda: (out / "s00.npz").is_file(), 0.8, tmp_path / "log")
     assert not (out / "_stage.json").exists()  # killed inside the stage
     for p in out.glob("*.npz"):  # whatever the kill left under a final name is complete
         assert sha256_file(p) == sha256_file(base / "windows" / "mitdb" / p.name)
-    assert windows.main([*argv(root), "--databases", "mitdb"]) == 0
+    assert windows_cmd.main([*argv(root), "--databases", "mitdb"]) == 0
     assert shas(out, "*.npz") == shas(base / "windows" / "mitdb", "*.npz")
     assert manifest(out) == manifest(base / "windows" / "mitdb")
 
@@ -267,10 +280,10 @@ def test_windows_killed_at_random_point_then_rerun_equals_uninterrupted(base, tm
 def test_scalograms_killed_at_random_point_then_rerun_equals_uninterrupted(base, tmp_path):
     root = copy_stages(base, tmp_path / "d", "windows")
     out = root / "scalograms" / "mitdb"
-    cmd = slowed("pipeline.scalograms", "_worker", 0.4, argv(root))
+    cmd = slowed("pipeline.scalograms", "pipeline.data.scalogram:_worker", 0.4, argv(root))
     kill_at_random_point(cmd, 3, lambda: (out / "s00.npz").is_file(), 0.8, tmp_path / "log")
     assert not (out / "_stage.json").exists()
-    assert scalograms.main(argv(root)) == 0
+    assert scalograms_cmd.main(argv(root)) == 0
     assert shas(out, "*.npz") == shas(base / "scalograms" / "mitdb", "*.npz")
     assert manifest(out) == manifest(base / "scalograms" / "mitdb")
 
@@ -279,7 +292,7 @@ def test_tfrecords_killed_at_random_point_then_rerun_equals_uninterrupted(base, 
     root = copy_stages(base, tmp_path / "d", "windows", "scalograms")
     kinds = ("segments", "denoise")
     first = root / "tfrecords" / "segments" / tfrecords.shard_name("s00")
-    cmd = slowed("pipeline.tfrecords", "_worker", 0.4, [*argv(root), "--kinds", *kinds])
+    cmd = slowed("pipeline.tfrecords", "pipeline.data.tfrecord_writer:_worker", 0.4, [*argv(root), "--kinds", *kinds])
     kill_at_random_point(cmd, 4, first.is_file, 2.0, tmp_path / "log")
     for kind in kinds:  # the progress file only ever lists complete files
         prog = root / "tfrecords" / kind / "_progress.json"
@@ -287,7 +300,7 @@ def test_tfrecords_killed_at_random_point_then_rerun_equals_uninterrupted(base, 
             for entry in json.loads(prog.read_text()).values():
                 f = root / "tfrecords" / kind / entry["entry"]["file"]
                 assert sha256_file(f) == entry["entry"]["sha256"]
-    assert tfrecords.main([*argv(root), "--kinds", *kinds]) == 0
+    assert tfrecords_cmd.main([*argv(root), "--kinds", *kinds]) == 0
     for kind in kinds:
         out, ref = root / "tfrecords" / kind, base / "tfrecords" / kind
         assert shas(out, "*.tfrecord") == shas(ref, "*.tfrecord")
@@ -361,7 +374,7 @@ def test_download_killed_at_random_point_then_rerun_verifies_every_file(
             if (dest / rel).is_file():
                 assert sha256_file(dest / rel) == digest
         server.clear()
-        assert download.main(download_argv(data, server.url)) == 0
+        assert download_cmd.main(download_argv(data, server.url)) == 0
         if parts:  # a partial file left by the kill is resumed with a Range request
             # (requests hands over 64 kB blocks: a smaller file is all or nothing)
             assert any(r.range for r in server.requests)
@@ -405,8 +418,8 @@ def train_data(tmp_path_factory) -> Path:
         "--set",
         "tfrecords.examples_per_batch=32",
     ]
-    assert windows.main([*sets, "--databases", "mitdb"]) == 0
-    assert tfrecords.main([*sets, "--kinds", "segments"]) == 0
+    assert windows_cmd.main([*sets, "--databases", "mitdb"]) == 0
+    assert tfrecords_cmd.main([*sets, "--kinds", "segments"]) == 0
     return root
 
 
@@ -584,7 +597,7 @@ def test_disk_full_during_a_stage_keeps_no_partial_file_and_rerun_completes(base
         assert all(
             sha256_file(out / e["entry"]["file"]) == e["entry"]["sha256"] for e in prog.values()
         )
-    module = {"windows": windows, "scalograms": scalograms, "tfrecords": tfrecords}[stage]
+    module = {"windows": windows_cmd, "scalograms": scalograms_cmd, "tfrecords": tfrecords_cmd}[stage]
     assert module.main([*argv(root), *extra]) == 0  # space freed: the same command completes
     assert shas(out, name.format("*")) == shas(ref, name.format("*"))
     assert manifest(out) == manifest(ref)
@@ -724,9 +737,9 @@ def odd_records(tmp_path_factory) -> Path:
     flat = np.full((10800, 2), 0.1)
     write_custom_record(raw, "s03", flat, [10, 5000], ["+", "~"])  # rhythm and noise marks only
     (raw / "RECORDS").write_text("s00\ns01\ns02\ns03\n")
-    assert windows.main([*argv(root), "--databases", "mitdb"]) == 0
-    assert scalograms.main(argv(root)) == 0
-    assert tfrecords.main([*argv(root), "--kinds", "segments", "beats", "denoise"]) == 0
+    assert windows_cmd.main([*argv(root), "--databases", "mitdb"]) == 0
+    assert scalograms_cmd.main(argv(root)) == 0
+    assert tfrecords_cmd.main([*argv(root), "--kinds", "segments", "beats", "denoise"]) == 0
     return root
 
 
@@ -839,7 +852,7 @@ def test_damaged_tfrecord_file_without_manifest_is_named(base, tmp_path, damage)
 def test_inconsistent_later_example_is_named(tmp_path):
     import tensorflow as tf
 
-    from pipeline import schema
+    from pipeline.data import schema
 
     def batch(n_samples: int):
         return schema.Batch(
@@ -935,7 +948,7 @@ def test_config_file_damage_gives_config_error_naming_the_file(tmp_path, text, m
 )
 def test_bad_override_on_the_command_line_is_one_line_exit_2(tmp_path, capsys, override):
     capsys.readouterr()
-    assert run_cli(windows.main, ["--data-dir", str(tmp_path), "--set", override]) == 2
+    assert run_cli(windows_cmd.main, ["--data-dir", str(tmp_path), "--set", override]) == 2
     err = capsys.readouterr().err
     assert len(error_lines(err)) == 1 and "Traceback" not in err
 
@@ -950,7 +963,7 @@ def test_class_absent_from_training_gets_zero_weight():
 @pytest.mark.slow
 def test_training_with_a_class_absent_from_every_split_runs_and_reports_it(train_data, tmp_path):
     """Only s02 has paced (Q) beats; without it Q is absent from training and validation."""
-    from pipeline import metrics
+    from pipeline.evaluation import metrics
 
     data = tmp_path / "noq"
     shutil.copytree(train_data, data)
@@ -965,7 +978,7 @@ def test_training_with_a_class_absent_from_every_split_runs_and_reports_it(train
         "--set",
         keep,
     ]
-    assert tfrecords.main([*sets, "--kinds", "segments"]) == 0
+    assert tfrecords_cmd.main([*sets, "--kinds", "segments"]) == 0
     run = tmp_path / "run"
     r = subprocess.run(
         train_cmd(
@@ -1012,7 +1025,7 @@ def test_record_names_from_config_cannot_escape_the_data_folder(
     root = copy_stages(base, tmp_path / "d", "windows", "scalograms")
     before = sorted(str(p) for p in tmp_path.rglob("*"))
     capsys.readouterr()
-    module = {"scalograms": scalograms, "tfrecords": tfrecords}[stage]
+    module = {"scalograms": scalograms_cmd, "tfrecords": tfrecords_cmd}[stage]
     args = [*argv(root, f"data.mitdb_records={json.dumps([name])}")]
     assert run_cli(module.main, args) == 2
     err = capsys.readouterr().err
@@ -1076,7 +1089,7 @@ def test_http_mirror_is_never_trusted_without_matching_checksums(
     data = tmp_path / "data"
     with MirrorServer(mirror) as server:
         capsys.readouterr()
-        assert run_cli(download.main, [*download_argv(data, server.url), "--workers", "1"]) == 2
+        assert run_cli(download_cmd.main, [*download_argv(data, server.url), "--workers", "1"]) == 2
     errors = error_lines(capsys.readouterr().err)
     assert len(errors) == 1 and re.search(message, errors[0]), errors
     dest = data / "raw" / "mitdb"
@@ -1117,7 +1130,7 @@ def test_redirect_from_mirror_to_insecure_url_is_refused(tmp_path, target):
             match=rf"refusing URL '{re.escape(target)}': only "
             r"https://",
         ):
-            download.main(download_argv(tmp_path / "data", url))
+            download_cmd.main(download_argv(tmp_path / "data", url))
     finally:
         srv.shutdown()
         srv.server_close()
@@ -1203,9 +1216,9 @@ def test_no_unsafe_deserialization_anywhere_in_the_code():
 
 def test_same_config_and_seed_give_same_files_and_splits(base, tmp_path):
     twin = copy_stages(base, tmp_path / "twin")  # raw records only; every stage runs again
-    assert windows.main([*argv(twin), "--databases", "mitdb"]) == 0
-    assert scalograms.main(argv(twin)) == 0
-    assert tfrecords.main([*argv(twin), "--kinds", "segments", "beats", "denoise"]) == 0
+    assert windows_cmd.main([*argv(twin), "--databases", "mitdb"]) == 0
+    assert scalograms_cmd.main(argv(twin)) == 0
+    assert tfrecords_cmd.main([*argv(twin), "--kinds", "segments", "beats", "denoise"]) == 0
     for rel, pattern in (
         ("windows/mitdb", "*.npz"),
         ("scalograms/mitdb", "*.npz"),

@@ -12,10 +12,12 @@ import pytest
 import pywt
 
 from data_tools.synthetic import write_synthetic_database
-from pipeline import scalograms as S
-from pipeline import windows as W
-from pipeline.config import ConfigError, PipelineConfig, ScalogramConfig
-from pipeline.io_utils import PipelineError, run_cli
+from pipeline import scalograms as scalograms_cmd
+from pipeline import windows as windows_cmd
+from pipeline.core.config import ConfigError, PipelineConfig, ScalogramConfig
+from pipeline.core.io_utils import PipelineError, run_cli
+from pipeline.data import scalogram as S
+from pipeline.data import windowing as W
 
 FS_HZ = 125.0
 T = 187
@@ -95,7 +97,7 @@ def test_invalid_settings_raise():
 
 def test_stage_without_windows_raises(tmp_path):
     with pytest.raises(PipelineError, match="no windows; run `python -m pipeline.windows`"):
-        S.main(["--data-dir", str(tmp_path)])
+        scalograms_cmd.main(["--data-dir", str(tmp_path)])
 
 
 # ---------------------------------------------------------------------------------- stage
@@ -106,7 +108,7 @@ def windows_root(tmp_path_factory) -> Path:
     """Two synthetic 30 s records cut by the windows stage (built once)."""
     root = tmp_path_factory.mktemp("scalo")
     write_synthetic_database(root / "raw" / "mitdb", n_records=2, duration_s=30)
-    assert W.main(["--data-dir", str(root), "--databases", "mitdb"]) == 0
+    assert windows_cmd.main(["--data-dir", str(root), "--databases", "mitdb"]) == 0
     return root
 
 
@@ -122,7 +124,7 @@ def _outputs(d: Path) -> list[Path]:
 
 def test_stage_output_matches_windows_and_is_idempotent(data_dir, capsys):
     args = ["--data-dir", str(data_dir)]
-    assert S.main(args) == 0
+    assert scalograms_cmd.main(args) == 0
     cfg = dataclasses.replace(
         PipelineConfig(), data=dataclasses.replace(PipelineConfig().data, data_dir=str(data_dir))
     )
@@ -148,11 +150,11 @@ def test_stage_output_matches_windows_and_is_idempotent(data_dir, capsys):
     mtimes = [p.stat().st_mtime_ns for p in outs]
     capsys.readouterr()
 
-    assert S.main(args) == 0
+    assert scalograms_cmd.main(args) == 0
     assert "nothing to do" in capsys.readouterr().out
     assert [p.stat().st_mtime_ns for p in outs] == mtimes
 
-    assert S.main(args + ["--force", "--set", "scalograms.workers=1"]) == 0
+    assert scalograms_cmd.main(args + ["--force", "--set", "scalograms.workers=1"]) == 0
     assert "nothing to do" not in capsys.readouterr().out
     assert [p.stat().st_mtime_ns for p in outs] != mtimes
 
@@ -168,7 +170,7 @@ def test_stage_explicit_scales_and_float32(data_dir):
         "--set",
         "scalograms.workers=1",
     ]
-    assert S.main(args) == 0
+    assert scalograms_cmd.main(args) == 0
     with np.load(_outputs(data_dir)[0]) as z:
         assert z["scalograms"].shape[1:] == (3, T) and z["scalograms"].dtype == np.float32
         np.testing.assert_array_equal(z["scales"], [2.0, 4.0, 8.0])
@@ -181,7 +183,7 @@ def test_damaged_windows_file_exits_2_and_writes_nothing(data_dir, capsys, damag
         bad.write_bytes(bad.read_bytes()[:1000])
     else:
         bad.unlink()
-    assert run_cli(S.main, ["--data-dir", str(data_dir)]) == 2
+    assert run_cli(scalograms_cmd.main, ["--data-dir", str(data_dir)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(bad) in err
     out_dir = data_dir / "scalograms" / "mitdb"

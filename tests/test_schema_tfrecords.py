@@ -12,9 +12,13 @@ import numpy as np
 import pytest
 
 from data_tools.synthetic import write_synthetic_database
-from pipeline import loader, schema, tfrecords, windows
-from pipeline.config import load_config
-from pipeline.io_utils import PipelineError, atomic_savez, load_npz
+from pipeline import tfrecords as tfrecords_cmd
+from pipeline import windows as windows_cmd
+from pipeline.core.config import load_config
+from pipeline.core.io_utils import PipelineError, atomic_savez, load_npz
+from pipeline.data import loader, schema
+from pipeline.data import tfrecord_writer as tfrecords
+from pipeline.data import windowing as windows
 
 KINDS = ("segments", "beats", "denoise")
 N_SCALES = 8
@@ -54,9 +58,9 @@ def pristine(tmp_path_factory) -> Path:
     """3 synthetic 30 s records -> windows -> scalograms -> TFRecords of every MIT-BIH kind."""
     root = tmp_path_factory.mktemp("tfr")
     write_synthetic_database(root / "raw" / "mitdb", n_records=3, seed=0, duration_s=30)
-    assert windows.main([*_argv(root), "--databases", "mitdb"]) == 0
+    assert windows_cmd.main([*_argv(root), "--databases", "mitdb"]) == 0
     _write_scalograms(root)
-    assert tfrecords.main([*_argv(root), "--kinds", *KINDS]) == 0
+    assert tfrecords_cmd.main([*_argv(root), "--kinds", *KINDS]) == 0
     return root
 
 
@@ -269,12 +273,12 @@ def test_second_run_rewrites_nothing_and_force_rewrites(data):
     before = {k: _mtimes(data, k) for k in KINDS}
     manifest = data / "tfrecords" / "segments" / "manifest.json"
     m_before = manifest.stat().st_mtime_ns
-    assert tfrecords.main([*_argv(data), "--kinds", *KINDS]) == 0
+    assert tfrecords_cmd.main([*_argv(data), "--kinds", *KINDS]) == 0
     assert {k: _mtimes(data, k) for k in KINDS} == before
     assert manifest.stat().st_mtime_ns == m_before
 
     shas = _shas(data, "segments")
-    assert tfrecords.main([*_argv(data), "--kinds", "segments", "--force"]) == 0
+    assert tfrecords_cmd.main([*_argv(data), "--kinds", "segments", "--force"]) == 0
     after = _mtimes(data, "segments")
     assert all(after[f] > before["segments"][f] for f in after)
     assert _shas(data, "segments") == shas  # same inputs, same bytes
@@ -285,11 +289,11 @@ def test_changed_config_or_input_rewrites_only_what_changed(data):
     # A newer windows file for one record rewrites that record's file only.
     w = data / "windows" / "mitdb" / "s01.npz"
     w.write_bytes(w.read_bytes())
-    assert tfrecords.main([*_argv(data), "--kinds", "segments"]) == 0
+    assert tfrecords_cmd.main([*_argv(data), "--kinds", "segments"]) == 0
     after = _mtimes(data, "segments")
     assert [f for f in after if after[f] != before[f]] == [tfrecords.shard_name("s01")]
     # A different batch size rewrites every file.
-    assert tfrecords.main([*_argv(data, "tfrecords.examples_per_batch=32"), "--kinds",
+    assert tfrecords_cmd.main([*_argv(data, "tfrecords.examples_per_batch=32"), "--kinds",
                            "segments"]) == 0
     again = _mtimes(data, "segments")
     assert all(again[f] != after[f] for f in again)
@@ -305,7 +309,7 @@ def test_resume_rewrites_only_the_missing_file(data, pristine):
     prog = json.loads(prog_path.read_text())
     del prog["s01"]
     prog_path.write_text(json.dumps(prog))
-    assert tfrecords.main([*_argv(data), "--kinds", kind]) == 0
+    assert tfrecords_cmd.main([*_argv(data), "--kinds", kind]) == 0
     after = _mtimes(data, kind)
     assert {f for f in after if after[f] != before.get(f)} == {lost}
     assert _shas(data, kind) == want
@@ -327,7 +331,7 @@ def test_resume_after_interruption(data, pristine, monkeypatch):
 
     monkeypatch.setattr(tfrecords, "write_file", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        tfrecords.main([*_argv(data), "--kinds", kind, "--force"])
+        tfrecords_cmd.main([*_argv(data), "--kinds", kind, "--force"])
     # The interrupted file left no temporary behind; the first one is recorded as done.
     assert not list((data / "tfrecords" / kind).glob(".*.tmp"))
     done = _mtimes(data, kind)
@@ -336,14 +340,14 @@ def test_resume_after_interruption(data, pristine, monkeypatch):
     written = []
     monkeypatch.setattr(tfrecords, "write_file",
                         lambda cfg, k, rec, out: written.append(rec) or real(cfg, k, rec, out))
-    assert tfrecords.main([*_argv(data), "--kinds", kind]) == 0
+    assert tfrecords_cmd.main([*_argv(data), "--kinds", kind]) == 0
     assert written == ["s01", "s02"]
     assert _mtimes(data, kind)[tfrecords.shard_name("s00")] == done[tfrecords.shard_name("s00")]
     assert _shas(data, kind) == want
 
 
 def test_deselected_record_is_removed_from_folder_and_manifest(data):
-    assert tfrecords.main([*_argv(data, "data.mitdb_records=[s00,s02]"),
+    assert tfrecords_cmd.main([*_argv(data, "data.mitdb_records=[s00,s02]"),
                            "--kinds", "segments"]) == 0
     assert [p.name for p in _files(data, "segments")] == [
         tfrecords.shard_name("s00"), tfrecords.shard_name("s02")]
@@ -391,6 +395,6 @@ def test_missing_inputs_name_the_stage_to_run(data):
     (data / "scalograms" / "mitdb" / "s02.npz").unlink()
     with pytest.raises(PipelineError, match=r"s02\.npz: missing; run `python -m "
                                             r"pipeline.scalograms`"):
-        tfrecords.main([*_argv(data), "--kinds", "beats"])
+        tfrecords_cmd.main([*_argv(data), "--kinds", "beats"])
     with pytest.raises(PipelineError, match="TFRecord file not found"):
         loader.resolve_files(["s09"], _cfg(data), "segments")

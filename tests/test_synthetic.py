@@ -10,7 +10,7 @@ import pytest
 wfdb = pytest.importorskip("wfdb")
 
 from data_tools import synthetic as syn  # noqa: E402
-from pipeline import labels as L  # noqa: E402
+from pipeline.data import labels as L  # noqa: E402
 
 
 def _files(folder):

@@ -17,9 +17,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import _trained_runs as TR  # noqa: E402
 
-from pipeline.config import load_config  # noqa: E402
-from pipeline.io_utils import PipelineError  # noqa: E402
-from pipeline.tasks import get_task  # noqa: E402
+from pipeline import train as train_cmd  # noqa: E402
+from pipeline.core.config import load_config  # noqa: E402
+from pipeline.core.io_utils import PipelineError  # noqa: E402
+from pipeline.data.tasks import get_task  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +39,8 @@ def _argv(root: Path, *sets: str) -> list[str]:
 
 
 def test_snr_loss_is_minus_the_output_snr_of_the_metrics_code():
-    from pipeline.denoise_metrics import window_metrics
-    from pipeline.losses import SNRLoss
+    from pipeline.evaluation.denoise_metrics import window_metrics
+    from pipeline.training.losses import SNRLoss
 
     rng = np.random.default_rng(0)
     clean = rng.normal(size=(6, 360, 1)).astype("float32")
@@ -57,7 +58,7 @@ def test_snr_loss_is_minus_the_output_snr_of_the_metrics_code():
 
 
 def test_snr_loss_is_capped_so_a_perfect_window_stays_finite():
-    from pipeline.losses import SNRLoss
+    from pipeline.training.losses import SNRLoss
 
     x = np.ones((2, 100, 2), "float32")
     assert float(SNRLoss(max_snr_db=40.0)(x, x)) == pytest.approx(-40.0, abs=1e-3)
@@ -67,7 +68,7 @@ def test_snr_loss_is_capped_so_a_perfect_window_stays_finite():
 
 
 def test_unknown_denoise_loss_is_refused():
-    from pipeline.train import make_loss
+    from pipeline.training.trainer import make_loss
 
     cfg = load_config(None, {"train": {"denoise_loss": "l1"}}, apply_env=False)
     with pytest.raises(PipelineError, match="denoise_loss 'l1'.*mse_mae, snr_db"):
@@ -78,7 +79,7 @@ def test_unknown_denoise_loss_is_refused():
 
 
 def test_cosine_learning_rate_runs_from_the_start_value_to_the_minimum():
-    from pipeline.train import cosine_learning_rate
+    from pipeline.training.trainer import cosine_learning_rate
 
     t = load_config(None, {"train": {"epochs": 5, "learning_rate": 1e-3,
                                      "min_learning_rate": 1e-5}}, apply_env=False).train
@@ -91,10 +92,9 @@ def test_cosine_learning_rate_runs_from_the_start_value_to_the_minimum():
 
 
 def test_denoiser_trains_with_the_snr_loss_and_a_cosine_schedule(root, tmp_path):
-    from pipeline import train
 
     run = tmp_path / "run"
-    assert train.main([*_argv(root, "train.epochs=3", "train.denoise_loss=snr_db",
+    assert train_cmd.main([*_argv(root, "train.epochs=3", "train.denoise_loss=snr_db",
                               "train.lr_schedule=cosine", "train.min_learning_rate=1e-5",
                               "noise.schedule=mix"),
                        "--task", "mitdb_denoise", "--model", "cnn_dae",
@@ -111,10 +111,9 @@ def test_denoiser_trains_with_the_snr_loss_and_a_cosine_schedule(root, tmp_path)
 
 
 def test_unknown_lr_schedule_is_refused(root, tmp_path):
-    from pipeline import train
 
     with pytest.raises(PipelineError, match="lr_schedule 'step'.*plateau, cosine"):
-        train.main([*_argv(root, "train.lr_schedule=step"), "--task", "mitdb_denoise",
+        train_cmd.main([*_argv(root, "train.lr_schedule=step"), "--task", "mitdb_denoise",
                     "--model", "cnn_dae", "--model-kwargs", json.dumps({"filters": [8, 8]}),
                     "--run-dir", str(tmp_path / "run")])
 
@@ -133,7 +132,7 @@ def test_unknown_lr_schedule_is_refused(root, tmp_path):
     ],
 )
 def test_tuning_objective_by_task(task, objective, expected):
-    from pipeline.tune import resolve_objective
+    from pipeline.training.tuning import resolve_objective
 
     cfg = load_config(None, {"tune": {"objective": objective}}, apply_env=False)
     assert resolve_objective(cfg, get_task(task)) == expected
@@ -144,7 +143,7 @@ def test_tuning_objective_by_task(task, objective, expected):
     ("mitdb_aami5_segments", "accuracy", "unknown tune.objective"),
 ])
 def test_impossible_tuning_objective_is_refused(task, objective, match):
-    from pipeline.tune import resolve_objective
+    from pipeline.training.tuning import resolve_objective
 
     cfg = load_config(None, {"tune": {"objective": objective}}, apply_env=False)
     with pytest.raises(PipelineError, match=match):
@@ -154,7 +153,7 @@ def test_impossible_tuning_objective_is_refused(task, objective, match):
 def test_macro_f1_objective_metric_is_the_sklearn_macro_f1_on_arg_max():
     from sklearn.metrics import f1_score
 
-    from pipeline.tune import _objective_metrics
+    from pipeline.training.tuning import _objective_metrics
 
     cfg = load_config(None, {}, apply_env=False)
     (metric,) = _objective_metrics(cfg, get_task("mitdb_aami5_segments"))
@@ -171,7 +170,7 @@ def test_macro_f1_objective_metric_is_the_sklearn_macro_f1_on_arg_max():
 
 
 def test_best_epoch_median_rounds_half_up_and_ignores_missing():
-    from pipeline.kfold import best_epoch_median
+    from pipeline.protocol.kfold import best_epoch_median
 
     assert best_epoch_median([{"best_epoch": 3}, {"best_epoch": 8}, {"best_epoch": 5}]) == 5
     assert best_epoch_median([{"best_epoch": 3}, {"best_epoch": 6}]) == 5  # 4.5 -> 5
@@ -187,7 +186,7 @@ def _kfold_dir(runs: Path, name: str, task: str, model: str, hparams: str | None
 
 
 def test_final_epochs_come_from_the_newest_matching_kfold_run(tmp_path):
-    from pipeline.final_eval import final_epochs, find_kfold_run
+    from pipeline.protocol.final import final_epochs, find_kfold_run
 
     task = get_task("mitdb_aami5_segments")
     hp = tmp_path / "best_hparams.json"
@@ -219,11 +218,11 @@ def test_final_epochs_come_from_the_newest_matching_kfold_run(tmp_path):
 
 
 def test_final_retrain_uses_the_kfold_epochs_and_ends_at_the_minimum_learning_rate(root, tmp_path):
-    from pipeline import final_eval
+    from pipeline import final_eval as final_eval_cmd
 
     kdir = _kfold_dir(tmp_path, "k_kfold", "mitdb_aami5_segments", "ldcnn", None, 3)
     out = tmp_path / "final"
-    assert final_eval.main([*_argv(root, "train.min_learning_rate=1e-5", "eval.bootstrap_samples=20"),
+    assert final_eval_cmd.main([*_argv(root, "train.min_learning_rate=1e-5", "eval.bootstrap_samples=20"),
                             "--task", "mitdb_aami5_segments", "--model", "ldcnn",
                             "--set", "train.model_kwargs={filters: 8, dilations: [1, 2]}",
                             "--kfold", str(kdir), "--out", str(out)]) == 0
@@ -241,10 +240,10 @@ def test_final_retrain_uses_the_kfold_epochs_and_ends_at_the_minimum_learning_ra
 def test_an_epoch_subset_is_drawn_from_every_training_record(root):
     """``examples_per_epoch`` below the training size: a fresh random subset of *all* records
     each epoch, not the first examples of the stream (a few records)."""
-    from pipeline import noise as NZ
-    from pipeline.loader import create_dataset
-    from pipeline.tfrecords import tfrecord_dir
-    from pipeline.train import epoch_masks, stored_counts
+    from pipeline.data import noise as NZ
+    from pipeline.data.loader import create_dataset
+    from pipeline.data.tfrecord_writer import tfrecord_dir
+    from pipeline.training.trainer import epoch_masks, stored_counts
 
     cfg = load_config(None, {"data": {"data_dir": str(root)}, "loader": {"cycle_length": 1, "shuffle_buffer": 16},
                              "noise": {"mix_snr_db": [12.0]}}, apply_env=False)
@@ -279,16 +278,15 @@ def test_an_epoch_subset_is_drawn_from_every_training_record(root):
 def test_a_run_stopped_by_its_time_budget_resumes_to_the_end(root, tmp_path):
     """The budget applies per invocation: the rerun must not stop again after one epoch
     because the saved state still carries the earlier stop."""
-    from pipeline import train
 
     run = tmp_path / "run"
     args = ["--task", "mitdb_denoise", "--model", "cnn_dae", "--model-kwargs",
             json.dumps({"filters": [8, 8]}), "--run-dir", str(run)]
-    assert train.main([*_argv(root, "train.epochs=3", "train.max_train_seconds=0.001"), *args]) == 0
+    assert train_cmd.main([*_argv(root, "train.epochs=3", "train.max_train_seconds=0.001"), *args]) == 0
     state = json.loads((run / "train_state.json").read_text())
     assert state["epoch"] == 1 and not state["finished"]
     assert "time budget" in state["stop_reason"]
-    assert train.main([*_argv(root, "train.epochs=3"), *args]) == 0
+    assert train_cmd.main([*_argv(root, "train.epochs=3"), *args]) == 0
     state = json.loads((run / "train_state.json").read_text())
     assert state["epoch"] == 3 and state["finished"] and state["stop_reason"] == "3 epochs"
     assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [1, 2, 3]

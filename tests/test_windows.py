@@ -21,17 +21,18 @@ import pytest
 wfdb = pytest.importorskip("wfdb")
 
 from data_tools import synthetic as syn  # noqa: E402
-from pipeline import labels as L  # noqa: E402
-from pipeline import splits as S  # noqa: E402
-from pipeline import windows as W  # noqa: E402
-from pipeline.config import WindowsConfig  # noqa: E402
-from pipeline.io_utils import (  # noqa: E402
+from pipeline import windows as windows_cmd  # noqa: E402
+from pipeline.core.config import WindowsConfig  # noqa: E402
+from pipeline.core.io_utils import (  # noqa: E402
     PipelineError,
     atomic_path,
     atomic_savez,
     load_npz,
     run_cli,
 )
+from pipeline.data import labels as L  # noqa: E402
+from pipeline.data import splits as S  # noqa: E402
+from pipeline.data import windowing as W  # noqa: E402
 
 CLASSES = L.AAMI5_CLASSES
 DURATION_S = 30.0
@@ -53,7 +54,7 @@ def _argv(root, *extra, workers=1):
 
 
 def _run(root, *extra, workers=1):
-    assert W.main(_argv(root, *extra, workers=workers)) == 0
+    assert windows_cmd.main(_argv(root, *extra, workers=workers)) == 0
     return json.loads((root / "windows" / "mitdb" / "manifest.json").read_text())
 
 
@@ -453,7 +454,7 @@ def test_bad_input_exit_2_one_line_naming_record(tmp_path, capsys, damage, messa
     raw, names = _make_db(tmp_path)
     damage(raw, "s01")
     capsys.readouterr()
-    assert run_cli(W.main, _argv(tmp_path)) == 2
+    assert run_cli(windows_cmd.main, _argv(tmp_path)) == 2
     err = capsys.readouterr().err
     errors = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in err
@@ -468,14 +469,14 @@ def test_bad_input_raises_pipeline_error(tmp_path, damage, message):
     with pytest.raises(PipelineError, match=message):
         W.process_record(raw, "s01", WindowsConfig())
     with pytest.raises(PipelineError, match=message):
-        W.main(_argv(tmp_path))
+        windows_cmd.main(_argv(tmp_path))
     _assert_no_output_for(tmp_path, "s01")
 
 
 def test_bad_record_in_parallel_run(tmp_path, capsys):
     raw, _ = _make_db(tmp_path, n_records=3)
     _truncate_dat(raw, "s01")
-    assert run_cli(W.main, _argv(tmp_path, workers=2)) == 2
+    assert run_cli(windows_cmd.main, _argv(tmp_path, workers=2)) == 2
     assert "error: record s01: s01.dat is truncated" in capsys.readouterr().err
     _assert_no_output_for(tmp_path, "s01")
 
@@ -485,7 +486,7 @@ def test_unsafe_record_names_refused(tmp_path, capsys, name):
     _make_db(tmp_path)
     capsys.readouterr()
     argv = _argv(tmp_path, "--set", f"data.mitdb_records={json.dumps([name])}")
-    assert run_cli(W.main, argv) == 2
+    assert run_cli(windows_cmd.main, argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"error: record name {name!r} is not allowed (no path separators or '..')"
     assert not _out_files(tmp_path) and not _tmp_files(tmp_path)
@@ -494,13 +495,13 @@ def test_unsafe_record_names_refused(tmp_path, capsys, name):
 def test_unsafe_name_in_records_file_refused(tmp_path, capsys):
     raw, _ = _make_db(tmp_path)
     (raw / "RECORDS").write_text("s00\n../../etc/passwd\n")
-    assert run_cli(W.main, _argv(tmp_path)) == 2
+    assert run_cli(windows_cmd.main, _argv(tmp_path)) == 2
     assert "record name '../../etc/passwd' is not allowed" in capsys.readouterr().err
     assert not _out_files(tmp_path)
 
 
 def test_records_selected_by_number_and_missing_folder(tmp_path, capsys):
-    assert run_cli(W.main, _argv(tmp_path)) == 2
+    assert run_cli(windows_cmd.main, _argv(tmp_path)) == 2
     assert "no downloaded records" in capsys.readouterr().err
     raw, names = _make_db(tmp_path, n_records=3)
     m = _run(tmp_path, "--set", "data.mitdb_records=[s02]")
@@ -579,7 +580,7 @@ def test_mirror_ptbxl_folds_and_superclasses(tmp_path, mirror, capsys):
     _link_mirror(tmp_path, mirror, "ptbxl")
     before = _listing(mirror / "ptbxl" / "records100")
     argv = ["--data-dir", str(tmp_path), "--databases", "ptbxl"]
-    assert W.main(argv) == 0
+    assert windows_cmd.main(argv) == 0
     out = tmp_path / "windows" / "ptbxl"
     m = json.loads((out / "manifest.json").read_text())
     assert m["classes"] == ["NORM", "MI", "STTC", "CD", "HYP"] and m["fs_hz"] == 100.0
@@ -614,7 +615,7 @@ def test_mirror_ptbxl_folds_and_superclasses(tmp_path, mirror, capsys):
     i = int(np.flatnonzero(z["ecg_id"] == 1)[0])
     np.testing.assert_allclose(z["x"][i], rec.p_signal, atol=1e-6)
     capsys.readouterr()
-    assert W.main(argv) == 0
+    assert windows_cmd.main(argv) == 0
     assert "nothing to do" in capsys.readouterr().out
     assert _listing(mirror / "ptbxl" / "records100") == before
     assert not _tmp_files(tmp_path / "windows")

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.io_utils import atomic_path
+from pipeline.core.io_utils import atomic_path
 
 DPI = 110
 _TRUE_COLOR = "#1b7837"

@@ -186,7 +186,7 @@ def setup_logging(verbose: bool = False) -> None:
 
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
     """Runs a stage's ``main`` and turns expected failures into one line on stderr."""
-    from pipeline.config import ConfigError
+    from pipeline.core.config import ConfigError
 
     try:
         return main(argv)

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import splits as S
-from pipeline.config import PipelineConfig, dump_config
-from pipeline.io_utils import PipelineError, atomic_write_json, read_json
-from pipeline.tasks import Task
+from pipeline.core.config import PipelineConfig, dump_config
+from pipeline.core.io_utils import PipelineError, atomic_write_json, read_json
+from pipeline.data import splits as S
+from pipeline.data.tasks import Task
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RUNS_DIR = ROOT / "Research_Runs"
 
 _TEST_ACCESS: list[str] = []
@@ -58,7 +58,7 @@ class SplitFiles:
 
 
 def _manifest(cfg: PipelineConfig, kind: str) -> dict:
-    from pipeline.tfrecords import tfrecord_dir
+    from pipeline.data.tfrecord_writer import tfrecord_dir
 
     return read_json(tfrecord_dir(cfg, kind) / "manifest.json", f"{kind} TFRecord manifest "
                      "(run `python -m pipeline.tfrecords`)")
@@ -113,7 +113,7 @@ def _ptbxl_folds(cfg: PipelineConfig, task: Task, m: dict, train: Sequence[str])
 
 
 def _files_for(cfg: PipelineConfig, kind: str, records: Sequence[str]) -> tuple[str, ...]:
-    from pipeline.tfrecords import shard_name, tfrecord_dir
+    from pipeline.data.tfrecord_writer import shard_name, tfrecord_dir
 
     return tuple(str(tfrecord_dir(cfg, kind) / shard_name(r)) for r in records)
 

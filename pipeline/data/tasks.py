@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from pipeline import labels as L
+from pipeline.data import labels as L
 
 
 @dataclasses.dataclass(frozen=True)

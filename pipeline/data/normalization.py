@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import schema
-from pipeline.config import PipelineConfig
-from pipeline.io_utils import PipelineError, atomic_write_json, read_json
+from pipeline.data import schema
+from pipeline.core.config import PipelineConfig
+from pipeline.core.io_utils import PipelineError, atomic_write_json, read_json
 
 MIN_SCALE = 1e-6
 

@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import schema
-from pipeline.config import PipelineConfig
-from pipeline.io_utils import PipelineError, read_json
-from pipeline.tasks import Task, get_task
+from pipeline.data import schema
+from pipeline.core.config import PipelineConfig
+from pipeline.core.io_utils import PipelineError, read_json
+from pipeline.data.tasks import Task, get_task
 
 log = logging.getLogger("ecg.loader")
 
@@ -47,8 +47,8 @@ NoiseFn = Callable[[Any, Any], Any]
 
 def resolve_files(record_names_or_files: Sequence[str | Path], cfg: PipelineConfig, kind: str) -> list[str]:
     """Turns record names (or paths) into TFRecord paths of ``kind``; missing ones raise."""
-    from pipeline.io_utils import safe_name
-    from pipeline.tfrecords import shard_name, tfrecord_dir
+    from pipeline.core.io_utils import safe_name
+    from pipeline.data.tfrecord_writer import shard_name, tfrecord_dir
 
     out = []
     for item in record_names_or_files:

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.config import PipelineConfig
-from pipeline.tasks import Task
+from pipeline.core.config import PipelineConfig
+from pipeline.data.tasks import Task
 
 log = logging.getLogger("ecg.evaluate")
 
@@ -24,7 +24,7 @@ def predict_classifier(model: Any, files: Sequence[str], cfg: PipelineConfig, ta
                        mean: np.ndarray, scale: np.ndarray,
                        include: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Probabilities, labels and (record, index) of every example of ``files``."""
-    from pipeline.loader import create_dataset, split_labels
+    from pipeline.data.loader import create_dataset, split_labels
 
     ds = create_dataset(files, cfg, 256, False, mean, scale, task=task, include=include,
                         with_index=True)
@@ -43,7 +43,7 @@ def predict_classifier(model: Any, files: Sequence[str], cfg: PipelineConfig, ta
 
 def classifier_metrics(pred: Mapping[str, np.ndarray], task: Task,
                        thresholds: np.ndarray | None = None) -> dict:
-    from pipeline import metrics as M
+    from pipeline.evaluation import metrics as M
 
     if task.multilabel:
         return M.multilabel_metrics(pred["y"], pred["probs"], list(task.classes), thresholds=thresholds)
@@ -73,10 +73,10 @@ def evaluate_denoiser(
     Returns:
         ``{"results": {method: {noise_type: {snr: summary}}}, "examples": {...}}``
     """
-    from pipeline import noise as NZ
-    from pipeline.classic_filters import apply_filter
-    from pipeline.denoise_metrics import summarize, window_metrics
-    from pipeline.loader import create_dataset
+    from pipeline.data import noise as NZ
+    from pipeline.data.loader import create_dataset
+    from pipeline.evaluation.classic_filters import apply_filter
+    from pipeline.evaluation.denoise_metrics import summarize, window_metrics
 
     noise = NZ.load_noise(cfg)
     fs = cfg.windows.denoise_fs_hz
@@ -145,7 +145,7 @@ def results_to_rows(results: Mapping[str, Any]) -> list[dict]:
 def save_denoise_plots(results: Mapping[str, Any], examples: Mapping, out: Path) -> None:
     """Level curves, metrics grid and noisy/clean/denoised overlays of an evaluation."""
     try:
-        from pipeline import plots
+        from pipeline.evaluation import plots
 
         rows = results_to_rows(results)
         if rows:

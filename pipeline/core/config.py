@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 MIRROR_ENV = "ECG_MIRROR"
 DATA_DIR_ENV = "ECG_DATA_DIR"
 
@@ -502,7 +502,7 @@ def config_from_args(args: Any) -> PipelineConfig:
 
 def dump_config(cfg: PipelineConfig, path: Path) -> None:
     """Writes the resolved config as YAML (atomically)."""
-    from pipeline.io_utils import atomic_write_text
+    from pipeline.core.io_utils import atomic_write_text
 
     atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
 

@@ -50,9 +50,9 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.config import NoiseConfig, PipelineConfig
-from pipeline.io_utils import PipelineError, safe_name
-from pipeline.loader import NoiseFn
+from pipeline.core.config import NoiseConfig, PipelineConfig
+from pipeline.core.io_utils import PipelineError, safe_name
+from pipeline.data.loader import NoiseFn
 
 log = logging.getLogger("ecg.noise")
 
@@ -91,7 +91,7 @@ def records_needed(types: Sequence[str]) -> tuple[str, ...]:
 
 def noise_dir(cfg: PipelineConfig) -> Path:
     """Where the download stage puts the nstdb records (``<data_dir>/raw/nstdb``)."""
-    from pipeline.windows import raw_dir
+    from pipeline.data.windowing import raw_dir
 
     return raw_dir(cfg, "nstdb")
 

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.config import PipelineConfig
+from pipeline.core.config import PipelineConfig
 
 log = logging.getLogger("ecg.denoise_metrics")
 
@@ -264,9 +264,9 @@ def evaluate_classic(
     Returns:
         ``{filter: {noise_type: {snr_db: summary}}}`` with summaries from :func:`summarize`.
     """
-    from pipeline.classic_filters import CLASSIC_FILTERS, apply_filter
-    from pipeline.loader import create_dataset
-    from pipeline.noise import load_noise, make_noise_fn, records_needed
+    from pipeline.data.loader import create_dataset
+    from pipeline.data.noise import load_noise, make_noise_fn, records_needed
+    from pipeline.evaluation.classic_filters import CLASSIC_FILTERS, apply_filter
 
     filters = list(CLASSIC_FILTERS) if filters is None else list(filters)
     for f in filters:
