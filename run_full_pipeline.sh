@@ -17,7 +17,8 @@ Runs every stage in order; each is skipped when already done unless --force is g
 run stops at the first failure, naming the stage. Ends with a table of what each stage took.
 
 Stages (inputs -> outputs, under the data folder):
-  setup       requirements.txt -> .venv (created when missing or when requirements change)
+  setup       requirements.lock -> .venv (exact versions; created when missing, refreshed when
+              the lock changes; regenerate the lock with data_tools/lock.sh). Always runs
   download    PhysioNet (or --mirror) -> raw/{mitdb,nstdb,ptbxl}, every file SHA-256 verified
   windows     raw records -> windows/mitdb/<rec>.npz (beats, 2 s segments, denoising windows,
               AAMI labels, RR features) and windows/ptbxl/foldNN.npz; manifest.json
@@ -51,42 +52,101 @@ Options:
 USAGE
 }
 
+VALID_STAGES=(download windows scalograms tfrecords train tune kfold final_eval)
 CONFIG="full"
-STAGES="download windows scalograms tfrecords train tune kfold final_eval"
+STAGES="${VALID_STAGES[*]}"
 ALL_MODELS=()
 FORCE=()
 COMMON=()
 SETUP_ONLY=0
+
+die() { echo "error: $*" >&2; exit 2; }
+# need_value OPTION N_ARGS_LEFT VALUE: the option's value must be there and must not be an option.
+need_value() {
+  if [[ $2 -lt 2 || "$3" == --* ]]; then die "$1 needs a value (see --help)"; fi
+}
+
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) CONFIG="quick"; shift ;;
-    --config) CONFIG="$2"; shift 2 ;;
-    --mirror) COMMON+=(--mirror "$2"); shift 2 ;;
-    --data-dir) COMMON+=(--data-dir "$2"); shift 2 ;;
-    --set) COMMON+=(--set "$2"); shift 2 ;;
-    --stages) STAGES="$2"; shift 2 ;;
+    --config) need_value "$1" $# "${2-}"; CONFIG="$2"; shift 2 ;;
+    --mirror) need_value "$1" $# "${2-}"; COMMON+=(--mirror "$2"); shift 2 ;;
+    --data-dir) need_value "$1" $# "${2-}"; COMMON+=(--data-dir "$2"); shift 2 ;;
+    --set) need_value "$1" $# "${2-}"; COMMON+=(--set "$2"); shift 2 ;;
+    --stages) need_value "$1" $# "${2-}"; STAGES="$2"; shift 2 ;;
     --force) FORCE=(--force); shift ;;
     --all-models) ALL_MODELS=(--all-models); shift ;;
     --setup-only) SETUP_ONLY=1; shift ;;
     -h|--help) usage; exit 0 ;;
-    *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
+    *) die "unknown option $1 (see --help)" ;;
   esac
 done
 
+# Every stage name is checked before anything runs (set-up included).
+read -ra STAGE_LIST <<< "$STAGES"
+[[ ${#STAGE_LIST[@]} -gt 0 ]] || die "--stages is empty; valid stages: ${VALID_STAGES[*]}"
+for stage in "${STAGE_LIST[@]}"; do
+  [[ " ${VALID_STAGES[*]} " == *" $stage "* ]] ||
+    die "unknown stage '$stage' in --stages; valid stages: ${VALID_STAGES[*]} (setup always runs)"
+done
+
+LOCK="$ROOT/requirements.lock"
+
+# Prints the installed distributions that requirements.lock does not list (pip, setuptools, wheel
+# and editable installs such as the project itself excepted), so that a refreshed venv matches it.
+not_in_lock() {
+  "$PY" - "$LOCK" <<'PYCODE'
+import json, re, sys
+from importlib.metadata import distributions
+
+def norm(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+keep = {"pip", "setuptools", "wheel"}
+for line in open(sys.argv[1], encoding="utf-8"):
+    line = line.split("#", 1)[0].strip()
+    if line:
+        keep.add(norm(re.split(r"[\s=<>!~;\[@]", line, maxsplit=1)[0]))
+for dist in distributions():
+    name = dist.metadata["Name"]
+    if not name or norm(name) in keep or not str(dist.locate_file("")).startswith(sys.prefix):
+        continue
+    if not json.loads(dist.read_text("direct_url.json") or "{}").get("dir_info", {}).get("editable"):
+        print(name)
+PYCODE
+}
+
+# The venv is up to date when its stamp holds the sha256 of requirements.lock. Otherwise it is
+# created (when missing) or refreshed in place: the lock is installed and anything it does not
+# list is removed, so a changed lock gives the same packages as a fresh venv. Every step ends in
+# `|| return 1`: run_stage calls this inside `if`, where bash ignores `set -e`, and a failed
+# install must not be stamped as up to date.
 setup_venv() {
-  local stamp="$VENV/.requirements.sha256"
-  local want
-  want="$(sha256sum requirements.txt | cut -d' ' -f1)"
+  local stamp="$VENV/.lock.sha256"
+  local want extra
+  [[ -f "$LOCK" ]] || { echo "error: $LOCK is missing (regenerate it: data_tools/lock.sh)" >&2; return 1; }
+  want="$(sha256sum "$LOCK" | cut -d' ' -f1)"
   if [[ -x "$PY" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
-    echo "setup: $VENV is up to date"
+    echo "setup: $VENV is up to date (requirements.lock sha256 ${want:0:12})"
     return 0
   fi
-  local base="${PYTHON:-python3.11}"
-  command -v "$base" >/dev/null 2>&1 || base=python3
-  echo "setup: creating $VENV with $base (requirements.txt)"
-  "$base" -m venv "$VENV"
-  "$PY" -m pip install --quiet --upgrade pip
-  "$PY" -m pip install --quiet -r requirements.txt
+  if [[ ! -x "$PY" ]]; then
+    local base="${PYTHON:-python3.11}"
+    command -v "$base" >/dev/null 2>&1 || base=python3
+    echo "setup: creating $VENV with $base"
+    "$base" -m venv "$VENV" || return 1
+  fi
+  echo "setup: installing requirements.lock into $VENV"
+  "$PY" -m pip install --quiet --upgrade pip || return 1
+  "$PY" -m pip install --quiet -r "$LOCK" || return 1
+  extra="$(not_in_lock)" || return 1
+  if [[ -n "$extra" ]]; then
+    echo "setup: removing packages not in the lock: ${extra//$'\n'/ }"
+    # shellcheck disable=SC2086  # one name a word
+    "$PY" -m pip uninstall --quiet --yes $extra || return 1
+  fi
+  "$PY" -m pip check || return 1
+  rm -f "$VENV/.requirements.sha256"
   echo "$want" > "$stamp"
 }
 
@@ -106,14 +166,13 @@ run_stage setup setup_venv
 [[ $SETUP_ONLY -eq 1 ]] && exit 0
 
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
-for stage in $STAGES; do
+for stage in "${STAGE_LIST[@]}"; do
   case "$stage" in
     download|windows|scalograms|tfrecords)
       run_stage "$stage" "$PY" -m "pipeline.$stage" --config "$CONFIG" "${COMMON[@]}" "${FORCE[@]}" ;;
     train|tune|kfold|final_eval)
       run_stage "$stage" "$PY" -m pipeline.profile "$stage" --config "$CONFIG" "${COMMON[@]}" \
         "${FORCE[@]}" "${ALL_MODELS[@]}" ;;
-    *) echo "error: unknown stage '$stage'" >&2; exit 2 ;;
   esac
 done
 
