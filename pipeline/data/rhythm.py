@@ -1,0 +1,127 @@
+"""Patient-relative rhythm features of each beat, from its R-peak times (and amplitudes).
+
+S beats differ from N beats mostly in timing, and what counts as "early" depends on the
+patient: the features below put each interval beside the record's own rhythm (inter-patient
+papers use the same idea: de Chazal 2004; Saenz-Cogollo & Agelli 2020 divide RR0, RR-1, RR+1
+by a 32-beat running mean; Wang 2020 divides by the record's mean RR).
+
+Per beat ``i`` with R peaks at ``r[i]`` seconds:
+
+* ``pre_rr_s``  = r[i] - r[i-1]; ``post_rr_s`` = r[i+1] - r[i]; ``prev_rr_s`` = r[i-1] - r[i-2]
+  (the interval before the previous beat);
+* ``local_mean_rr_s``: mean of the last ``n_local`` pre-RR intervals (this one included);
+  ``running_mean_rr_s``: the same over ``n_running``; ``record_mean_rr_s``: the record's mean;
+* the ratio of each of pre, post and prev to each of the three means, and ``pre_post_ratio``;
+* ``amplitude_ratio``: the beat's R amplitude over the record's median R amplitude (1.0 when
+  no amplitudes are given).
+
+Edges: the first beat has no pre-RR and takes its post-RR; the last beat's post-RR is its
+pre-RR; ``prev_rr`` of the first two beats is their pre-RR. A record with fewer than two beats
+has no interval at all: every interval is ``NOMINAL_RR_S`` and every ratio 1.
+
+Post-RR looks one beat ahead, which is fine offline (the whole record is there) but not for
+streaming: ``causal=True`` drops every feature that uses it (:data:`CAUSAL_FEATURE_NAMES`),
+and the record's mean becomes the mean of the intervals seen so far.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+NOMINAL_RR_S = 1.0
+"""Interval used when a record has fewer than two beats (60 beats/min)."""
+
+INTERVALS = ("pre", "post", "prev")
+MEANS = ("local", "running", "record")
+FEATURE_NAMES = (
+    "pre_rr_s", "post_rr_s", "prev_rr_s",
+    "local_mean_rr_s", "running_mean_rr_s", "record_mean_rr_s",
+    *(f"{i}_over_{m}" for m in MEANS for i in INTERVALS),
+    "pre_post_ratio", "amplitude_ratio",
+)
+"""Column names of :func:`rhythm_features` (offline variant), in order."""
+
+CAUSAL_FEATURE_NAMES = tuple(n for n in FEATURE_NAMES if "post" not in n)
+"""Columns of the causal variant: everything that does not look at the next beat."""
+
+
+def trailing_mean(values: np.ndarray, n: int) -> np.ndarray:
+    """Mean of ``values[max(0, i - n + 1) : i + 1]`` for every ``i`` (a causal moving mean)."""
+    if n < 1:
+        raise ValueError(f"`n` must be >= 1. Received: n={n}")
+    csum = np.concatenate([[0.0], np.cumsum(values, dtype=np.float64)])
+    idx = np.arange(len(values))
+    lo = np.maximum(0, idx + 1 - n)
+    return (csum[idx + 1] - csum[lo]) / (idx + 1 - lo)
+
+
+def intervals(r_s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pre, post, prev) RR intervals in seconds of every beat, edges as the module says."""
+    r_s = np.asarray(r_s, dtype=np.float64)
+    n = len(r_s)
+    if n < 2:
+        nominal = np.full(n, NOMINAL_RR_S)
+        return nominal, nominal.copy(), nominal.copy()
+    rr = np.diff(r_s)
+    if np.any(rr <= 0):
+        raise ValueError("R-peak times must be strictly increasing")
+    pre = np.concatenate([[rr[0]], rr])
+    post = np.concatenate([rr, [rr[-1]]])
+    prev = np.concatenate([pre[:2], pre[1:-1]]) if n > 2 else pre.copy()
+    return pre, post, prev
+
+
+def rhythm_features(
+    r_s: np.ndarray,
+    amplitudes: np.ndarray | None = None,
+    *,
+    n_local: int = 10,
+    n_running: int = 32,
+    causal: bool = False,
+) -> np.ndarray:
+    """Rhythm features of every beat of one record.
+
+    Args:
+        r_s: R-peak times in seconds, strictly increasing, shape ``(n_beats,)``.
+        amplitudes: R amplitude of each beat (any unit; only ratios are used), or None.
+        n_local: beats in the local mean (10 by default).
+        n_running: beats in the running mean (32 by default).
+        causal: drop the features that use the next beat (post-RR); the record mean is the
+            mean of the intervals so far.
+
+    Returns:
+        float32 array ``(n_beats, len(FEATURE_NAMES))`` (or ``CAUSAL_FEATURE_NAMES``).
+    """
+    pre, post, prev = intervals(r_s)
+    means = {
+        "local": trailing_mean(pre, n_local),
+        "running": trailing_mean(pre, n_running),
+        "record": (trailing_mean(pre, max(len(pre), 1)) if causal
+                   else np.full(len(pre), pre.mean() if len(pre) else NOMINAL_RR_S)),
+    }
+    cols = {"pre_rr_s": pre, "post_rr_s": post, "prev_rr_s": prev,
+            **{f"{m}_mean_rr_s": v for m, v in means.items()}}
+    named = {"pre": pre, "post": post, "prev": prev}
+    for m in MEANS:
+        for i in INTERVALS:
+            cols[f"{i}_over_{m}"] = named[i] / means[m]
+    cols["pre_post_ratio"] = pre / post
+    cols["amplitude_ratio"] = amplitude_ratio(amplitudes, len(pre))
+    names = CAUSAL_FEATURE_NAMES if causal else FEATURE_NAMES
+    if len(pre) == 0:
+        return np.zeros((0, len(names)), np.float32)
+    return np.stack([cols[n] for n in names], axis=1).astype(np.float32)
+
+
+def amplitude_ratio(amplitudes: np.ndarray | None, n_beats: int) -> np.ndarray:
+    """Each beat's |R amplitude| over the record's median |R amplitude| (1.0 without data)."""
+    if amplitudes is None:
+        return np.ones(n_beats)
+    a = np.abs(np.asarray(amplitudes, dtype=np.float64))
+    if a.shape != (n_beats,):
+        raise ValueError(f"amplitudes must have shape ({n_beats},). Received: {a.shape}")
+    finite = a[np.isfinite(a)]
+    median = float(np.median(finite)) if finite.size else 0.0
+    if median <= 0:
+        return np.ones(n_beats)
+    return np.where(np.isfinite(a), a / median, 1.0)
