@@ -98,14 +98,14 @@ def check_one(kind: str, name: str, n: int = 16) -> dict:
     """Exports one small model to every format; returns a row of the matrix."""
     import tempfile
 
-    from pipeline.serving import export as E
+    from pipeline.serving import export
 
     _single_thread()
     model, shape = _build(kind, name, small=True)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, *shape)).astype(np.float32)
     rep = rng.standard_normal((32, *shape)).astype(np.float32)
-    ref = E.keras_predict(model, x)
+    ref = export.keras_predict(model, x)
     row: dict[str, Any] = {"kind": kind, "model": name, "family": family(model),
                            "params": int(model.count_params()), "shape": list(shape)}
 
@@ -114,26 +114,26 @@ def check_one(kind: str, name: str, n: int = 16) -> dict:
         try:
             runner, info = fn()
             got = runner(x)
-        except E.ExportError as exc:
+        except export.ExportError as exc:
             return {"ok": False, "error": str(exc)}
-        p = E.parity(ref, got, kind=kind)
+        p = export.parity(ref, got, kind=kind)
         return {"ok": True, "max_abs_diff": p["max_abs_diff"],
                 "argmax_agreement": p.get("argmax_agreement"), "seconds": round(time.perf_counter() - t0, 1),
                 **{k: v for k, v in info.items() if k in ("batch", "quantization")}}
 
     with tempfile.TemporaryDirectory() as tmp:
-        row["savedmodel"] = cell(lambda: (E.SavedModelRunner(E.export_savedmodel(model, Path(tmp) / "sm")), {}))
+        row["savedmodel"] = cell(lambda: (export.SavedModelRunner(export.export_savedmodel(model, Path(tmp) / "sm")), {}))
 
         def tfl(int8: bool) -> Any:
-            content, info = E.convert_tflite(model, shape, int8=int8, representative=rep)
-            return E.TFLiteRunner(content), info
+            content, info = export.convert_tflite(model, shape, int8=int8, representative=rep)
+            return export.TFLiteRunner(content), info
 
         row["tflite"] = cell(lambda: tfl(False))
         row["tflite_int8"] = cell(lambda: tfl(True))
 
         def onnx() -> Any:
-            content, info = E.convert_onnx(model, shape)
-            return E.OnnxRunner(content), info
+            content, info = export.convert_onnx(model, shape)
+            return export.OnnxRunner(content), info
 
         row["onnx"] = cell(onnx)
     return row
@@ -141,7 +141,7 @@ def check_one(kind: str, name: str, n: int = 16) -> dict:
 
 def latency_one(kind: str, name: str, repeats: int = 50) -> dict:
     """Median batch-1 latency (ms) of Keras, TFLite and ONNX Runtime, one thread each."""
-    from pipeline.serving import export as E
+    from pipeline.serving import export
 
     _single_thread()
     model, shape = _build(kind, name, small=False)
@@ -159,13 +159,13 @@ def latency_one(kind: str, name: str, repeats: int = 50) -> dict:
 
     out: dict[str, Any] = {"kind": kind, "model": name, "params": int(model.count_params()),
                            "shape": list(shape), "keras_ms": median_ms(model.predict_on_batch)}
-    content, info = E.convert_tflite(model, shape)
-    out["tflite_ms"] = median_ms(E.TFLiteRunner(content, num_threads=1))
+    content, info = export.convert_tflite(model, shape)
+    out["tflite_ms"] = median_ms(export.TFLiteRunner(content, num_threads=1))
     out["tflite_batch"] = info["batch"]
     try:
-        oc, _ = E.convert_onnx(model, shape)
-        out["onnx_ms"] = median_ms(E.OnnxRunner(oc, num_threads=1))
-    except E.ExportError as exc:
+        oc, _ = export.convert_onnx(model, shape)
+        out["onnx_ms"] = median_ms(export.OnnxRunner(oc, num_threads=1))
+    except export.ExportError as exc:
         out["onnx_ms"] = None
         out["onnx_error"] = str(exc)
     return out

@@ -260,23 +260,6 @@ def test_plot_per_class_bars(tmp_path, clf):
     _assert_png(out, plots.plot_per_class_bars(m, out, title="per class"))
 
 
-def test_plot_ecg_examples(tmp_path):
-    rng = np.random.default_rng(0)
-    t = np.arange(720) / 360.0
-    x = np.sin(2 * np.pi * 1.2 * t)[None, :] + 0.1 * rng.normal(size=(6, 720))
-    out = tmp_path / "examples.png"
-    _assert_png(
-        out,
-        plots.plot_ecg_examples(
-            x, [0, 1, 2, 0, 1, 2], [0, 1, 1, 0, 2, 2], ("N", "S", "V"), out, n_cols=3
-        ),
-    )
-    out2 = tmp_path / "examples_2lead.png"
-    _assert_png(
-        out2, plots.plot_ecg_examples(np.stack([x, -x], -1), [0] * 6, [0] * 6, ("N",), out2)
-    )
-
-
 def _denoise_rows():
     rows = []
     for model, gain in (("unet1d", 8.0), ("cnn_dae", 6.0), ("lstm", 4.0)):

@@ -23,7 +23,8 @@ import _trained_runs as TR  # noqa: E402
 from data_tools import synthetic as syn  # noqa: E402
 from pipeline import predict as predict_cmd  # noqa: E402
 from pipeline.core.io_utils import PipelineError, run_cli  # noqa: E402
-from pipeline.serving import predict as P  # noqa: E402
+from pipeline.serving import predict_beats, predict_denoise, predict_records  # noqa: E402
+from pipeline.serving.run_loader import load_run, normalize  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +58,9 @@ def test_probabilities_equal_the_evaluation_pipeline(tmp_path_factory, root, whi
     from pipeline.data.tfrecord_writer import shard_name, tfrecord_dir
     from pipeline.evaluation.evaluate import predict_classifier
 
-    run = P.load_run(TR.trained_run(tmp_path_factory, which))
+    run = load_run(TR.trained_run(tmp_path_factory, which))
     rec = "s01"
-    pred = P.classify_beats(run, root / "raw" / "mitdb" / rec)
+    pred = predict_beats.classify_beats(run, root / "raw" / "mitdb" / rec)
     f = str(tfrecord_dir(run.cfg, run.task.kind) / shard_name(rec))
     ev = predict_classifier(run.model, [f], run.cfg, run.task, run.mean, run.scale)
     assert pred.source == "atr" and len(ev["index"]) > 10
@@ -90,9 +91,9 @@ def test_cli_writes_pred_annotations_and_agreement(root, seg_run, tmp_path):
 
 
 def test_250hz_record_is_resampled_and_classified(seg_run, tmp_path):
-    run = P.load_run(seg_run)
+    run = load_run(seg_run)
     syn.write_record(tmp_path, "r250", seed=3, duration_s=30.0, fs_hz=250)
-    pred = P.classify_beats(run, tmp_path / "r250")
+    pred = predict_beats.classify_beats(run, tmp_path / "r250")
     atr = wfdb.rdann(str(tmp_path / "r250"), "atr")
     beats = np.asarray([s for s, sym in zip(atr.sample, atr.symbol, strict=True) if sym not in "+~"])
     assert pred.fs_hz == 250 and pred.source == "atr"
@@ -100,11 +101,11 @@ def test_250hz_record_is_resampled_and_classified(seg_run, tmp_path):
     np.testing.assert_array_equal(pred.r360, np.round(beats * 360 / 250))
     assert pred.classified.sum() >= len(beats) - 2
     # without the annotations the beats are detected (XQRS) near the annotated ones
-    det = P.classify_beats(run, tmp_path / "r250", beats="detect")
+    det = predict_beats.classify_beats(run, tmp_path / "r250", beats="detect")
     assert det.source == "xqrs" and abs(len(det.sample) - len(beats)) <= 2
     near = np.min(np.abs(det.sample[:, None] - beats[None, :]), axis=1)
     assert np.median(near) <= 0.05 * 250
-    assert P.agreement(det) is None
+    assert predict_beats.agreement(det) is None
 
 
 def test_nan_and_flat_spans_are_reported_not_classified(root, seg_run, tmp_path):
@@ -136,10 +137,10 @@ def test_nan_and_flat_spans_are_reported_not_classified(root, seg_run, tmp_path)
 
 def test_missing_lead_is_refused_clearly(root, seg_run, tmp_path, capsys):
     rec, ann = _read(root / "raw" / "mitdb", "s00")
-    write_table(tmp_path, "other", rec, rec.p_signal, ann, sig_name=["II", "V5"])
-    run = P.load_run(seg_run)
-    with pytest.raises(PipelineError, match=r"record other has leads \['II', 'V5'\]; the model needs \['MLII'\]"):
-        P.classify_beats(run, tmp_path / "other")
+    write_table(tmp_path, "other", rec, rec.p_signal, ann, sig_name=["V2", "V5"])
+    run = load_run(seg_run)
+    with pytest.raises(PipelineError, match=r"record other has leads \['V2', 'V5'\]; the model needs \['MLII'\]"):
+        predict_beats.classify_beats(run, tmp_path / "other")
     # a folder goes record by record: the good one is done, the bad one reported
     shutil.copy(root / "raw" / "mitdb" / "s00.hea", tmp_path / "s00.hea")
     shutil.copy(root / "raw" / "mitdb" / "s00.dat", tmp_path / "s00.dat")
@@ -184,15 +185,15 @@ def test_denoise_overlap_add_is_exact_for_an_identity_model(tmp_path_factory, tm
 
     import keras
 
-    from pipeline.data.windowing import highpass
+    from pipeline.data.signal import highpass
 
-    run = P.load_run(TR.trained_run(tmp_path_factory, "denoise"))
+    run = load_run(TR.trained_run(tmp_path_factory, "denoise"))
     inp = keras.Input((1440, 2))
     ident = dataclasses.replace(run, model=keras.Model(inp, keras.layers.Identity()(inp)),
                                 mean=np.zeros(2), scale=np.ones(2))
     rng = np.random.default_rng(0)
     x = np.cumsum(rng.standard_normal((5000, 3)), axis=0) * 0.01
-    y = P.denoise_signal(ident, x, 360.0)
+    y = predict_denoise.denoise_signal(ident, x, 360.0)
     np.testing.assert_allclose(y, highpass(x, 0.5, 360.0), atol=2e-5)
 
 
@@ -223,15 +224,15 @@ def _ptbxl_run(tmp_path):
 
 
 def test_ptbxl_leads_matched_by_name_and_resampled(tmp_path):
-    from pipeline.data.windowing import _resample
+    from pipeline.data.signal import resample
 
     run_dir = _ptbxl_run(tmp_path)
-    run = P.load_run(run_dir)
+    run = load_run(run_dir)
     fs = 500
     rng = np.random.default_rng(1)
     x = np.cumsum(rng.standard_normal((10 * fs, 12)), axis=0) * 0.002
     order = [3, 0, 11, 5, 1, 2, 4, 6, 7, 8, 9, 10]  # stored out of order, lower-case names
-    names = [P.PTBXL_LEADS[i].lower() for i in order]
+    names = [predict_records.PTBXL_LEADS[i].lower() for i in order]
     wfdb.wrsamp("ecg12", fs=fs, units=["mV"] * 12, sig_name=names, p_signal=x[:, order],
                 fmt=["16"] * 12, adc_gain=[1000.0] * 12, baseline=[0] * 12, write_dir=str(tmp_path))
     out = tmp_path / "out"
@@ -239,8 +240,8 @@ def test_ptbxl_leads_matched_by_name_and_resampled(tmp_path):
     s = json.loads((out / "ecg12_prediction.json").read_text())
     assert list(s["probabilities"]) == ["NORM", "MI", "STTC", "CD", "HYP"]
     x_read = wfdb.rdrecord(str(tmp_path / "ecg12")).p_signal
-    x100 = _resample(x_read[:, np.argsort(order)], fs, 100.0)[:1000]
-    want = run.model.predict_on_batch(P.normalize(x100[None], run.mean, run.scale, -1))[0]
+    x100 = resample(x_read[:, np.argsort(order)], fs, 100.0)[:1000]
+    want = run.model.predict_on_batch(normalize(x100[None], run.mean, run.scale, -1))[0]
     got = np.asarray([s["probabilities"][c] for c in s["probabilities"]])
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert s["unclassified_windows"] == 0 and s["zero_padded_s"] == 0
@@ -248,4 +249,4 @@ def test_ptbxl_leads_matched_by_name_and_resampled(tmp_path):
     wfdb.wrsamp("ecg11", fs=fs, units=["mV"] * 11, sig_name=names[:11], p_signal=x[:, order[:11]],
                 fmt=["16"] * 11, adc_gain=[1000.0] * 11, baseline=[0] * 11, write_dir=str(tmp_path))
     with pytest.raises(PipelineError, match=r"record ecg11 has leads \[.*\]; the model needs \['I', 'II', 'III', 'AVR'"):
-        P.classify_ptbxl(run, tmp_path / "ecg11")
+        predict_records.classify_ptbxl(run, tmp_path / "ecg11")

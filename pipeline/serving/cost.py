@@ -541,6 +541,33 @@ def _build(
     return fn(tuple(input_shape), n_outputs, **kwargs)
 
 
+def _child_args(kind: str, name: str | None, input_shape: Sequence[int] | None, n_outputs: int,
+                kwargs: dict[str, Any] | None, *, builder: str | None, batch_size: int, runs: int,
+                warmup: int, time_budget_s: float, threads: int) -> list[str]:
+    """The ``python -m pipeline.cost`` flags that profile one model in a child process."""
+    args = ["--kind", kind, "--n-outputs", str(n_outputs), "--batch", str(batch_size),
+            "--runs", str(runs), "--warmup", str(warmup), "--budget-s", str(time_budget_s),
+            "--threads", str(threads), "--kwargs", json.dumps(kwargs or {})]
+    if builder:
+        args += ["--builder", builder]
+    if name:
+        args += ["--name", name]
+    if input_shape is not None:
+        args += ["--input-shape", ",".join(str(int(d)) for d in input_shape)]
+    return args
+
+
+def _child_env() -> dict[str, str]:
+    """The child's environment: this checkout importable, quiet TensorFlow, CPU only."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    )
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["CUDA_VISIBLE_DEVICES"] = "-1"
+    return env
+
+
 def measure_model_subprocess(
     kind: str,
     name: str | None,
@@ -579,36 +606,10 @@ def measure_model_subprocess(
     Raises:
         PipelineError: the child failed or timed out (the message ends with its stderr).
     """
-    args = [
-        "--kind",
-        kind,
-        "--n-outputs",
-        str(n_outputs),
-        "--batch",
-        str(batch_size),
-        "--runs",
-        str(runs),
-        "--warmup",
-        str(warmup),
-        "--budget-s",
-        str(time_budget_s),
-        "--threads",
-        str(threads),
-        "--kwargs",
-        json.dumps(kwargs or {}),
-    ]
-    if builder:
-        args += ["--builder", builder]
-    if name:
-        args += ["--name", name]
-    if input_shape is not None:
-        args += ["--input-shape", ",".join(str(int(d)) for d in input_shape)]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
-    )
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["CUDA_VISIBLE_DEVICES"] = "-1"
+    args = _child_args(kind, name, input_shape, n_outputs, kwargs, builder=builder,
+                       batch_size=batch_size, runs=runs, warmup=warmup,
+                       time_budget_s=time_budget_s, threads=threads)
+    env = _child_env()
     label = name or builder
     with tempfile.TemporaryDirectory(prefix="ecg_cost_") as tmp:
         json_out = Path(tmp) / "profile.json"

@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -429,11 +430,11 @@ class RunData:
 
 
 def _split_of(run_dir: Path) -> Any:
-    from pipeline.data import splits as S
+    from pipeline.data import splits
 
     d = read_json(run_dir / "splits.json", "run split")
     try:
-        return S.Split(d["scheme"], tuple(d["train"]), tuple(d["val"]), tuple(d["test"]),
+        return splits.Split(d["scheme"], tuple(d["train"]), tuple(d["val"]), tuple(d["test"]),
                        tuple((tuple(f["train"]), tuple(f["val"])) for f in d.get("folds", [])),
                        bool(d.get("leaky", False)), d.get("intra"))
     except (KeyError, TypeError) as exc:
@@ -448,19 +449,19 @@ def run_examples(run: Any, part: str, n: int, seed: int = 0) -> RunData:
         PipelineError: the split, TFRecords or noise records are not available.
     """
     from pipeline.data.loader import create_dataset
-    from pipeline.training import run_folder as X
+    from pipeline.training import run_folder
 
     if part not in ("train", "val"):
         raise ValueError(f"part must be train or val. Received: {part!r}")  # never test
     cfg, task = run.cfg, run.task
-    sf = X.split_files(cfg, task, _split_of(run.path))
+    sf = run_folder.split_files(cfg, task, _split_of(run.path))
     files = sf.train if part == "train" else sf.val
     masks = sf.include_train if part == "train" else sf.include_val
     fn = None
     if task.denoising:
-        from pipeline.data import noise as NZ
+        from pipeline.data import noise
 
-        fn = NZ.make_mixed_level_noise_fn(cfg, part, cfg.noise.mix_snr_db, cfg.noise.train_types)
+        fn = noise.make_mixed_level_noise_fn(cfg, part, cfg.noise.mix_snr_db, cfg.noise.train_types)
     # Training-mode reading (seeded file and example shuffles) so that a few hundred examples
     # come from every file, not from the first one.
     ds = create_dataset(list(files), cfg, 64, True, run.mean, run.scale, task=task,
@@ -491,81 +492,178 @@ def _parity_data(run: Any, n: int, seed: int) -> RunData:
         return _random_examples(run.input_shape, n, seed)
 
 
+FLOAT_PARITY_TOL = 1e-3
+"""Largest max |Keras - export| output difference a float export may show (int8: unchecked)."""
+
+
+def check_export_args(fmt: str, int8: bool, parity_examples: int, calibration_examples: int,
+                      parity_tol: float | None) -> None:
+    """Refuses arguments out of range with one line, before anything is loaded."""
+    if fmt not in FORMATS:
+        raise PipelineError(f"unknown format {fmt!r}; known: {list(FORMATS)}")
+    if int8 and fmt != "tflite":
+        raise PipelineError("--int8 applies to --format tflite only")
+    if not isinstance(parity_examples, int) or parity_examples < 1:
+        raise PipelineError(f"--parity-examples must be >= 1. Received: {parity_examples}")
+    if not isinstance(calibration_examples, int) or calibration_examples < 1:
+        raise PipelineError(f"--calibration-examples must be >= 1. Received: {calibration_examples}")
+    if parity_tol is not None and not parity_tol > 0:
+        raise PipelineError(f"--parity-tol must be > 0. Received: {parity_tol}")
+
+
+def artefact_name(fmt: str, int8: bool) -> str:
+    """File (or folder) name of a format's export under ``<run>/export/``."""
+    return {"savedmodel": "savedmodel", "onnx": "model.onnx"}.get(
+        fmt, "model_int8.tflite" if int8 else "model.tflite")
+
+
+def _staged_file(final: Path, content: bytes) -> Path:
+    """``content`` written next to ``final`` under a hidden temporary name."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".pending", dir=final.parent)
+    os.close(fd)
+    try:
+        atomic_write_bytes(tmp, content)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def _convert(run: Any, fmt: str, int8: bool, final: Path, calibration_examples: int,
+             seed: int) -> tuple[Path, Callable[[np.ndarray], np.ndarray], dict]:
+    """Converts the run's model into a staged artefact; returns (staged path, runner, info)."""
+    if fmt == "savedmodel":
+        staged = final.with_name(f".{final.name}.pending")
+        shutil.rmtree(staged, ignore_errors=True)
+        with _quiet(), portable_recurrent(run.model):
+            run.model.export(str(staged), format="tf_saved_model", verbose=False)
+        return staged, SavedModelRunner(staged), {"batch": "dynamic", "endpoint": "serve"}
+    if fmt == "tflite":
+        rep = None
+        if int8 and not recurrent_layers(run.model):
+            try:
+                rep = run_examples(run, "train", calibration_examples, seed).x
+            except (PipelineError, OSError, KeyError) as exc:
+                raise ExportError(f"int8 calibration needs the run's training data: {exc}") from exc
+        content, info = convert_tflite(run.model, run.input_shape, int8=int8, representative=rep)
+        return _staged_file(final, content), TFLiteRunner(content), info
+    content, info = convert_onnx(run.model, run.input_shape)
+    return _staged_file(final, content), OnnxRunner(content), info
+
+
+def _check_parity(p: dict, key: str, tol: float | None, int8: bool) -> None:
+    """Raises ExportError when the export's outputs are not finite or drift beyond ``tol``."""
+    diff = p["max_abs_diff"]
+    limit = tol if tol is not None else (np.inf if int8 else FLOAT_PARITY_TOL)
+    if not np.isfinite(diff):
+        raise ExportError(f"{key}: parity failed: the export's outputs are not finite (max |diff| {diff})")
+    if diff > limit:
+        raise ExportError(f"{key}: parity failed: max |Keras - export| {diff:.3g} > {limit:g} on "
+                          f"{p['examples']} examples; the previous export (if any) was kept")
+
+
+def _promote(staged: Path, final: Path) -> None:
+    """Renames the staged artefact over ``final`` (a folder: the old one is removed after)."""
+    if staged.is_dir():
+        old = final.with_name(f".{final.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            final.rename(old)
+        staged.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staged, final)
+
+
+def _discard(staged: Path | None) -> None:
+    if staged is None:
+        return
+    if staged.is_dir():
+        shutil.rmtree(staged, ignore_errors=True)
+    else:
+        staged.unlink(missing_ok=True)
+
+
 def export_run(run_dir: str | Path, fmt: str, *, int8: bool = False, data_dir: str | None = None,
                parity_examples: int = 256, calibration_examples: int = 200,
-               seed: int = 0) -> dict:
+               seed: int = 0, checkpoint: str = "best", parity_tol: float | None = None) -> dict:
     """Exports one run to one format, measures parity and records it in ``export.json``.
+
+    The artefact is written under a temporary name and renamed into place only after
+    parity passed (finite outputs; float formats within ``parity_tol``, default
+    :data:`FLOAT_PARITY_TOL`); ``export.json`` is updated after the rename. A failed
+    attempt leaves the previous artefact and its entry as they were (the entry gains
+    ``failed_attempt``).
 
     Returns:
         The format's ``export.json`` entry.
 
     Raises:
-        ExportError: the format cannot hold the model (also recorded in ``export.json``).
+        PipelineError: arguments out of range, or the run cannot be loaded.
+        ExportError: the format cannot hold the model, or parity failed (also recorded).
     """
-    from pipeline.serving.predict import load_run
+    from pipeline.serving.run_loader import load_run
 
-    if fmt not in FORMATS:
-        raise PipelineError(f"unknown format {fmt!r}; known: {list(FORMATS)}")
-    if int8 and fmt != "tflite":
-        raise PipelineError("--int8 applies to --format tflite only")
-    run = load_run(run_dir)
+    check_export_args(fmt, int8, parity_examples, calibration_examples, parity_tol)
+    run = load_run(run_dir, checkpoint)
     if data_dir:
         run = dataclasses.replace(run, cfg=dataclasses.replace(
             run.cfg, data=dataclasses.replace(run.cfg.data, data_dir=str(data_dir))))
     out = run.path / EXPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
     key = "tflite_int8" if int8 else fmt
+    final = out / artefact_name(fmt, int8)
     entry: dict[str, Any] = {"format": key, "model": run.model_name, "task": run.task.name,
-                             "input_shape": list(run.input_shape)}
+                             "input_shape": list(run.input_shape), "checkpoint": str(run.checkpoint)}
+    staged = None
     try:
         t0 = time.perf_counter()
-        if fmt == "savedmodel":
-            path = export_savedmodel(run.model, out / "savedmodel")
-            runner: Callable[[np.ndarray], np.ndarray] = SavedModelRunner(path)
-            entry.update(batch="dynamic", endpoint="serve")
-        elif fmt == "tflite":
-            rep = None
-            if int8 and not recurrent_layers(run.model):
-                try:
-                    rep = run_examples(run, "train", calibration_examples, seed).x
-                except (PipelineError, OSError, KeyError) as exc:
-                    raise ExportError(f"int8 calibration needs the run's training data: {exc}") from exc
-            content, info = convert_tflite(run.model, run.input_shape, int8=int8, representative=rep)
-            path = out / ("model_int8.tflite" if int8 else "model.tflite")
-            atomic_write_bytes(path, content)
-            runner = TFLiteRunner(content)
-            entry.update(info)
-        else:
-            content, info = convert_onnx(run.model, run.input_shape)
-            path = out / "model.onnx"
-            atomic_write_bytes(path, content)
-            runner = OnnxRunner(content)
-            entry.update(info)
+        staged, runner, info = _convert(run, fmt, int8, final, calibration_examples, seed)
+        entry.update(info)
         entry["convert_s"] = round(time.perf_counter() - t0, 2)
-        entry["path"] = str(path)
+        entry["path"] = str(final)
         data = _parity_data(run, parity_examples, seed)
-        ref = keras_predict(run.model, data.x)
-        got = runner(data.x)
         entry["parity"] = {"data": data.source, **parity(
-            ref, got, kind="denoiser" if run.task.denoising else "classifier",
+            keras_predict(run.model, data.x), runner(data.x),
+            kind="denoiser" if run.task.denoising else "classifier",
             multilabel=run.task.multilabel, y=data.y)}
+        _check_parity(entry["parity"], key, parity_tol, int8)
+        _promote(staged, final)
+        staged = None
         entry["ok"] = True
     except ExportError as exc:
-        entry.update(ok=False, error=str(exc))
-        _record(out, key, entry)
+        _record_failure(out, key, entry, exc)
         raise
+    finally:
+        _discard(staged)
     _record(out, key, entry)
     return entry
 
 
-def _record(out: Path, key: str, entry: dict) -> None:
+def _read_record(out: Path) -> dict:
     path = out / "export.json"
     try:
-        d = read_json(path, "export record") if path.is_file() else {}
+        return read_json(path, "export record") if path.is_file() else {}
     except PipelineError:
-        d = {}
+        return {}
+
+
+def _record(out: Path, key: str, entry: dict) -> None:
+    d = _read_record(out)
     d[key] = entry
-    atomic_write_json(path, d)
+    atomic_write_json(out / "export.json", d)
+
+
+def _record_failure(out: Path, key: str, entry: dict, exc: BaseException) -> None:
+    """Keeps a previous successful entry (its file is still there) and notes the failure."""
+    d = _read_record(out)
+    failure = {**entry, "ok": False, "error": str(exc)}
+    previous = d.get(key)
+    if isinstance(previous, dict) and previous.get("ok"):
+        d[key] = {**previous, "failed_attempt": {"error": str(exc), "checkpoint": entry["checkpoint"]}}
+    else:
+        d[key] = failure
+    atomic_write_json(out / "export.json", d)
 
 
 # ---------------------------------------------------------------------------------- CLI
