@@ -1,11 +1,16 @@
-"""Custom Keras layers shared by the model builders.
+"""Custom Keras layers shared by the model builders (every custom layer of :mod:`models`).
 
-Every layer here is registered with ``@keras.saving.register_keras_serializable(package="ecg")``
-and has a ``get_config()``, so models that use them save to ``.keras`` and reload with
-``safe_mode=True`` (no ``Lambda`` layers anywhere).
+Every layer here is registered with ``@keras.saving.register_keras_serializable`` and has a
+``get_config()``, so models that use them save to ``.keras`` and reload with
+``safe_mode=True`` (no ``Lambda`` layers anywhere). The package is ``ecg``, except for
+``PositionEmbedding``, registered as ``ecg_classifiers>PositionEmbedding`` as in the files the
+classifiers have already saved.
 
 Layers:
-    PositionalEmbedding: learned position vectors added to a token sequence.
+    PositionalEmbedding: learned position vectors added to a token sequence (denoisers; the
+        table length is an argument, inputs may be shorter).
+    PositionEmbedding: learned position vectors, table length fixed by the input at build
+        time (classifiers).
     TransformerBlock: pre-norm Transformer encoder block (self-attention + feed-forward).
     VectorQuantizer: VQ-VAE bottleneck with a straight-through estimator, codebook and
         commitment losses, codebook-usage tracking and optional restarts of dead codes.
@@ -13,21 +18,15 @@ Layers:
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 from keras import ops
 
+from models import checks
 
-def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
-
-
-def _check_unit_interval(name: str, value: object, *, closed: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = ok and (0.0 <= value <= 1.0 if closed else 0.0 <= value < 1.0)
-    if not ok:
-        interval = "[0, 1]" if closed else "[0, 1)"
-        raise ValueError(f"`{name}` must be a float in {interval}. Received: {name}={value!r}")
+# The layers share the denoisers' wording ("must be a positive int").
+check = checks.DENOISER
 
 
 @keras.saving.register_keras_serializable(package="ecg")
@@ -49,7 +48,7 @@ class PositionalEmbedding(keras.layers.Layer):
 
     def __init__(self, sequence_length, initializer=None, **kwargs):
         super().__init__(**kwargs)
-        _check_positive_int("sequence_length", sequence_length)
+        check.positive_int("sequence_length", sequence_length)
         self.sequence_length = sequence_length
         self.initializer = keras.initializers.get(
             initializer or keras.initializers.RandomNormal(stddev=0.02)
@@ -85,6 +84,50 @@ class PositionalEmbedding(keras.layers.Layer):
         return config
 
 
+@keras.saving.register_keras_serializable(package="ecg_classifiers")
+class PositionEmbedding(keras.layers.Layer):
+    """Adds a learned position embedding to a sequence of tokens.
+
+    The sequence length is fixed when the layer is built: the builders know it from
+    ``input_shape`` (tokens after a conv front end, or beats in a scalogram sequence).
+
+    Args:
+        initializer: initializer of the ``(seq_len, dim)`` embedding table.
+        **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``...).
+
+    Input shape: ``(batch, seq_len, dim)``. Output shape: the same.
+    """
+
+    def __init__(self, initializer: Any = "glorot_uniform", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.initializer = keras.initializers.get(initializer)
+        self.supports_masking = True
+
+    def build(self, input_shape: tuple[Any, ...]) -> None:
+        if len(input_shape) != 3 or input_shape[1] is None or input_shape[2] is None:
+            raise ValueError(
+                "PositionEmbedding expects input (batch, seq_len, dim) with known seq_len and "
+                f"dim. Received: input_shape={tuple(input_shape)}"
+            )
+        self.embeddings = self.add_weight(
+            name="embeddings",
+            shape=(int(input_shape[1]), int(input_shape[2])),
+            initializer=self.initializer,
+            trainable=True,
+        )
+
+    def call(self, inputs: Any) -> Any:
+        return inputs + ops.cast(self.embeddings, inputs.dtype)
+
+    def compute_output_shape(self, input_shape: tuple[Any, ...]) -> tuple[Any, ...]:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(initializer=keras.initializers.serialize(self.initializer))
+        return config
+
+
 @keras.saving.register_keras_serializable(package="ecg")
 class TransformerBlock(keras.layers.Layer):
     """Pre-norm Transformer encoder block.
@@ -111,9 +154,9 @@ class TransformerBlock(keras.layers.Layer):
 
     def __init__(self, num_heads, ff_dim, dropout=0.0, activation="gelu", epsilon=1e-6, **kwargs):
         super().__init__(**kwargs)
-        _check_positive_int("num_heads", num_heads)
-        _check_positive_int("ff_dim", ff_dim)
-        _check_unit_interval("dropout", dropout)
+        check.positive_int("num_heads", num_heads)
+        check.positive_int("ff_dim", ff_dim)
+        check.rate("dropout", dropout)
         self.num_heads = num_heads
         self.ff_dim = ff_dim
         self.dropout = dropout
@@ -235,19 +278,12 @@ class VectorQuantizer(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_positive_int("num_codes", num_codes)
-        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or beta < 0:
-            raise ValueError(f"`beta` must be a float >= 0. Received: beta={beta!r}")
-        _check_unit_interval("usage_decay", usage_decay)
-        if not isinstance(dead_code_threshold, (int, float)) or dead_code_threshold < 0:
-            raise ValueError(
-                "`dead_code_threshold` must be a float >= 0. "
-                f"Received: dead_code_threshold={dead_code_threshold!r}"
-            )
-        self.num_codes = num_codes
-        self.beta = float(beta)
-        self.usage_decay = float(usage_decay)
-        self.dead_code_threshold = float(dead_code_threshold)
+        self.num_codes = check.positive_int("num_codes", num_codes)
+        self.beta = checks.non_negative_float("beta", beta)
+        self.usage_decay = check.rate("usage_decay", usage_decay)
+        self.dead_code_threshold = checks.non_negative_float(
+            "dead_code_threshold", dead_code_threshold
+        )
         self.restart_dead_codes = bool(restart_dead_codes)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed, name="restart_seed")

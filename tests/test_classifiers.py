@@ -11,7 +11,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from models import registry  # noqa: E402
-from models.classifiers._layers import PositionEmbedding  # noqa: E402
+from models.layers import PositionEmbedding  # noqa: E402
 
 SMALL_SHAPES = {"any1d": (96, 2), "sequence": (3, 8, 16, 1)}
 BASE_MODELS = [
@@ -107,6 +107,26 @@ def test_conformer_rejects_1d_input(name):
 def test_bad_arguments_raise_with_the_value(name, kwargs, match):
     with pytest.raises(ValueError, match=match):
         _small(name, **kwargs)
+
+
+@pytest.mark.parametrize("value", [-1, 2.0, True])
+def test_bad_n_rr_features_raises_with_the_value(value):
+    with pytest.raises(
+        ValueError,
+        match=rf"`n_rr_features` must be an integer >= 0\. Received: n_rr_features={value!r}",
+    ):
+        registry.build("classifier", "cnn", (96, 1), 3, n_rr_features=value)
+
+
+def test_rr_features_join_the_head_only_when_asked():
+    plain = registry.build("classifier", "ldcnn", (96, 1), 3)
+    with_rr = registry.build("classifier", "ldcnn", (96, 1), 3, n_rr_features=3)
+    assert [i.name for i in plain.inputs] == ["ecg"]
+    assert not {"rr_dense", "rr_join"} & {layer.name for layer in plain.layers}
+    assert (
+        with_rr.get_layer("rr_join").output.shape[-1]
+        == plain.get_layer("gap").output.shape[-1] + with_rr.get_layer("rr_dense").units
+    )
 
 
 def test_bad_n_outputs_raises():

@@ -1,6 +1,7 @@
 """One test over every registered model: builds with defaults, output shape, one training
 step with a finite loss, `.keras` save and safe reload with identical outputs, name check, and
-`search_space(HyperParameters())` defaults equal to the builder's keyword defaults."""
+`search_space(HyperParameters())` defaults equal to the builder's keyword defaults. The same
+contract over every classifier with the RR side input (`n_rr_features=8`, dict input)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ INPUT_SHAPES = {
     "any1d": (200, 12),
     "sequence": (3, 16, 48, 1),
 }
+
+
+N_RR = 8
 
 
 def _all(kind):
@@ -61,6 +65,34 @@ def test_model_contract(kind, name, tmp_path):
     reloaded = keras.models.load_model(path, safe_mode=True)
     after = np.asarray(reloaded.predict(x, verbose=0))
     np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", registry.names("classifier"))
+def test_classifier_with_rr_side_input_contract(name, tmp_path):
+    keras.utils.set_random_seed(0)
+    spec = registry.get("classifier", name)
+    shape = INPUT_SHAPES[spec.input_kind]
+    model = spec(shape, 4, n_rr_features=N_RR)
+    assert model.name == name
+    assert sorted(i.name for i in model.inputs) == ["ecg", "rr"]
+    rng = np.random.default_rng(0)
+    x = {
+        "ecg": rng.standard_normal((2, *shape)).astype("float32"),
+        "rr": rng.standard_normal((2, N_RR)).astype("float32"),
+    }
+    y = keras.utils.to_categorical([0, 3], 4).astype("float32")
+    assert tuple(model(x, training=False).shape) == (2, 4)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy")
+    loss_value = np.ravel(model.train_on_batch(x, y))[0]
+    assert np.isfinite(loss_value)
+    before = np.asarray(model.predict(x, verbose=0))
+    path = tmp_path / f"{name}_rr.keras"
+    model.save(path)
+    reloaded = keras.models.load_model(path, safe_mode=True)
+    after = np.asarray(reloaded.predict(x, verbose=0))
+    np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-5)
+    x_other_rr = {"ecg": x["ecg"], "rr": x["rr"] + 1.0}
+    assert not np.allclose(reloaded.predict(x_other_rr, verbose=0), after, atol=1e-6)
 
 
 @pytest.mark.parametrize("kind,name", ALL_MODELS)

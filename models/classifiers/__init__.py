@@ -4,7 +4,10 @@ Each module registers ``build(input_shape, n_outputs, *, ..., output_activation=
 under its file name with its ``search_space(hp)``. 1-D models (``input_kind="any1d"``) take
 ``(n_samples, n_leads)``: MIT-BIH segments ``(720, 1)`` at 360 Hz or PTB-XL records
 ``(1000, 12)`` at 100 Hz. The conformer (and its presets) takes beat-scalogram sequences
-``(n_beats, n_scales, n_time, 1)``.
+``(n_beats, n_scales, n_time, 1)``. Every builder also takes ``n_rr_features`` (default 0):
+when > 0 the model takes ``{"ecg": ..., "rr": (n_rr_features,)}`` and the RR vector joins the
+head. The pieces the builders share (checked inputs and head, conv stack, the RR hook) are in
+:mod:`models.classifiers.blocks`; argument checks in :mod:`models.checks`.
 """
 
 from models.classifiers import (  # noqa: F401  (imported to register)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models.classifiers import _blocks, _checks
+from models.checks import CLASSIFIER as check
+from models.classifiers import blocks
 from models.registry import register
 
 NAME = "bilstm"
@@ -16,8 +17,7 @@ def search_space(hp):
     units = hp.Choice("units", [64, 128], default=128)
     return dict(
         units=(units, units),
-        dense_units=hp.Choice("dense_units", [32, 64, 128], default=64),
-        dropout=hp.Float("dropout", 0.0, 0.5, step=0.1, default=0.3),
+        **blocks.head_space(hp, dropout=0.3, dense_units=64),
     )
 
 
@@ -29,6 +29,7 @@ def build(
     units=(128, 128),
     dense_units=64,
     dropout=0.3,
+    n_rr_features=0,
     output_activation="softmax",
 ) -> keras.Model:
     """Stacked BiLSTM: ``BiLSTM(128, seq) -> BiLSTM(128, last) -> Dense -> Dropout -> out``.
@@ -41,31 +42,22 @@ def build(
 
     Args:
         input_shape: ``(n_samples, n_leads)``, e.g. ``(1000, 12)`` or ``(720, 1)``.
-        n_outputs: number of classes (softmax) or labels (sigmoid).
         units: LSTM units per direction, one entry per stacked layer.
         dense_units: units of the dense layer of the head.
-        dropout: dropout rate before the output layer.
-        output_activation: ``softmax`` (single-label), ``sigmoid`` (multi-label) or ``linear``.
+        dropout, n_outputs, n_rr_features, output_activation: as in :func:`blocks.classifier_io`.
 
     Returns:
-        ``keras.Model`` named ``bilstm`` mapping ``(batch, *input_shape)`` to
-        ``(batch, n_outputs)``.
+        ``keras.Model`` named ``bilstm``: ``(batch, *input_shape)`` -> ``(batch, n_outputs)``.
     """
-    units = _checks.positive_ints("units", units)
-    dense_units = _checks.positive_int("dense_units", dense_units)
-    dropout = _checks.rate("dropout", dropout)
-    output_activation = _checks.output_activation(output_activation)
-    n_outputs = _checks.positive_int("n_outputs", n_outputs)
-    input_shape = _checks.input_1d(NAME, input_shape)
+    units = check.positive_ints("units", units)
+    io = blocks.classifier_io(
+        NAME, input_shape, n_outputs, output_activation, n_rr_features, dense_units, dropout
+    )
 
-    inputs = _blocks.ecg_input(input_shape)
-    x = inputs
+    x = io.ecg
     for i, u in enumerate(units, start=1):
         last = i == len(units)
         x = layers.Bidirectional(
             layers.LSTM(u, return_sequences=not last, name=f"lstm{i}"), name=f"bilstm{i}"
         )(x)
-    outputs = _blocks.classifier_head(
-        x, n_outputs, output_activation, dense_units=dense_units, dropout=dropout
-    )
-    return keras.Model(inputs, outputs, name=NAME)
+    return io.model(x)

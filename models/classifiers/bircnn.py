@@ -5,7 +5,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models.classifiers import _blocks, _checks
+from models.checks import CLASSIFIER as check
+from models.classifiers import blocks
 from models.registry import register
 
 NAME = "bircnn"
@@ -18,8 +19,7 @@ def search_space(hp):
         filters=(base, 2 * base),
         kernel_size=hp.Choice("kernel_size", [5, 7, 9], default=7),
         gru_units=hp.Choice("gru_units", [32, 64], default=32),
-        dense_units=hp.Choice("dense_units", [32, 64], default=64),
-        dropout=hp.Float("dropout", 0.0, 0.5, step=0.1, default=0.3),
+        **blocks.head_space(hp, dropout=0.3, dense_units=64, dense_choices=(32, 64)),
     )
 
 
@@ -34,6 +34,7 @@ def build(
     gru_units=32,
     dense_units=64,
     dropout=0.3,
+    n_rr_features=0,
     output_activation="softmax",
 ) -> keras.Model:
     """BiRCNN-style fusion of a conv branch and a bidirectional recurrent branch.
@@ -52,34 +53,23 @@ def build(
 
     Args:
         input_shape: ``(n_samples, n_leads)``, e.g. ``(720, 1)`` (2 s at 360 Hz).
-        n_outputs: number of classes (softmax) or labels (sigmoid).
         filters: filters of each conv block.
         kernel_size: conv kernel length in samples.
         pool_size: max-pool size after each conv block (``padding="same"``).
         gru_units: GRU units per direction.
         dense_units: units of the fusion dense layer.
-        dropout: dropout rate before the output layer.
-        output_activation: ``softmax`` (single-label), ``sigmoid`` (multi-label) or ``linear``.
+        dropout, n_outputs, n_rr_features, output_activation: as in :func:`blocks.classifier_io`.
 
     Returns:
-        ``keras.Model`` named ``bircnn`` mapping ``(batch, *input_shape)`` to
-        ``(batch, n_outputs)``.
+        ``keras.Model`` named ``bircnn``: ``(batch, *input_shape)`` -> ``(batch, n_outputs)``.
     """
-    filters = _checks.positive_ints("filters", filters)
-    kernel_size = _checks.positive_int("kernel_size", kernel_size)
-    pool_size = _checks.positive_int("pool_size", pool_size)
-    gru_units = _checks.positive_int("gru_units", gru_units)
-    dense_units = _checks.positive_int("dense_units", dense_units)
-    dropout = _checks.rate("dropout", dropout)
-    output_activation = _checks.output_activation(output_activation)
-    n_outputs = _checks.positive_int("n_outputs", n_outputs)
-    input_shape = _checks.input_1d(NAME, input_shape)
+    filters, kernel_size, pool_size = blocks.conv_stack_args(filters, kernel_size, pool_size)
+    gru_units = check.positive_int("gru_units", gru_units)
+    io = blocks.classifier_io(
+        NAME, input_shape, n_outputs, output_activation, n_rr_features, dense_units, dropout
+    )
 
-    inputs = _blocks.ecg_input(input_shape)
-    x = inputs
-    for i, f in enumerate(filters, start=1):
-        x = _blocks.conv_bn_act(x, f, kernel_size, prefix=f"block{i}")
-        x = _blocks.max_pool(x, pool_size, prefix=f"block{i}")
+    x = blocks.conv_stack(io.ecg, filters, kernel_size, pool_size=pool_size)
     conv_summary = layers.GlobalAveragePooling1D(name="conv_gap")(x)
     r = layers.Bidirectional(
         layers.GRU(gru_units, return_sequences=True, name="gru"), name="bigru"
@@ -87,7 +77,4 @@ def build(
     rnn_mean = layers.GlobalAveragePooling1D(name="rnn_gap")(r)
     rnn_max = layers.GlobalMaxPooling1D(name="rnn_gmp")(r)
     x = layers.Concatenate(name="fusion")([conv_summary, rnn_mean, rnn_max])
-    outputs = _blocks.classifier_head(
-        x, n_outputs, output_activation, dense_units=dense_units, dropout=dropout
-    )
-    return keras.Model(inputs, outputs, name=NAME)
+    return io.model(x)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models.classifiers import _blocks, _checks
+from models.checks import CLASSIFIER as check
+from models.classifiers import blocks
 from models.registry import register
 
 NAME = "cnn_lstm"
@@ -18,8 +19,7 @@ def search_space(hp):
         filters=(base, 2 * base, 2 * base),
         kernel_size=hp.Choice("kernel_size", [3, 5, 7], default=5),
         lstm_units=hp.Choice("lstm_units", [64, 128], default=128),
-        dense_units=hp.Choice("dense_units", [32, 64, 128], default=64),
-        dropout=hp.Float("dropout", 0.0, 0.5, step=0.1, default=0.3),
+        **blocks.head_space(hp, dropout=0.3, dense_units=64),
     )
 
 
@@ -34,6 +34,7 @@ def build(
     lstm_units=128,
     dense_units=64,
     dropout=0.3,
+    n_rr_features=0,
     output_activation="softmax",
 ) -> keras.Model:
     """CNN-LSTM: ``[Conv1D -> BN -> ReLU -> MaxPool] x 3 -> BiLSTM(128) -> Dense -> out``.
@@ -45,36 +46,22 @@ def build(
 
     Args:
         input_shape: ``(n_samples, n_leads)``, e.g. ``(1000, 12)`` or ``(720, 1)``.
-        n_outputs: number of classes (softmax) or labels (sigmoid).
         filters: filters of each conv block.
         kernel_size: conv kernel length in samples.
         pool_size: max-pool size after each conv block (``padding="same"``).
         lstm_units: LSTM units per direction (the layer outputs 2 x lstm_units features).
         dense_units: units of the dense layer of the head.
-        dropout: dropout rate before the output layer.
-        output_activation: ``softmax`` (single-label), ``sigmoid`` (multi-label) or ``linear``.
+        dropout, n_outputs, n_rr_features, output_activation: as in :func:`blocks.classifier_io`.
 
     Returns:
-        ``keras.Model`` named ``cnn_lstm`` mapping ``(batch, *input_shape)`` to
-        ``(batch, n_outputs)``.
+        ``keras.Model`` named ``cnn_lstm``: ``(batch, *input_shape)`` -> ``(batch, n_outputs)``.
     """
-    filters = _checks.positive_ints("filters", filters)
-    kernel_size = _checks.positive_int("kernel_size", kernel_size)
-    pool_size = _checks.positive_int("pool_size", pool_size)
-    lstm_units = _checks.positive_int("lstm_units", lstm_units)
-    dense_units = _checks.positive_int("dense_units", dense_units)
-    dropout = _checks.rate("dropout", dropout)
-    output_activation = _checks.output_activation(output_activation)
-    n_outputs = _checks.positive_int("n_outputs", n_outputs)
-    input_shape = _checks.input_1d(NAME, input_shape)
-
-    inputs = _blocks.ecg_input(input_shape)
-    x = inputs
-    for i, f in enumerate(filters, start=1):
-        x = _blocks.conv_bn_act(x, f, kernel_size, prefix=f"block{i}")
-        x = _blocks.max_pool(x, pool_size, prefix=f"block{i}")
-    x = layers.Bidirectional(layers.LSTM(lstm_units, name="lstm"), name="bilstm")(x)
-    outputs = _blocks.classifier_head(
-        x, n_outputs, output_activation, dense_units=dense_units, dropout=dropout
+    filters, kernel_size, pool_size = blocks.conv_stack_args(filters, kernel_size, pool_size)
+    lstm_units = check.positive_int("lstm_units", lstm_units)
+    io = blocks.classifier_io(
+        NAME, input_shape, n_outputs, output_activation, n_rr_features, dense_units, dropout
     )
-    return keras.Model(inputs, outputs, name=NAME)
+
+    x = blocks.conv_stack(io.ecg, filters, kernel_size, pool_size=pool_size)
+    x = layers.Bidirectional(layers.LSTM(lstm_units, name="lstm"), name="bilstm")(x)
+    return io.model(x)

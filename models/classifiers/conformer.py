@@ -10,8 +10,10 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models.classifiers import _blocks, _checks
-from models.classifiers._layers import PositionEmbedding
+from models import checks
+from models.checks import CLASSIFIER as check
+from models.classifiers import blocks
+from models.layers import PositionEmbedding
 from models.registry import register, register_preset
 
 NAME = "conformer"
@@ -32,7 +34,7 @@ def search_space(hp):
         num_heads=hp.Choice("num_heads", [2, 4], default=4),
         conv_kernel_size=hp.Choice("conv_kernel_size", [3, 5], default=3),
         dropout=hp.Float("dropout", 0.0, 0.3, step=0.1, default=0.1),
-        head_dropout=hp.Float("head_dropout", 0.0, 0.5, step=0.1, default=0.3),
+        **blocks.head_space(hp, dropout=0.3, dropout_name="head_dropout"),
     )
 
 
@@ -44,16 +46,6 @@ def _feed_forward(x, d_model: int, expansion: int, dropout: float, *, prefix: st
     h = layers.Dense(d_model, name=f"{prefix}_project")(h)
     h = layers.Dropout(dropout, name=f"{prefix}_dropout2")(h)
     h = layers.Rescaling(0.5, name=f"{prefix}_half_step")(h)
-    return layers.Add(name=f"{prefix}_add")([x, h])
-
-
-def _self_attention(x, d_model: int, num_heads: int, dropout: float, *, prefix: str):
-    """Multi-head self-attention module over beats: ``x + Dropout(MHA(LN(x)))``."""
-    h = layers.LayerNormalization(epsilon=1e-6, name=f"{prefix}_ln")(x)
-    h = layers.MultiHeadAttention(
-        num_heads, key_dim=d_model // num_heads, dropout=dropout, name=f"{prefix}_mha"
-    )(h, h)
-    h = layers.Dropout(dropout, name=f"{prefix}_dropout")(h)
     return layers.Add(name=f"{prefix}_add")([x, h])
 
 
@@ -93,17 +85,63 @@ def _conformer_block(
     """Conformer block (Gulati et al. 2020): FFN/2 -> MHSA -> Conv -> FFN/2 -> LayerNorm."""
     x = _feed_forward(x, d_model, ff_expansion, dropout, prefix=f"{prefix}_ffn1")
     if use_attention:
-        x = _self_attention(x, d_model, num_heads, dropout, prefix=f"{prefix}_mhsa")
+        x = blocks.self_attention(x, d_model, num_heads, dropout, prefix=f"{prefix}_mhsa")
     if use_conv_module:
         x = _conv_module(x, d_model, conv_kernel_size, dropout, prefix=f"{prefix}_conv")
     x = _feed_forward(x, d_model, ff_expansion, dropout, prefix=f"{prefix}_ffn2")
     return layers.LayerNormalization(epsilon=1e-6, name=f"{prefix}_ln")(x)
 
 
-def _check_bool(name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"`{name}` must be True or False. Received: {name}={value!r}")
-    return value
+def _beat_encoder(x, filters, d_model: int):
+    """Per-beat CNN (``TimeDistributed``, shared by all beats): ``[Conv2D 3x3 -> BN -> ReLU
+    -> MaxPool 2x2] x len(filters)`` over each beat's (scale x time) scalogram, global
+    average pooling and a dense projection: ``(batch, n_beats, d_model)``."""
+    for i, f in enumerate(filters, start=1):
+        x = layers.TimeDistributed(
+            layers.Conv2D(f, 3, padding="same", use_bias=False, name=f"cnn{i}_conv2d"),
+            name=f"cnn{i}_conv",
+        )(x)
+        x = layers.BatchNormalization(name=f"cnn{i}_bn")(x)
+        x = layers.Activation("relu", name=f"cnn{i}_relu")(x)
+        x = layers.TimeDistributed(
+            layers.MaxPooling2D(2, padding="same", name=f"cnn{i}_maxpool2d"), name=f"cnn{i}_pool"
+        )(x)
+    x = layers.TimeDistributed(layers.GlobalAveragePooling2D(name="gap2d"), name="beat_gap")(x)
+    return layers.Dense(d_model, name="beat_embedding")(x)
+
+
+def _conformer_encoder(x, n_blocks: int, block_args: dict):
+    """Learned beat positions, then ``n_blocks`` Conformer blocks over the beat sequence."""
+    x = PositionEmbedding(name="beat_position_embedding")(x)
+    for b in range(1, n_blocks + 1):
+        x = _conformer_block(x, **block_args, prefix=f"conformer{b}")
+    return x
+
+
+def _readout(x, pooling: str, n_beats: int):
+    """The centre beat's embedding (``Cropping1D``, so the model reloads in safe mode) or
+    the mean over beats: ``(batch, n_beats, d_model) -> (batch, d_model)``."""
+    if pooling == "center":
+        c = n_beats // 2
+        x = layers.Cropping1D((c, n_beats - c - 1), name="center_beat_crop")(x)
+        return layers.Flatten(name="center_beat")(x)
+    return layers.GlobalAveragePooling1D(name="beat_mean")(x)
+
+
+def _checked_block_args(
+    d_model, num_heads, ff_expansion, conv_kernel_size, dropout, use_attention, use_conv_module
+) -> dict:
+    """Checks the Conformer-block arguments; returns them as ``_conformer_block`` kwargs."""
+    d_model, num_heads = checks.attention_dims(d_model, num_heads)
+    return dict(
+        d_model=d_model,
+        num_heads=num_heads,
+        ff_expansion=check.positive_int("ff_expansion", ff_expansion),
+        conv_kernel_size=check.positive_int("conv_kernel_size", conv_kernel_size),
+        dropout=check.rate("dropout", dropout),
+        use_attention=check.boolean("use_attention", use_attention),
+        use_conv_module=check.boolean("use_conv_module", use_conv_module),
+    )
 
 
 @register(NAME, kind="classifier", search_space=search_space, input_kind="sequence")
@@ -124,35 +162,26 @@ def build(
     use_attention=True,
     use_conv_module=True,
     use_conformer=True,
+    n_rr_features=0,
     output_activation="softmax",
 ) -> keras.Model:
     """Scalogram-sequence Conformer: classify the centre beat of a short run of beats.
 
-    Design:
+    Design: a beat encoder shared by all beats (:func:`_beat_encoder`) turns each beat's
+    (scale x time) scalogram into a ``d_model`` embedding; a learned position embedding over
+    the ``n_beats`` positions tells the encoder which beat is the centre one; ``n_blocks``
+    Conformer blocks (:func:`_conformer_block`) run over the beats; the readout
+    (:func:`_readout`) keeps the centre beat or the mean over beats; the head is
+    Dense(``dense_units``, ReLU) -> Dropout -> dense output.
 
-    - beat encoder (shared by all beats, ``TimeDistributed``): ``[Conv2D 3x3 -> BN -> ReLU
-      -> MaxPool 2x2] x len(filters)`` over each beat's (scale x time) scalogram, global
-      average pooling and a dense projection to a ``d_model`` beat embedding;
-    - a learned position embedding over the ``n_beats`` positions (so the encoder knows which
-      beat is the centre one);
-    - ``n_blocks`` Conformer blocks over the beat sequence: feed-forward half-step,
-      multi-head self-attention, convolution module (pointwise + GLU, depthwise conv over
-      beats, BN, Swish, pointwise), second feed-forward half-step, layer norm;
-    - readout: the centre beat's embedding (index ``n_beats // 2``, cut out with
-      ``Cropping1D`` so the model reloads in safe mode) or the mean over beats;
-    - head: Dense(``dense_units``, ReLU) -> Dropout -> dense output.
-
-    The ablation switches drop the attention module, the convolution module, or the whole
-    encoder (``use_conformer=False``: beat encoder -> centre beat -> head; no position
-    embedding). About 0.23 M parameters on (3, 32, 187, 1).
+    The ``use_*`` switches are the presets' ablations (``use_conformer=False``: beat encoder
+    -> readout -> head). About 0.23 M parameters on (3, 32, 187, 1).
 
     Args:
         input_shape: ``(n_beats, n_scales, n_time, 1)``, e.g. ``(3, 32, 187, 1)``: 3 beats,
             32 wavelet scales, 187 samples per beat.
-        n_outputs: number of classes (softmax) or labels (sigmoid).
         filters: filters of each Conv2D block of the beat encoder.
-        d_model: width of the beat embedding and of the Conformer; a multiple of
-            ``num_heads``.
+        d_model: width of the beat embedding and of the Conformer; a multiple of ``num_heads``.
         n_blocks: number of Conformer blocks.
         num_heads: attention heads (each ``d_model // num_heads`` wide).
         ff_expansion: hidden width of the feed-forward modules, in multiples of ``d_model``.
@@ -161,78 +190,31 @@ def build(
         pooling: ``center`` (the centre beat's embedding) or ``mean`` (mean over beats).
         dense_units: units of the dense layer of the head.
         head_dropout: dropout rate before the output layer.
-        use_attention: include the multi-head self-attention module.
-        use_conv_module: include the convolution module.
-        use_conformer: include the position embedding and the Conformer blocks.
-        output_activation: ``softmax`` (single-label), ``sigmoid`` (multi-label) or ``linear``.
+        use_attention, use_conv_module, use_conformer: include the self-attention module, the
+            convolution module, the encoder (position embedding and Conformer blocks).
+        n_outputs, n_rr_features, output_activation: as in :func:`blocks.classifier_io`.
 
     Returns:
         ``keras.Model`` named ``conformer`` (presets: the preset's name) mapping
         ``(batch, *input_shape)`` to ``(batch, n_outputs)``.
     """
-    filters = _checks.positive_ints("filters", filters)
-    d_model = _checks.positive_int("d_model", d_model)
-    n_blocks = _checks.positive_int("n_blocks", n_blocks)
-    num_heads = _checks.positive_int("num_heads", num_heads)
-    if d_model % num_heads:
-        raise ValueError(
-            "`d_model` must be a multiple of `num_heads`. "
-            f"Received: d_model={d_model}, num_heads={num_heads}"
-        )
-    ff_expansion = _checks.positive_int("ff_expansion", ff_expansion)
-    conv_kernel_size = _checks.positive_int("conv_kernel_size", conv_kernel_size)
-    dropout = _checks.rate("dropout", dropout)
-    pooling = _checks.one_of("pooling", pooling, POOLINGS)
-    dense_units = _checks.positive_int("dense_units", dense_units)
-    head_dropout = _checks.rate("head_dropout", head_dropout)
-    use_attention = _check_bool("use_attention", use_attention)
-    use_conv_module = _check_bool("use_conv_module", use_conv_module)
-    use_conformer = _check_bool("use_conformer", use_conformer)
-    output_activation = _checks.output_activation(output_activation)
-    n_outputs = _checks.positive_int("n_outputs", n_outputs)
-    input_shape = _checks.input_sequence(NAME, input_shape)
-    n_beats = input_shape[0]
-
-    inputs = keras.Input(shape=input_shape, name="scalograms")
-    x = inputs
-    for i, f in enumerate(filters, start=1):
-        x = layers.TimeDistributed(
-            layers.Conv2D(f, 3, padding="same", use_bias=False, name=f"cnn{i}_conv2d"),
-            name=f"cnn{i}_conv",
-        )(x)
-        x = layers.BatchNormalization(name=f"cnn{i}_bn")(x)
-        x = layers.Activation("relu", name=f"cnn{i}_relu")(x)
-        x = layers.TimeDistributed(
-            layers.MaxPooling2D(2, padding="same", name=f"cnn{i}_maxpool2d"), name=f"cnn{i}_pool"
-        )(x)
-    x = layers.TimeDistributed(layers.GlobalAveragePooling2D(name="gap2d"), name="beat_gap")(x)
-    x = layers.Dense(d_model, name="beat_embedding")(x)
-
-    if use_conformer:
-        x = PositionEmbedding(name="beat_position_embedding")(x)
-        for b in range(1, n_blocks + 1):
-            x = _conformer_block(
-                x,
-                d_model=d_model,
-                num_heads=num_heads,
-                ff_expansion=ff_expansion,
-                conv_kernel_size=conv_kernel_size,
-                dropout=dropout,
-                use_attention=use_attention,
-                use_conv_module=use_conv_module,
-                prefix=f"conformer{b}",
-            )
-
-    if pooling == "center":
-        c = n_beats // 2
-        x = layers.Cropping1D((c, n_beats - c - 1), name="center_beat_crop")(x)
-        x = layers.Flatten(name="center_beat")(x)
-    else:
-        x = layers.GlobalAveragePooling1D(name="beat_mean")(x)
-    outputs = _blocks.classifier_head(
-        x, n_outputs, output_activation, dense_units=dense_units, dropout=head_dropout
+    filters = check.positive_ints("filters", filters)
+    n_blocks = check.positive_int("n_blocks", n_blocks)
+    block_args = _checked_block_args(
+        d_model, num_heads, ff_expansion, conv_kernel_size, dropout, use_attention, use_conv_module
     )
-    return keras.Model(inputs, outputs, name=NAME)
+    pooling = checks.one_of("pooling", pooling, POOLINGS)
+    use_conformer = check.boolean("use_conformer", use_conformer)
+    head_dropout = check.rate("head_dropout", head_dropout)
+    io = blocks.sequence_io(
+        NAME, input_shape, n_outputs, output_activation, n_rr_features, dense_units, head_dropout
+    )
+
+    x = _beat_encoder(io.ecg, filters, block_args["d_model"])
+    if use_conformer:
+        x = _conformer_encoder(x, n_blocks, block_args)
+    x = _readout(x, pooling, n_beats=io.ecg.shape[1])
+    return io.model(x)
 
 
 register_preset(

@@ -5,8 +5,10 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models.classifiers import _blocks, _checks
-from models.classifiers._layers import PositionEmbedding
+from models import checks
+from models.checks import CLASSIFIER as check
+from models.classifiers import blocks
+from models.layers import PositionEmbedding
 from models.registry import register
 
 NAME = "deepecgnet"
@@ -21,18 +23,15 @@ def search_space(hp):
         num_heads=hp.Choice("num_heads", [2, 4], default=4),
         ff_dim=2 * d_model,
         dropout=hp.Float("dropout", 0.0, 0.3, step=0.1, default=0.1),
-        head_dropout=hp.Float("head_dropout", 0.0, 0.5, step=0.1, default=0.3),
+        **blocks.head_space(hp, dropout=0.3, dropout_name="head_dropout"),
     )
 
 
 def _transformer_block(x, d_model: int, num_heads: int, ff_dim: int, dropout: float, *, prefix):
     """Pre-norm encoder block: ``x + MHA(LN(x))``, then ``x + FFN(LN(x))``."""
-    h = layers.LayerNormalization(epsilon=1e-6, name=f"{prefix}_attn_ln")(x)
-    h = layers.MultiHeadAttention(
-        num_heads, key_dim=d_model // num_heads, dropout=dropout, name=f"{prefix}_mha"
-    )(h, h)
-    h = layers.Dropout(dropout, name=f"{prefix}_attn_dropout")(h)
-    x = layers.Add(name=f"{prefix}_attn_add")([x, h])
+    x = blocks.self_attention(
+        x, d_model, num_heads, dropout, prefix=f"{prefix}_attn", mha_name=f"{prefix}_mha"
+    )
     h = layers.LayerNormalization(epsilon=1e-6, name=f"{prefix}_ffn_ln")(x)
     h = layers.Dense(ff_dim, activation="gelu", name=f"{prefix}_ffn_expand")(h)
     h = layers.Dense(d_model, name=f"{prefix}_ffn_project")(h)
@@ -54,6 +53,7 @@ def build(
     ff_dim=128,
     dropout=0.1,
     head_dropout=0.3,
+    n_rr_features=0,
     output_activation="softmax",
 ) -> keras.Model:
     """DeepECGNet-style hybrid: a conv tokenizer followed by transformer encoder blocks.
@@ -74,7 +74,6 @@ def build(
 
     Args:
         input_shape: ``(n_samples, n_leads)``, e.g. ``(720, 1)`` (2 s at 360 Hz).
-        n_outputs: number of classes (softmax) or labels (sigmoid).
         filters: filters of each conv block of the front end.
         kernel_size: conv kernel length in samples.
         pool_size: max-pool size after each conv block (``padding="same"``).
@@ -84,40 +83,26 @@ def build(
         ff_dim: hidden width of the feed-forward layers.
         dropout: dropout inside the transformer blocks (attention weights and outputs).
         head_dropout: dropout rate before the output layer.
-        output_activation: ``softmax`` (single-label), ``sigmoid`` (multi-label) or ``linear``.
+        n_outputs, n_rr_features, output_activation: as in :func:`blocks.classifier_io`.
 
     Returns:
-        ``keras.Model`` named ``deepecgnet`` mapping ``(batch, *input_shape)`` to
-        ``(batch, n_outputs)``.
+        ``keras.Model`` named ``deepecgnet``: ``(batch, *input_shape)`` -> ``(batch, n_outputs)``.
     """
-    filters = _checks.positive_ints("filters", filters)
-    kernel_size = _checks.positive_int("kernel_size", kernel_size)
-    pool_size = _checks.positive_int("pool_size", pool_size)
-    d_model = _checks.positive_int("d_model", d_model)
-    n_blocks = _checks.positive_int("n_blocks", n_blocks)
-    num_heads = _checks.positive_int("num_heads", num_heads)
-    if d_model % num_heads:
-        raise ValueError(
-            "`d_model` must be a multiple of `num_heads`. "
-            f"Received: d_model={d_model}, num_heads={num_heads}"
-        )
-    ff_dim = _checks.positive_int("ff_dim", ff_dim)
-    dropout = _checks.rate("dropout", dropout)
-    head_dropout = _checks.rate("head_dropout", head_dropout)
-    output_activation = _checks.output_activation(output_activation)
-    n_outputs = _checks.positive_int("n_outputs", n_outputs)
-    input_shape = _checks.input_1d(NAME, input_shape)
+    filters, kernel_size, pool_size = blocks.conv_stack_args(filters, kernel_size, pool_size)
+    d_model, num_heads = checks.attention_dims(d_model, num_heads)
+    n_blocks = check.positive_int("n_blocks", n_blocks)
+    ff_dim = check.positive_int("ff_dim", ff_dim)
+    dropout = check.rate("dropout", dropout)
+    head_dropout = check.rate("head_dropout", head_dropout)
+    io = blocks.classifier_io(
+        NAME, input_shape, n_outputs, output_activation, n_rr_features, dropout=head_dropout
+    )
 
-    inputs = _blocks.ecg_input(input_shape)
-    x = inputs
-    for i, f in enumerate(filters, start=1):
-        x = _blocks.conv_bn_act(x, f, kernel_size, prefix=f"conv{i}")
-        x = _blocks.max_pool(x, pool_size, prefix=f"conv{i}")
+    x = blocks.conv_stack(io.ecg, filters, kernel_size, pool_size=pool_size, prefix="conv")
     x = layers.Dense(d_model, name="token_projection")(x)
     x = PositionEmbedding(name="position_embedding")(x)
     for b in range(1, n_blocks + 1):
         x = _transformer_block(x, d_model, num_heads, ff_dim, dropout, prefix=f"transformer{b}")
     x = layers.LayerNormalization(epsilon=1e-6, name="final_ln")(x)
     x = layers.GlobalAveragePooling1D(name="gap")(x)
-    outputs = _blocks.classifier_head(x, n_outputs, output_activation, dropout=head_dropout)
-    return keras.Model(inputs, outputs, name=NAME)
+    return io.model(x)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models.classifiers import _blocks, _checks
+from models.checks import CLASSIFIER as check
+from models.classifiers import blocks
 from models.registry import register
 
 NAME = "ldcnn"
@@ -18,7 +19,7 @@ def search_space(hp):
         filters=hp.Choice("filters", [16, 32, 48], default=32),
         dilations=tuple(2**i for i in range(n_dilations)),
         kernel_size=hp.Choice("kernel_size", [3, 5], default=3),
-        dropout=hp.Float("dropout", 0.0, 0.5, step=0.1, default=0.2),
+        **blocks.head_space(hp, dropout=0.2),
     )
 
 
@@ -32,6 +33,7 @@ def build(
     dilations=(1, 2, 4, 8, 16),
     kernel_size=3,
     dropout=0.2,
+    n_rr_features=0,
     output_activation="softmax",
 ) -> keras.Model:
     """LDCNN: a narrow stack of dilated residual convolutions (WaveNet/TCN pattern).
@@ -48,33 +50,27 @@ def build(
 
     Args:
         input_shape: ``(n_samples, n_leads)``, e.g. ``(720, 1)`` (2 s at 360 Hz).
-        n_outputs: number of classes (softmax) or labels (sigmoid).
         filters: width of every conv layer.
         stem_kernel_size: kernel length of the stem conv, in samples.
         dilations: dilation rate of each residual block.
         kernel_size: kernel length of the dilated convs.
-        dropout: dropout rate before the output layer.
-        output_activation: ``softmax`` (single-label), ``sigmoid`` (multi-label) or ``linear``.
+        dropout, n_outputs, n_rr_features, output_activation: as in :func:`blocks.classifier_io`.
 
     Returns:
-        ``keras.Model`` named ``ldcnn`` mapping ``(batch, *input_shape)`` to
-        ``(batch, n_outputs)``.
+        ``keras.Model`` named ``ldcnn``: ``(batch, *input_shape)`` -> ``(batch, n_outputs)``.
     """
-    filters = _checks.positive_int("filters", filters)
-    stem_kernel_size = _checks.positive_int("stem_kernel_size", stem_kernel_size)
-    dilations = _checks.positive_ints("dilations", dilations)
-    kernel_size = _checks.positive_int("kernel_size", kernel_size)
-    dropout = _checks.rate("dropout", dropout)
-    output_activation = _checks.output_activation(output_activation)
-    n_outputs = _checks.positive_int("n_outputs", n_outputs)
-    input_shape = _checks.input_1d(NAME, input_shape)
+    filters = check.positive_int("filters", filters)
+    stem_kernel_size = check.positive_int("stem_kernel_size", stem_kernel_size)
+    dilations = check.positive_ints("dilations", dilations)
+    kernel_size = check.positive_int("kernel_size", kernel_size)
+    io = blocks.classifier_io(
+        NAME, input_shape, n_outputs, output_activation, n_rr_features, dropout=dropout
+    )
 
-    inputs = _blocks.ecg_input(input_shape)
-    x = _blocks.conv_bn_act(inputs, filters, stem_kernel_size, strides=2, prefix="stem")
-    x = _blocks.max_pool(x, 2, prefix="stem")
+    x = blocks.conv_bn_act(io.ecg, filters, stem_kernel_size, strides=2, prefix="stem")
+    x = blocks.max_pool(x, 2, prefix="stem")
     for i, d in enumerate(dilations, start=1):
-        h = _blocks.conv_bn_act(x, filters, kernel_size, dilation_rate=d, prefix=f"dilated{i}")
+        h = blocks.conv_bn_act(x, filters, kernel_size, dilation_rate=d, prefix=f"dilated{i}")
         x = layers.Add(name=f"dilated{i}_add")([x, h])
     x = layers.GlobalAveragePooling1D(name="gap")(x)
-    outputs = _blocks.classifier_head(x, n_outputs, output_activation, dropout=dropout)
-    return keras.Model(inputs, outputs, name=NAME)
+    return io.model(x)

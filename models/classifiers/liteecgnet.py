@@ -5,7 +5,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models.classifiers import _blocks, _checks
+from models.checks import CLASSIFIER as check
+from models.classifiers import blocks
 from models.registry import register
 
 NAME = "liteecgnet"
@@ -18,7 +19,7 @@ def search_space(hp):
         stem_filters=hp.Choice("stem_filters", [8, 16, 32], default=16),
         filters=(base, 2 * base, 3 * base, 4 * base),
         kernel_size=hp.Choice("kernel_size", [5, 7, 9], default=7),
-        dropout=hp.Float("dropout", 0.0, 0.5, step=0.1, default=0.2),
+        **blocks.head_space(hp, dropout=0.2),
     )
 
 
@@ -33,6 +34,7 @@ def build(
     kernel_size=7,
     pool_size=2,
     dropout=0.2,
+    n_rr_features=0,
     output_activation="softmax",
 ) -> keras.Model:
     """LiteECGNet-style lightweight CNN built from depthwise-separable convolutions.
@@ -52,34 +54,24 @@ def build(
 
     Args:
         input_shape: ``(n_samples, n_leads)``, e.g. ``(720, 1)`` (2 s at 360 Hz).
-        n_outputs: number of classes (softmax) or labels (sigmoid).
         stem_filters: filters of the stem convolution.
         stem_stride: stride of the stem convolution (1 keeps the full rate).
         filters: filters of each separable conv block.
         kernel_size: kernel length in samples of the stem and of the separable convs.
         pool_size: max-pool size after each block (``padding="same"``).
-        dropout: dropout rate before the output layer.
-        output_activation: ``softmax`` (single-label), ``sigmoid`` (multi-label) or ``linear``.
+        dropout, n_outputs, n_rr_features, output_activation: as in :func:`blocks.classifier_io`.
 
     Returns:
-        ``keras.Model`` named ``liteecgnet`` mapping ``(batch, *input_shape)`` to
-        ``(batch, n_outputs)``.
+        ``keras.Model`` named ``liteecgnet``: ``(batch, *input_shape)`` -> ``(batch, n_outputs)``.
     """
-    stem_filters = _checks.positive_int("stem_filters", stem_filters)
-    stem_stride = _checks.positive_int("stem_stride", stem_stride)
-    filters = _checks.positive_ints("filters", filters)
-    kernel_size = _checks.positive_int("kernel_size", kernel_size)
-    pool_size = _checks.positive_int("pool_size", pool_size)
-    dropout = _checks.rate("dropout", dropout)
-    output_activation = _checks.output_activation(output_activation)
-    n_outputs = _checks.positive_int("n_outputs", n_outputs)
-    input_shape = _checks.input_1d(NAME, input_shape)
+    stem_filters = check.positive_int("stem_filters", stem_filters)
+    stem_stride = check.positive_int("stem_stride", stem_stride)
+    filters, kernel_size, pool_size = blocks.conv_stack_args(filters, kernel_size, pool_size)
+    io = blocks.classifier_io(
+        NAME, input_shape, n_outputs, output_activation, n_rr_features, dropout=dropout
+    )
 
-    inputs = _blocks.ecg_input(input_shape)
-    x = _blocks.conv_bn_act(inputs, stem_filters, kernel_size, strides=stem_stride, prefix="stem")
-    for i, f in enumerate(filters, start=1):
-        x = _blocks.conv_bn_act(x, f, kernel_size, separable=True, prefix=f"block{i}")
-        x = _blocks.max_pool(x, pool_size, prefix=f"block{i}")
+    x = blocks.conv_bn_act(io.ecg, stem_filters, kernel_size, strides=stem_stride, prefix="stem")
+    x = blocks.conv_stack(x, filters, kernel_size, pool_size=pool_size, separable=True)
     x = layers.GlobalAveragePooling1D(name="gap")(x)
-    outputs = _blocks.classifier_head(x, n_outputs, output_activation, dropout=dropout)
-    return keras.Model(inputs, outputs, name=NAME)
+    return io.model(x)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models.classifiers import _blocks, _checks
+from models.checks import CLASSIFIER as check
+from models.classifiers import blocks
 from models.registry import register
 
 NAME = "resnet1d"
@@ -17,7 +18,7 @@ def search_space(hp):
     return dict(
         filters=(base, 2 * base, 4 * base),
         blocks_per_stage=hp.Int("blocks_per_stage", 1, 2, default=1),
-        dropout=hp.Float("dropout", 0.0, 0.5, step=0.1, default=0.3),
+        **blocks.head_space(hp, dropout=0.3),
     )
 
 
@@ -33,8 +34,8 @@ def _basic_block(x, filters: int, kernel_sizes: tuple[int, int], strides: int, *
             filters, 1, strides=strides, padding="same", use_bias=False, name=f"{prefix}_proj"
         )(x)
         shortcut = layers.BatchNormalization(name=f"{prefix}_proj_bn")(shortcut)
-    y = _blocks.conv_bn_act(x, filters, kernel_sizes[0], strides=strides, prefix=f"{prefix}_a")
-    y = _blocks.conv_bn_act(y, filters, kernel_sizes[1], activation=None, prefix=f"{prefix}_b")
+    y = blocks.conv_bn_act(x, filters, kernel_sizes[0], strides=strides, prefix=f"{prefix}_a")
+    y = blocks.conv_bn_act(y, filters, kernel_sizes[1], activation=None, prefix=f"{prefix}_b")
     y = layers.Add(name=f"{prefix}_add")([shortcut, y])
     return layers.Activation("relu", name=f"{prefix}_out")(y)
 
@@ -49,6 +50,7 @@ def build(
     stem_kernel_size=7,
     kernel_sizes=(5, 3),
     dropout=0.3,
+    n_rr_features=0,
     output_activation="softmax",
 ) -> keras.Model:
     """1-D ResNet after ``resnet1d_wang`` (Wang et al. 2017; PTB-XL benchmark, Strodthoff 2021).
@@ -66,34 +68,29 @@ def build(
 
     Args:
         input_shape: ``(n_samples, n_leads)``, e.g. ``(720, 1)`` or ``(1000, 12)``.
-        n_outputs: number of classes (softmax) or labels (sigmoid).
         filters: width of each stage.
         blocks_per_stage: residual blocks per stage.
         stem_kernel_size: kernel length of the stem conv, in samples.
         kernel_sizes: kernel lengths of the two convs of a residual block.
-        dropout: dropout rate before the output layer.
-        output_activation: ``softmax`` (single-label), ``sigmoid`` (multi-label) or ``linear``.
+        dropout, n_outputs, n_rr_features, output_activation: as in :func:`blocks.classifier_io`.
 
     Returns:
-        ``keras.Model`` named ``resnet1d`` mapping ``(batch, *input_shape)`` to
-        ``(batch, n_outputs)``.
+        ``keras.Model`` named ``resnet1d``: ``(batch, *input_shape)`` -> ``(batch, n_outputs)``.
     """
-    filters = _checks.positive_ints("filters", filters)
-    blocks_per_stage = _checks.positive_int("blocks_per_stage", blocks_per_stage)
-    stem_kernel_size = _checks.positive_int("stem_kernel_size", stem_kernel_size)
-    kernel_sizes = _checks.positive_ints("kernel_sizes", kernel_sizes)
+    filters = check.positive_ints("filters", filters)
+    blocks_per_stage = check.positive_int("blocks_per_stage", blocks_per_stage)
+    stem_kernel_size = check.positive_int("stem_kernel_size", stem_kernel_size)
+    kernel_sizes = check.positive_ints("kernel_sizes", kernel_sizes)
     if len(kernel_sizes) != 2:
         raise ValueError(
             "`kernel_sizes` must hold 2 kernel lengths (one per conv of a block). "
             f"Received: kernel_sizes={kernel_sizes!r}"
         )
-    dropout = _checks.rate("dropout", dropout)
-    output_activation = _checks.output_activation(output_activation)
-    n_outputs = _checks.positive_int("n_outputs", n_outputs)
-    input_shape = _checks.input_1d(NAME, input_shape)
+    io = blocks.classifier_io(
+        NAME, input_shape, n_outputs, output_activation, n_rr_features, dropout=dropout
+    )
 
-    inputs = _blocks.ecg_input(input_shape)
-    x = _blocks.conv_bn_act(inputs, filters[0], stem_kernel_size, prefix="stem")
+    x = blocks.conv_bn_act(io.ecg, filters[0], stem_kernel_size, prefix="stem")
     for s, f in enumerate(filters, start=1):
         for b in range(1, blocks_per_stage + 1):
             strides = 2 if (s > 1 and b == 1) else 1
@@ -101,5 +98,4 @@ def build(
     x = layers.Concatenate(name="concat_pool")(
         [layers.GlobalAveragePooling1D(name="gap")(x), layers.GlobalMaxPooling1D(name="gmp")(x)]
     )
-    outputs = _blocks.classifier_head(x, n_outputs, output_activation, dropout=dropout)
-    return keras.Model(inputs, outputs, name=NAME)
+    return io.model(x)

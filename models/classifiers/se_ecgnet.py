@@ -5,7 +5,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models.classifiers import _blocks, _checks
+from models.checks import CLASSIFIER as check
+from models.classifiers import blocks
 from models.registry import register
 
 NAME = "se_ecgnet"
@@ -18,7 +19,7 @@ def search_space(hp):
         filters=(base, 2 * base, 4 * base),
         kernel_size=hp.Choice("kernel_size", [3, 5, 7], default=5),
         se_ratio=hp.Choice("se_ratio", [4, 8, 16], default=8),
-        dropout=hp.Float("dropout", 0.0, 0.5, step=0.1, default=0.3),
+        **blocks.head_space(hp, dropout=0.3),
     )
 
 
@@ -41,6 +42,7 @@ def build(
     se_ratio=8,
     pool_size=2,
     dropout=0.3,
+    n_rr_features=0,
     output_activation="softmax",
 ) -> keras.Model:
     """SE-ECGNet: conv blocks, each ending in a squeeze-and-excitation gate.
@@ -55,34 +57,28 @@ def build(
 
     Args:
         input_shape: ``(n_samples, n_leads)``, e.g. ``(720, 1)`` (2 s at 360 Hz).
-        n_outputs: number of classes (softmax) or labels (sigmoid).
         filters: filters of each block.
         kernel_size: conv kernel length in samples.
         se_ratio: channel reduction of the SE bottleneck.
         pool_size: max-pool size after each block (``padding="same"``).
-        dropout: dropout rate before the output layer.
-        output_activation: ``softmax`` (single-label), ``sigmoid`` (multi-label) or ``linear``.
+        dropout, n_outputs, n_rr_features, output_activation: as in :func:`blocks.classifier_io`.
 
     Returns:
-        ``keras.Model`` named ``se_ecgnet`` mapping ``(batch, *input_shape)`` to
-        ``(batch, n_outputs)``.
+        ``keras.Model`` named ``se_ecgnet``: ``(batch, *input_shape)`` -> ``(batch, n_outputs)``.
     """
-    filters = _checks.positive_ints("filters", filters)
-    kernel_size = _checks.positive_int("kernel_size", kernel_size)
-    se_ratio = _checks.positive_int("se_ratio", se_ratio)
-    pool_size = _checks.positive_int("pool_size", pool_size)
-    dropout = _checks.rate("dropout", dropout)
-    output_activation = _checks.output_activation(output_activation)
-    n_outputs = _checks.positive_int("n_outputs", n_outputs)
-    input_shape = _checks.input_1d(NAME, input_shape)
+    filters, kernel_size, pool_size = blocks.conv_stack_args(filters, kernel_size, pool_size)
+    se_ratio = check.positive_int("se_ratio", se_ratio)
+    io = blocks.classifier_io(
+        NAME, input_shape, n_outputs, output_activation, n_rr_features, dropout=dropout
+    )
 
-    inputs = _blocks.ecg_input(input_shape)
-    x = inputs
-    for i, f in enumerate(filters, start=1):
-        x = _blocks.conv_bn_act(x, f, kernel_size, prefix=f"block{i}_1")
-        x = _blocks.conv_bn_act(x, f, kernel_size, prefix=f"block{i}_2")
-        x = _squeeze_excite(x, f, se_ratio, prefix=f"block{i}")
-        x = _blocks.max_pool(x, pool_size, prefix=f"block{i}")
+    x = blocks.conv_stack(
+        io.ecg,
+        filters,
+        kernel_size,
+        pool_size=pool_size,
+        convs_per_block=2,
+        block_end=lambda h, f, prefix: _squeeze_excite(h, f, se_ratio, prefix=prefix),
+    )
     x = layers.GlobalAveragePooling1D(name="gap")(x)
-    outputs = _blocks.classifier_head(x, n_outputs, output_activation, dropout=dropout)
-    return keras.Model(inputs, outputs, name=NAME)
+    return io.model(x)

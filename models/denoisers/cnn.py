@@ -16,13 +16,8 @@ from __future__ import annotations
 
 import keras
 
-from models.denoisers._common import (
-    check_divisible_length,
-    check_input_shape,
-    check_positive_int,
-    check_positive_ints,
-    int_tuple_space,
-)
+from models import checks
+from models.denoisers.common import int_tuple_space
 from models.registry import register
 
 
@@ -46,10 +41,9 @@ def build(input_shape, *, filters=(720, 360, 360), kernel_size=3):
     Returns:
         ``keras.Model`` named ``"cnn"`` mapping ``(batch, samples, leads)`` to the same shape.
     """
-    samples, leads = check_input_shape(input_shape)
-    filters = check_positive_ints("filters", filters)
-    check_positive_int("kernel_size", kernel_size)
-    check_divisible_length(samples, 2 ** len(filters), f"{len(filters)} max-pool blocks")
+    samples, leads, filters = checks.conv_window_args(
+        input_shape, filters, kernel_size, halvings="max-pool blocks"
+    )
 
     inputs = keras.Input((samples, leads), name="ecg")
     x = inputs

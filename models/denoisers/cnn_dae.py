@@ -16,14 +16,9 @@ from __future__ import annotations
 
 import keras
 
-from models.denoisers._common import (
-    check_bool,
-    check_divisible_length,
-    check_input_shape,
-    check_positive_int,
-    check_positive_ints,
-    int_tuple_space,
-)
+from models import checks
+from models.checks import DENOISER as check
+from models.denoisers.common import int_tuple_space
 from models.registry import register
 
 
@@ -50,11 +45,10 @@ def build(input_shape, *, filters=(16, 32, 64), kernel_size=9, skip=True):
         ``keras.Model`` named ``"cnn_dae"`` mapping ``(batch, samples, leads)`` to the same
         shape.
     """
-    samples, leads = check_input_shape(input_shape)
-    filters = check_positive_ints("filters", filters)
-    check_positive_int("kernel_size", kernel_size)
-    check_bool("skip", skip)
-    check_divisible_length(samples, 2 ** len(filters), f"{len(filters)} stride-2 convs")
+    samples, leads, filters = checks.conv_window_args(
+        input_shape, filters, kernel_size, halvings="stride-2 convs"
+    )
+    check.boolean("skip", skip)
 
     inputs = keras.Input((samples, leads), name="ecg")
     x = inputs

@@ -11,15 +11,9 @@ Shapes:
 
 from __future__ import annotations
 
-import keras
+from keras import layers
 
-from models.denoisers._common import (
-    check_bool,
-    check_input_shape,
-    check_positive_ints,
-    check_rate,
-    int_tuple_space,
-)
+from models.denoisers.common import int_tuple_space, recurrent_denoiser
 from models.registry import register
 
 
@@ -34,29 +28,10 @@ def search_space(hp):
 
 @register("lstm", kind="denoiser", search_space=search_space, input_kind="window")
 def build(input_shape, *, units=(512, 256, 256), dropout=0.1, bidirectional=False):
-    """Builds the stacked-LSTM denoiser.
-
-    Args:
-        input_shape: ``(samples, leads)``; ``samples`` may be ``None``.
-        units: LSTM widths, first layer first (per direction when bidirectional).
-        dropout: Dropout rate after every LSTM layer, in ``[0, 1)``.
-        bidirectional: Whether each layer reads the window both ways (non-causal).
+    """Builds the stacked-LSTM denoiser: :func:`models.denoisers.common.recurrent_denoiser`
+    with ``keras.layers.LSTM`` (the arguments are documented there).
 
     Returns:
         ``keras.Model`` named ``"lstm"`` mapping ``(batch, samples, leads)`` to the same shape.
     """
-    _, leads = check_input_shape(input_shape, variable_length=True)
-    units = check_positive_ints("units", units)
-    check_rate("dropout", dropout)
-    check_bool("bidirectional", bidirectional)
-
-    inputs = keras.Input(tuple(input_shape), name="ecg")
-    x = inputs
-    for i, width in enumerate(units):
-        layer = keras.layers.LSTM(width, return_sequences=True, name=f"lstm_{i}")
-        if bidirectional:
-            layer = keras.layers.Bidirectional(layer, name=f"bidirectional_{i}")
-        x = layer(x)
-        x = keras.layers.Dropout(dropout, name=f"dropout_{i}")(x)
-    outputs = keras.layers.Dense(leads, name="output")(x)
-    return keras.Model(inputs, outputs, name="lstm")
+    return recurrent_denoiser("lstm", layers.LSTM, input_shape, units, dropout, bidirectional)

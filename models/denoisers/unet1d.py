@@ -22,15 +22,9 @@ from __future__ import annotations
 
 import keras
 
-from models.denoisers._common import (
-    check_bool,
-    check_divisible_length,
-    check_input_shape,
-    check_positive_int,
-    check_positive_ints,
-    check_rate,
-    int_tuple_space,
-)
+from models import checks
+from models.checks import DENOISER as check
+from models.denoisers.common import int_tuple_space
 from models.registry import register
 
 
@@ -59,6 +53,64 @@ def _conv(x, width, kernel_size, *, name, batch_norm, dilation=1):
     if batch_norm:
         x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
     return keras.layers.Activation("relu", name=f"{name}_relu")(x)
+
+
+def _encoder(x, filters, kernel_size, batch_norm):
+    """Levels ``0 .. L-2``: two convs (the level's skip) and ``MaxPool(2)``; returns both."""
+    skips = []
+    for i, width in enumerate(filters[:-1]):
+        x = _conv(x, width, kernel_size, name=f"enc{i}_a", batch_norm=batch_norm)
+        x = _conv(x, width, kernel_size, name=f"enc{i}_b", batch_norm=batch_norm)
+        skips.append(x)
+        x = keras.layers.MaxPooling1D(2, name=f"enc{i}_pool")(x)
+    return x, skips
+
+
+def _bottleneck(x, width, kernel_size, dilations, batch_norm, dropout):
+    """One conv, then ``x + conv(x, dilation d)`` per dilation, then dropout."""
+    x = _conv(x, width, kernel_size, name="bottleneck_in", batch_norm=batch_norm)
+    for j, rate in enumerate(dilations):
+        h = _conv(
+            x, width, kernel_size, name=f"bottleneck_d{j}", batch_norm=batch_norm, dilation=rate
+        )
+        x = keras.layers.Add(name=f"bottleneck_d{j}_add")([x, h])
+    return keras.layers.Dropout(dropout, name="bottleneck_dropout")(x)
+
+
+def _noise_gate(x, leads):
+    """Per window and lead, a gate in ``[0, 1]`` from the bottleneck's global average and
+    maximum: ``(batch, 1, leads)``."""
+    g = keras.layers.Concatenate(name="gate_pool")(
+        [
+            keras.layers.GlobalAveragePooling1D(name="gate_avg")(x),
+            keras.layers.GlobalMaxPooling1D(name="gate_max")(x),
+        ]
+    )
+    g = keras.layers.Dense(32, activation="relu", name="gate_hidden")(g)
+    g = keras.layers.Dense(leads, activation="sigmoid", name="gate")(g)
+    return keras.layers.Reshape((1, leads), name="gate_reshape")(g)
+
+
+def _decoder(x, skips, filters, kernel_size, batch_norm):
+    """Levels ``L-2 .. 0``: upsample, conv, concatenate the level's skip, two convs."""
+    for i in reversed(range(len(skips))):
+        x = keras.layers.UpSampling1D(2, name=f"dec{i}_upsample")(x)
+        x = _conv(x, filters[i], kernel_size, name=f"dec{i}_up", batch_norm=batch_norm)
+        x = keras.layers.Concatenate(name=f"dec{i}_concat")([x, skips[i]])
+        x = _conv(x, filters[i], kernel_size, name=f"dec{i}_a", batch_norm=batch_norm)
+        x = _conv(x, filters[i], kernel_size, name=f"dec{i}_b", batch_norm=batch_norm)
+    return x
+
+
+def _output(inputs, x, leads, input_skip, gate):
+    """``ecg + [gate *] correction`` (zero-initialized, so the untrained model is the
+    identity) with ``input_skip``, else a plain linear 1x1 conv."""
+    if not input_skip:
+        return keras.layers.Conv1D(leads, 1, name="output")(x)
+    correction = keras.layers.Conv1D(leads, 1, kernel_initializer="zeros", name="correction")(x)
+    if gate is not None:
+        correction = keras.layers.Multiply(name="gated_correction")([correction, gate])
+    return keras.layers.Add(name="output")([inputs, correction])
 
 
 @register("unet1d", kind="denoiser", search_space=search_space, input_kind="window")
@@ -96,60 +148,19 @@ def build(
         ``keras.Model`` named ``"unet1d"`` mapping ``(batch, samples, leads)`` to the same
         shape.
     """
-    samples, leads = check_input_shape(input_shape)
-    filters = check_positive_ints("filters", filters)
-    check_positive_int("kernel_size", kernel_size)
-    dilations = check_positive_ints("dilations", dilations)
-    check_bool("batch_norm", batch_norm)
-    check_rate("dropout", dropout)
-    check_bool("input_skip", input_skip)
-    check_bool("noise_gate", noise_gate)
-    n_pools = len(filters) - 1
-    check_divisible_length(samples, 2**n_pools, f"{n_pools} max-pool levels")
+    samples, leads, filters = checks.conv_window_args(
+        input_shape, filters, kernel_size, halvings="max-pool levels", bottleneck=True
+    )
+    dilations = check.positive_ints("dilations", dilations)
+    check.boolean("batch_norm", batch_norm)
+    check.rate("dropout", dropout)
+    check.boolean("input_skip", input_skip)
+    check.boolean("noise_gate", noise_gate)
 
     inputs = keras.Input((samples, leads), name="ecg")
-    x = inputs
-    skips = []
-    for i, width in enumerate(filters[:-1]):
-        x = _conv(x, width, kernel_size, name=f"enc{i}_a", batch_norm=batch_norm)
-        x = _conv(x, width, kernel_size, name=f"enc{i}_b", batch_norm=batch_norm)
-        skips.append(x)
-        x = keras.layers.MaxPooling1D(2, name=f"enc{i}_pool")(x)
-
-    x = _conv(x, filters[-1], kernel_size, name="bottleneck_in", batch_norm=batch_norm)
-    for j, rate in enumerate(dilations):
-        h = _conv(
-            x,
-            filters[-1],
-            kernel_size,
-            name=f"bottleneck_d{j}",
-            batch_norm=batch_norm,
-            dilation=rate,
-        )
-        x = keras.layers.Add(name=f"bottleneck_d{j}_add")([x, h])
-    x = keras.layers.Dropout(dropout, name="bottleneck_dropout")(x)
-    gate = None
-    if input_skip and noise_gate:
-        g = keras.layers.Concatenate(name="gate_pool")(
-            [keras.layers.GlobalAveragePooling1D(name="gate_avg")(x),
-             keras.layers.GlobalMaxPooling1D(name="gate_max")(x)]
-        )
-        g = keras.layers.Dense(32, activation="relu", name="gate_hidden")(g)
-        g = keras.layers.Dense(leads, activation="sigmoid", name="gate")(g)
-        gate = keras.layers.Reshape((1, leads), name="gate_reshape")(g)
-
-    for i in reversed(range(n_pools)):
-        x = keras.layers.UpSampling1D(2, name=f"dec{i}_upsample")(x)
-        x = _conv(x, filters[i], kernel_size, name=f"dec{i}_up", batch_norm=batch_norm)
-        x = keras.layers.Concatenate(name=f"dec{i}_concat")([x, skips[i]])
-        x = _conv(x, filters[i], kernel_size, name=f"dec{i}_a", batch_norm=batch_norm)
-        x = _conv(x, filters[i], kernel_size, name=f"dec{i}_b", batch_norm=batch_norm)
-
-    if input_skip:
-        correction = keras.layers.Conv1D(leads, 1, kernel_initializer="zeros", name="correction")(x)
-        if gate is not None:
-            correction = keras.layers.Multiply(name="gated_correction")([correction, gate])
-        outputs = keras.layers.Add(name="output")([inputs, correction])
-    else:
-        outputs = keras.layers.Conv1D(leads, 1, name="output")(x)
+    x, skips = _encoder(inputs, filters, kernel_size, batch_norm)
+    x = _bottleneck(x, filters[-1], kernel_size, dilations, batch_norm, dropout)
+    gate = _noise_gate(x, leads) if input_skip and noise_gate else None
+    x = _decoder(x, skips, filters, kernel_size, batch_norm)
+    outputs = _output(inputs, x, leads, input_skip, gate)
     return keras.Model(inputs, outputs, name="unet1d")

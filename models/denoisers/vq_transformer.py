@@ -28,31 +28,20 @@ from __future__ import annotations
 
 import keras
 
-from models.denoisers._common import (
-    check_bool,
-    check_positive_int,
-    check_transformer_args,
-    transformer_encoder,
-)
+from models import checks
+from models.checks import DENOISER as check
+from models.denoisers.common import PatchEncoder, patch_encoder_space, patch_transformer
 from models.layers import VectorQuantizer
 from models.registry import register
 
 
 def search_space(hp):
-    """Builder kwargs sampled from ``hp``; an empty ``HyperParameters()`` gives the defaults.
-
-    Every ``d_model`` choice is divisible by every ``num_heads`` choice.
-    """
+    """Builder kwargs sampled from ``hp``; an empty ``HyperParameters()`` gives the defaults."""
     return dict(
-        patch_len=hp.Choice("patch_len", [5, 10, 20], default=10),
+        **patch_encoder_space(hp),
         embed_dim=hp.Choice("embed_dim", [32, 64, 128, 256], default=128),
         num_codes=hp.Choice("num_codes", [256, 512, 1024, 2048], default=1024),
         beta=hp.Float("beta", 0.1, 1.0, default=0.25),
-        d_model=hp.Choice("d_model", [60, 120, 300, 600], default=300),
-        num_heads=hp.Choice("num_heads", [2, 5, 10], default=5),
-        num_layers=hp.Int("num_layers", 1, 8, default=5),
-        ff_mult=hp.Choice("ff_mult", [2, 4], default=4),
-        dropout=hp.Float("dropout", 0.0, 0.3, step=0.1, default=0.1),
     )
 
 
@@ -81,47 +70,24 @@ def build(
         beta: Commitment-loss weight (>= 0).
         restart_dead_codes: Whether training re-seeds unused codes from batch encodings
             (the first training batch then initializes the codebook from data).
-        d_model: Transformer token width.
-        num_heads: Attention heads; must divide ``d_model``.
-        num_layers: Number of Transformer blocks.
-        ff_mult: Feed-forward width as a multiple of ``d_model``.
-        dropout: Dropout rate in the blocks and after the embedding, in ``[0, 1)``.
+        d_model, num_heads, num_layers, ff_mult, dropout: the encoder's, as in
+            :class:`models.denoisers.common.PatchEncoder`.
 
     Returns:
         ``keras.Model`` named ``"vq_transformer"`` mapping ``(batch, samples, leads)`` to
         the same shape; its ``"vq"`` layer is the quantizer.
     """
-    samples, leads = check_transformer_args(
-        input_shape,
-        patch_len=patch_len,
-        d_model=d_model,
-        num_heads=num_heads,
-        num_layers=num_layers,
-        ff_mult=ff_mult,
-        dropout=dropout,
-    )
-    check_positive_int("embed_dim", embed_dim)
-    check_positive_int("num_codes", num_codes)
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or beta < 0:
-        raise ValueError(f"`beta` must be a float >= 0. Received: beta={beta!r}")
-    check_bool("restart_dead_codes", restart_dead_codes)
+    embed_dim = check.positive_int("embed_dim", embed_dim)
+    num_codes = check.positive_int("num_codes", num_codes)
+    beta = checks.non_negative_float("beta", beta)
+    restart_dead_codes = check.boolean("restart_dead_codes", restart_dead_codes)
 
-    inputs = keras.Input((samples, leads), name="ecg")
-    patches = keras.layers.Reshape((samples // patch_len, patch_len * leads), name="patchify")(
-        inputs
-    )
-    codes = keras.layers.Dense(embed_dim, name="patch_embedding")(patches)
-    codes = VectorQuantizer(num_codes, beta=beta, restart_dead_codes=restart_dead_codes, name="vq")(
-        codes
-    )
-    x = transformer_encoder(
-        codes,
-        d_model=d_model,
-        num_heads=num_heads,
-        num_layers=num_layers,
-        ff_dim=ff_mult * d_model,
-        dropout=dropout,
-    )
-    x = keras.layers.Dense(patch_len * leads, name="patch_decoder")(x)
-    outputs = keras.layers.Reshape((samples, leads), name="output")(x)
-    return keras.Model(inputs, outputs, name="vq_transformer")
+    def embed_and_quantize(patches):
+        codes = keras.layers.Dense(embed_dim, name="patch_embedding")(patches)
+        quantizer = VectorQuantizer(
+            num_codes, beta=beta, restart_dead_codes=restart_dead_codes, name="vq"
+        )
+        return quantizer(codes)
+
+    encoder = PatchEncoder(patch_len, d_model, num_heads, num_layers, ff_mult, dropout)
+    return patch_transformer("vq_transformer", input_shape, encoder, embed=embed_and_quantize)
