@@ -61,7 +61,7 @@ from pipeline.data import (
     schema,  # noqa: E402
 )
 from pipeline.data.normalization import RunningStats  # noqa: E402
-from pipeline.data.tfrecord_writer import shard_name, tfrecord_dir  # noqa: E402
+from pipeline.data.paths import shard_name, tfrecord_dir  # noqa: E402
 
 KINDS = {"segments": "mitdb_aami5_segments", "beats": "mitdb_aami5_sequences"}
 N_CLASSES = 5

@@ -32,6 +32,7 @@ from pipeline.core.io_utils import (  # noqa: E402
 )
 from pipeline.data import labels as L  # noqa: E402
 from pipeline.data import splits as S  # noqa: E402
+from pipeline.data import signal  # noqa: E402
 from pipeline.data import windowing as W  # noqa: E402
 
 CLASSES = L.AAMI5_CLASSES
@@ -190,7 +191,7 @@ def test_denoise_windows_and_shifts(processed):
         n = len(x)
         assert z["denoise_signal"].shape == (n, 2) and z["denoise_signal"].dtype == np.float32
         # The clean denoising reference is the record high-passed at 0.5 Hz (zero phase).
-        np.testing.assert_allclose(z["denoise_signal"], W.highpass(x, 0.5, 360.0), atol=1e-5)
+        np.testing.assert_allclose(z["denoise_signal"], signal.highpass(x, 0.5, 360.0), atol=1e-5)
         np.testing.assert_array_equal(z["denoise_train_starts"], np.arange(0, n - 1440 + 1, 45))
         np.testing.assert_array_equal(z["denoise_eval_starts"], np.arange(0, n - 1440 + 1, 1440))
         assert m["records"][rec]["denoise_windows"] == {
@@ -205,11 +206,11 @@ def test_denoise_windows_and_shifts(processed):
 
 
 def test_rr_features_hand_computed():
-    pre, post, local = W._rr_features(np.array([0.0, 1.0, 3.0, 6.0]), n_local=2)
+    pre, post, local = signal.rr_features(np.array([0.0, 1.0, 3.0, 6.0]), n_local=2)
     np.testing.assert_allclose(pre, [1, 1, 2, 3])  # first pre-RR = its post-RR
     np.testing.assert_allclose(post, [1, 2, 3, 3])  # last post-RR = its pre-RR
     np.testing.assert_allclose(local, [1, 1, 1.5, 2.5])  # mean of the last 2 pre-RR
-    one = W._rr_features(np.array([5.0]), 10)
+    one = signal.rr_features(np.array([5.0]), 10)
     assert all(len(a) == 1 and a[0] == 0 for a in one)
 
 

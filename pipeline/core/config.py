@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import operator
 import os
 import re
 import types
@@ -34,6 +35,45 @@ class ConfigError(ValueError):
 # YAML 1.1 (PyYAML) reads ``1e-3`` (no dot) as a string; such values are accepted as numbers.
 _EXP_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
+_RULE_TEXT = {"ge": ">= {}", "gt": "> {}", "le": "<= {}", "lt": "< {}"}
+_COMPARE = {"ge": operator.ge, "gt": operator.gt, "le": operator.le, "lt": operator.lt}
+
+
+def _rule(default: Any, **rule: Any) -> Any:
+    """A field with a range rule, checked wherever a config is read (:func:`from_dict`).
+
+    Rules (combined with "and"): ``ge``, ``gt``, ``le``, ``lt`` (numbers; on a list, every
+    item) and ``non_empty=True`` (lists); ``note`` is shown with the range in the error.
+    ``_rule(0.2, gt=0, lt=1)`` is a fraction in (0, 1).
+    """
+    unknown = set(rule) - {*_RULE_TEXT, "non_empty", "note"}
+    if unknown:  # pragma: no cover - a typo in this file
+        raise TypeError(f"unknown range rule(s) {sorted(unknown)}")
+    return field(default=default, metadata={"range": dict(rule)})
+
+
+def describe_rule(rule: Mapping[str, Any]) -> str:
+    """``{"gt": 0, "lt": 1}`` -> ``"> 0 and < 1"``; ``{"non_empty": True}`` -> a non-empty list."""
+    parts = [_RULE_TEXT[k].format(v) for k, v in rule.items() if k in _RULE_TEXT]
+    if rule.get("non_empty"):
+        parts.insert(0, "a non-empty list")
+    note = f" ({rule['note']})" if rule.get("note") else ""
+    return " and ".join(parts) + note
+
+
+def _check_range(value: Any, rule: Mapping[str, Any] | None, where: str) -> None:
+    """Raises :class:`ConfigError` naming the key, the value and the allowed range."""
+    if not rule:
+        return
+    items = value if isinstance(value, tuple) else (value,)
+    bad = bool(rule.get("non_empty")) and not items
+    bad = bad or any(not _COMPARE[k](v, b) for v in items for k, b in rule.items() if k in _COMPARE)
+    if bad:
+        shown = list(value) if isinstance(value, tuple) else value
+        per_item = isinstance(value, tuple) and set(rule) & set(_COMPARE)
+        each = "every item " if per_item else ""
+        raise ConfigError(f"{where}: {each}must be {describe_rule(rule)}, got {shown!r}")
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -45,13 +85,13 @@ class DataConfig:
     """Local directory or http(s) base URL laid out like ``shared/data`` (``$ECG_MIRROR``)."""
     base_url: str = "https://physionet.org/files"
     """PhysioNet's file tree; files are at ``<base_url>/<slug>/<version>/<path>``."""
-    databases: tuple[str, ...] = ("mitdb", "nstdb", "ptbxl")
+    databases: tuple[str, ...] = _rule(("mitdb", "nstdb", "ptbxl"), non_empty=True)
     mitdb_records: tuple[str, ...] = ()
     """MIT-BIH records to use; empty means all 48."""
-    ptbxl_max_records: int = 0
+    ptbxl_max_records: int = _rule(0, ge=0, note="0: all")
     """Number of PTB-XL records (lowest ecg_id first); 0 means all."""
-    timeout_s: float = 60.0
-    retries: int = 3
+    timeout_s: float = _rule(60.0, gt=0)
+    retries: int = _rule(3, ge=0)
 
 
 @dataclass(frozen=True)
@@ -62,24 +102,24 @@ class WindowsConfig:
     """``aami5`` (N, S, V, F, Q) or ``aami4`` (N, SVEB, VEB, Other)."""
     lead: str = "MLII"
     """Lead used for beats and segments; falls back to the first lead when absent."""
-    beat_fs_hz: float = 125.0
-    beat_len_samples: int = 187
-    beat_r_offset_samples: int = 62
+    beat_fs_hz: float = _rule(125.0, gt=0)
+    beat_len_samples: int = _rule(187, ge=1)
+    beat_r_offset_samples: int = _rule(62, ge=0)
     """Index of the R peak inside a beat window (0.496 s of context before it at 125 Hz)."""
-    segment_fs_hz: float = 360.0
-    segment_len_samples: int = 720
-    denoise_fs_hz: float = 360.0
-    denoise_window_samples: int = 1440
-    denoise_train_shift_samples: int = 45
-    denoise_eval_shift_samples: int = 1440
-    denoise_highpass_hz: float = 0.5
+    segment_fs_hz: float = _rule(360.0, gt=0)
+    segment_len_samples: int = _rule(720, ge=2)
+    denoise_fs_hz: float = _rule(360.0, gt=0)
+    denoise_window_samples: int = _rule(1440, ge=1)
+    denoise_train_shift_samples: int = _rule(45, ge=1)
+    denoise_eval_shift_samples: int = _rule(1440, ge=1)
+    denoise_highpass_hz: float = _rule(0.5, ge=0)
     """Cut-off of the zero-phase high-pass (Butterworth, order 2) applied to the clean
     denoising reference: MIT-BIH records carry their own baseline wander, which a denoiser
     would otherwise be scored as damaging when it removes it. 0 keeps the raw signal."""
-    rr_local_beats: int = 10
+    rr_local_beats: int = _rule(10, ge=1)
     """Number of preceding RR intervals averaged into the local mean RR."""
-    ptbxl_fs_hz: float = 100.0
-    workers: int = 2
+    ptbxl_fs_hz: float = _rule(100.0, gt=0)
+    workers: int = _rule(2, ge=1)
 
 
 @dataclass(frozen=True)
@@ -87,33 +127,35 @@ class ScalogramConfig:
     """Continuous wavelet transform of each beat."""
 
     wavelet: str = "morl"
-    n_scales: int = 32
-    f_min_hz: float = 1.0
-    f_max_hz: float = 40.0
-    scales: tuple[float, ...] = ()
+    n_scales: int = _rule(32, ge=1)
+    f_min_hz: float = _rule(1.0, gt=0)
+    f_max_hz: float = _rule(40.0, gt=0)
+    scales: tuple[float, ...] = _rule((), gt=0)
     """Explicit scales; when given they override the frequency range."""
     dtype: str = "float16"
     """Storage dtype of scalograms (``float16`` or ``float32``)."""
-    chunk_beats: int = 512
-    workers: int = 2
+    chunk_beats: int = _rule(512, ge=1)
+    """No effect (kept so configs that set it load): every matrix product has a fixed
+    number of rows (``pipeline.data.scalogram.BLOCK_BEATS``), so outputs never depend on it."""
+    workers: int = _rule(2, ge=1)
 
 
 @dataclass(frozen=True)
 class TFRecordConfig:
-    examples_per_batch: int = 256
+    examples_per_batch: int = _rule(256, ge=1, le=256)
     """Examples carried by one serialized Example (at most 256)."""
-    denoise_chunk_windows: int = 256
+    denoise_chunk_windows: int = _rule(256, ge=1)
     """Train-shift windows per stored denoising chunk."""
 
 
 @dataclass(frozen=True)
 class LoaderConfig:
-    cycle_length: int = 16
+    cycle_length: int = _rule(16, ge=1)
     """Training files (records) read at once, stored batch by stored batch."""
-    shuffle_buffer: int = 4096
+    shuffle_buffer: int = _rule(4096, ge=0)
     """Examples mixed after the interleave: with ``cycle_length`` files of 256-example stored
     batches in flight, each training batch draws from about ``cycle_length`` records."""
-    seq_len_beats: int = 3
+    seq_len_beats: int = _rule(3, ge=1)
     seed: int = 42
 
 
@@ -121,10 +163,10 @@ class LoaderConfig:
 class SplitConfig:
     scheme: str = "inter_patient"
     """``inter_patient`` (DS1/DS2, de Chazal 2004) or ``intra_patient`` (leaky, labelled so)."""
-    n_folds: int = 5
-    val_fraction: float = 0.2
+    n_folds: int = _rule(5, ge=2)
+    val_fraction: float = _rule(0.2, gt=0, lt=1)
     """Fraction of training patients held out for validation (inter-patient)."""
-    intra_test_fraction: float = 0.3
+    intra_test_fraction: float = _rule(0.3, gt=0, lt=1)
     same_subject: str = "drop_from_test"
     """Records 201 (DS1) and 202 (DS2) are one subject: ``drop_from_test`` removes 202 from
     the test set, ``drop_from_train`` removes 201 from training."""
@@ -133,18 +175,20 @@ class SplitConfig:
 
 @dataclass(frozen=True)
 class NoiseConfig:
-    types: tuple[str, ...] = ("gaussian", "bw", "em", "ma", "mix")
-    curriculum_snr_db: tuple[float, ...] = (float("inf"), 24.0, 12.0, 6.0)
+    types: tuple[str, ...] = _rule(("gaussian", "bw", "em", "ma", "mix"), non_empty=True)
+    curriculum_snr_db: tuple[float, ...] = _rule((float("inf"), 24.0, 12.0, 6.0), non_empty=True)
     """Rotating epochs; ``inf`` (``.inf`` in YAML) is the clean epoch."""
-    eval_snr_db: tuple[float, ...] = (24.0, 12.0, 6.0, 0.0)
-    train_fraction: float = 0.6
-    val_fraction: float = 0.2
+    eval_snr_db: tuple[float, ...] = _rule((24.0, 12.0, 6.0, 0.0), non_empty=True)
+    train_fraction: float = _rule(0.6, gt=0, lt=1)
+    val_fraction: float = _rule(0.2, gt=0, lt=1)
     """Noise records are cut in time: train, then validation, then test segments."""
-    train_types: tuple[str, ...] = ("gaussian", "bw", "em", "ma", "mix")
+    train_types: tuple[str, ...] = _rule(("gaussian", "bw", "em", "ma", "mix"), non_empty=True)
     schedule: str = "rotate"
     """``rotate``: each epoch uses one level of ``curriculum_snr_db`` in turn (the seed
     project's schedule); ``mix``: every window draws its level from ``mix_snr_db``."""
-    mix_snr_db: tuple[float, ...] = (float("inf"), 24.0, 18.0, 12.0, 6.0, 3.0, 0.0, -3.0)
+    mix_snr_db: tuple[float, ...] = _rule(
+        (float("inf"), 24.0, 18.0, 12.0, 6.0, 3.0, 0.0, -3.0), non_empty=True
+    )
 
 
 @dataclass(frozen=True)
@@ -152,27 +196,27 @@ class TrainConfig:
     task: str = "mitdb_aami5_segments"
     model: str = "liteecgnet"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
-    epochs: int = 30
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    clipnorm: float = 1.0
-    examples_per_epoch: int = 0
+    epochs: int = _rule(30, ge=1)
+    batch_size: int = _rule(64, ge=1)
+    learning_rate: float = _rule(1e-3, gt=0)
+    weight_decay: float = _rule(1e-4, ge=0)
+    clipnorm: float = _rule(1.0, gt=0)
+    examples_per_epoch: int = _rule(0, ge=0, note="0: a full pass")
     """0: a full pass over the training files; otherwise a fresh random subset each epoch."""
-    val_examples: int = 0
+    val_examples: int = _rule(0, ge=0, note="0: the whole split")
     """0: the whole validation split."""
-    early_stopping_patience: int = 7
-    reduce_lr_patience: int = 5
-    reduce_lr_factor: float = 0.7
-    min_learning_rate: float = 1e-6
+    early_stopping_patience: int = _rule(7, ge=0)
+    reduce_lr_patience: int = _rule(5, ge=0)
+    reduce_lr_factor: float = _rule(0.7, gt=0, lt=1)
+    min_learning_rate: float = _rule(1e-6, ge=0)
     class_weighting: str = "sqrt"
     """``none``, ``balanced`` (inverse frequency), ``sqrt`` (its square root, capped at 100) or
     ``focal`` (focal loss, no weights)."""
-    focal_gamma: float = 2.0
-    per_class_limit: int = 0
+    focal_gamma: float = _rule(2.0, ge=0)
+    per_class_limit: int = _rule(0, ge=0)
     seed: int = 42
     deterministic: bool = False
-    mae_weight: float = 0.3
+    mae_weight: float = _rule(0.3, ge=0)
     """Denoising loss = MSE + mae_weight * MAE."""
     denoise_weighting: str = "none"
     """Denoising: ``none`` (every window counts the same) or ``snr``: each window's loss is
@@ -190,28 +234,31 @@ class TrainConfig:
     what the final retrain uses, where no held-out validation drives a plateau)."""
     init_from: str = ""
     """Run folder whose best checkpoint initializes the weights (same model and kwargs)."""
-    max_train_seconds: float = 0.0
+    max_train_seconds: float = _rule(0.0, ge=0, note="0: no limit")
     """Stop after this wall time (0 = no limit); the run stays resumable."""
     distribution: str = "default"
     """``default`` (one device), ``mirrored`` or ``multi_worker``."""
+    selection_metric: str = "auto"
+    """Validation metric choosing the best checkpoint, early stopping, the plateau and (with
+    ``tune.objective: auto``) the tuning score: ``auto`` (single-label: ``val_macro_f1``,
+    multi-label: ``val_macro_auc``, denoising: ``val_snr_improvement_db``, the mean over the
+    training noise levels), ``val_loss``, ``val_macro_f1``, ``val_macro_auc`` or
+    ``val_snr_improvement_db``."""
 
 
 @dataclass(frozen=True)
 class TuneConfig:
     algorithm: str = "hyperband"
-    max_trials: int = 20
-    max_epochs: int = 10
-    executions_per_trial: int = 1
-    subprocess_per_trial: bool = False
+    max_trials: int = _rule(20, ge=1)
+    max_epochs: int = _rule(10, ge=1)
+    executions_per_trial: int = _rule(1, ge=1)
     objective: str = "auto"
-    """``auto`` (single-label classifiers: ``val_macro_f1``, maximized, since the loss is
-    dominated by the majority class; otherwise ``val_loss``), ``val_loss`` or
-    ``val_macro_f1``."""
+    """``auto`` (follows ``train.selection_metric``), or one of its metric names."""
 
 
 @dataclass(frozen=True)
 class EvalConfig:
-    bootstrap_samples: int = 1000
+    bootstrap_samples: int = _rule(1000, ge=0)
     seed: int = 42
     final_epochs: str = "kfold"
     """Epochs of the final retrain on all training records: ``kfold`` (the median best epoch
@@ -220,6 +267,10 @@ class EvalConfig:
     final_lr_schedule: str = "cosine"
     """``train.lr_schedule`` of the final retrain (``cosine`` ends at the minimum learning
     rate, so the evaluated last epoch is not a high-learning-rate spike)."""
+    test_reads_file: str = ""
+    """Ledger of test-split reads (one JSON line per final evaluation); empty: the file
+    ``test_reads.jsonl`` in the folder that holds the evaluated run folder (so
+    ``Research_Runs/test_reads.jsonl`` for runs in ``Research_Runs/``)."""
 
 
 @dataclass(frozen=True)
@@ -242,7 +293,7 @@ class ProfileConfig:
     """Per model name, builder keyword arguments (e.g. narrower widths for a CPU)."""
     train_overrides: dict[str, Any] = field(default_factory=dict)
     """Per ``task:model`` (or task), ``train`` settings overriding the train section."""
-    max_test_windows: int = 0
+    max_test_windows: int = _rule(0, ge=0, note="0: all")
     """Denoising final evaluation: a fixed random subset of test windows (0: all)."""
 
 
@@ -320,11 +371,23 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return value
     if dataclasses.is_dataclass(tp):
-        return _from_dict(tp, value, where)
+        return section_from_dict(tp, value, where)
     raise ConfigError(f"{where}: unsupported type {tp}")  # pragma: no cover
 
 
-def _from_dict(cls: type, raw: Any, where: str) -> Any:
+def section_from_dict(cls: type, raw: Any, where: str) -> Any:
+    """Builds one config dataclass (a section, or :class:`PipelineConfig`) from a mapping.
+
+    Every value is checked for its type and range (see :func:`_rule`); unknown keys raise.
+
+    Args:
+        cls: the dataclass, e.g. :class:`WindowsConfig`.
+        raw: the mapping (``None`` gives the defaults).
+        where: file or origin and key path, the start of every error message.
+
+    Raises:
+        ConfigError: unknown key, wrong type or value out of range, naming ``where.key``.
+    """
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
@@ -334,13 +397,17 @@ def _from_dict(cls: type, raw: Any, where: str) -> Any:
     unknown = sorted(set(raw) - set(names), key=str)  # YAML keys may be 1, true, null...
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {names}")
-    kwargs = {k: _check_type(v, hints[k], f"{where}.{k}") for k, v in raw.items()}
+    rules = {f.name: f.metadata.get("range") for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for k, v in raw.items():
+        kwargs[k] = _check_type(v, hints[k], f"{where}.{k}")
+        _check_range(kwargs[k], rules[k], f"{where}.{k}")
     return cls(**kwargs)
 
 
 def from_dict(raw: Mapping[str, Any] | None, where: str = "config") -> PipelineConfig:
     """Builds a validated :class:`PipelineConfig` from a nested mapping."""
-    return _from_dict(PipelineConfig, raw or {}, where)
+    return section_from_dict(PipelineConfig, raw or {}, where)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

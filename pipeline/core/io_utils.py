@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -31,6 +32,20 @@ os.umask(_UMASK)
 
 class PipelineError(RuntimeError):
     """An expected failure (bad input, missing data...) reported as one line, exit code 2."""
+
+
+class UnknownNameError(PipelineError, KeyError):
+    """An unknown name looked up in a table (task, database...), with the known names.
+
+    A :class:`PipelineError` (one line, exit code 2 at the command line) that is also a
+    ``KeyError``, so code that looks names up and catches ``KeyError`` keeps working.
+    """
+
+    __str__ = RuntimeError.__str__  # KeyError's would quote the message
+
+
+REGISTRY_KEY_ERROR = re.compile(r"unknown [\w ]+ '[^']*'; (registered|known): \[.*\]")
+"""How a registry (``models.registry.get``) words a ``KeyError`` for an unknown name."""
 
 
 _DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
@@ -151,10 +166,6 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 # ---------------------------------------------------------------------------- stage markers
 
 
@@ -184,18 +195,65 @@ def setup_logging(verbose: bool = False) -> None:
     root.setLevel(level)
 
 
-def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
-    """Runs a stage's ``main`` and turns expected failures into one line on stderr."""
+def explain(exc: BaseException) -> str | None:
+    """The one-line message for an error a user can cause, or ``None`` for a programming error.
+
+    The rule of :func:`run_cli`:
+
+    * :class:`PipelineError` and ``ConfigError``: their own message.
+    * ``OSError`` raised by the operating system (it has an ``errno``): ``<file>: <strerror>``
+      (a read-only output folder, a missing input, a full disk). An ``OSError`` without an
+      ``errno`` was raised by code, not the system, and is not explained.
+    * ``KeyError`` worded as a registry's unknown name (``unknown classifier 'x';
+      registered: [...]``, :data:`REGISTRY_KEY_ERROR`): that message.
+    * TensorFlow's ``NotFoundError`` / ``PermissionDeniedError`` (file system errors, whose
+      message names the file): the first line of the message.
+
+    Everything else (``ValueError``, ``TypeError``, any other ``KeyError``...) is a bug or an
+    unforeseen case and keeps its traceback: a generic catch would hide where it came from.
+    """
     from pipeline.core.config import ConfigError
 
+    if isinstance(exc, (PipelineError, ConfigError)):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.errno is not None:
+        where = exc.filename if exc.filename is not None else ""
+        other = f" -> {exc.filename2}" if exc.filename2 is not None else ""
+        reason = exc.strerror or os.strerror(exc.errno)
+        return f"{where}{other}: {reason}" if where else f"{reason} ({type(exc).__name__})"
+    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
+        if REGISTRY_KEY_ERROR.fullmatch(exc.args[0]):
+            return exc.args[0]
+    tf_module = type(exc).__module__ or ""
+    if tf_module.startswith("tensorflow") and type(exc).__name__ in (
+        "NotFoundError", "PermissionDeniedError"
+    ):  # fmt: skip
+        text = str(getattr(exc, "message", "") or exc)
+        return text.splitlines()[0] if text else type(exc).__name__
+    return None
+
+
+def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Runs a command's ``main``; errors a user can cause become one line and exit code 2.
+
+    ``error: <message>`` goes to stderr for what :func:`explain` explains (its docstring holds
+    the rule); any other exception propagates with its traceback. Ctrl-C exits 130 with a
+    hint to rerun. TensorFlow's start-up notices are dropped (:mod:`pipeline.core.quiet_tf`).
+    """
+    from pipeline.core import quiet_tf
+
+    quiet_tf.install()
     try:
         return main(argv)
-    except (PipelineError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except Exception as exc:
+        message = explain(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 2
 
 
 def safe_name(name: str, what: str = "record name") -> str:

@@ -24,14 +24,12 @@ resumed with a ``Range`` request on the next attempt or run), folder copies go t
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import hashlib
 import logging
 import os
 import re
-import sys
 import threading
 import time
 import types
@@ -42,18 +40,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.core.config import MIRROR_ENV, PipelineConfig, add_config_args, config_from_args
+from pipeline.core.config import MIRROR_ENV, PipelineConfig
 from pipeline.core.io_utils import (
     PipelineError,
+    UnknownNameError,
     atomic_path,
     atomic_write_bytes,
     atomic_write_json,
     inside,
     read_json,
-    run_cli,
     safe_name,
     safe_relpath,
-    setup_logging,
     sha256_file,
 )
 
@@ -131,7 +128,7 @@ def get_database(name: str) -> Database:
     try:
         return DATABASES[name]
     except KeyError:
-        raise PipelineError(f"unknown database {name!r}; known: {sorted(DATABASES)}") from None
+        raise UnknownNameError(f"unknown database {name!r}; known: {sorted(DATABASES)}") from None
 
 
 def database_dir(cfg: PipelineConfig, db_name: str) -> Path:
@@ -331,30 +328,17 @@ def _fmt_mb(n: int) -> str:
 # ----------------------------------------------------------------------------- one database
 
 
-class _Job:
-    """Brings one database folder in line with its checksum list."""
+class _Cache:
+    """The verification cache of one database folder (``.verified.json``): which files were
+    hashed, keyed by size, mtime and inode, and which source wrote the folder."""
 
-    def __init__(
-        self, cfg: PipelineConfig, db: Database, force: bool, workers: int, source_kind: str
-    ) -> None:
-        self.cfg = cfg
-        self.db = db
-        self.force = force
-        self.workers = max(1, workers)
-        self.root = database_dir(cfg, db.name)
-        self.source_kind = source_kind
-        self.src: _Source | None = None
-        self.http: _Http | None = None
-        self.manifest: dict[str, str] = {}
-        self.manifest_fresh = False
-        self.cache = self._load_cache()
+    def __init__(self, root: Path, db_name: str) -> None:
+        self.root = root
+        self.db_name = db_name
+        self.data = self._load()
         self.dirty = False
-        self.counts = {"files": 0, "already_verified": 0, "rehashed": 0, "fetched": 0}
-        self.bytes_fetched = 0
 
-    # -- cache ---------------------------------------------------------------------------
-
-    def _load_cache(self) -> dict[str, Any]:
+    def _load(self) -> dict[str, Any]:
         path = self.root / CACHE
         empty: dict[str, Any] = {"version": CACHE_VERSION, "source": None, "files": {}}
         if not path.is_file():
@@ -371,40 +355,64 @@ class _Job:
         except PipelineError as exc:
             log.warning(
                 "%s: ignoring unreadable %s (%s); files will be hashed again",
-                self.db.name,
+                self.db_name,
                 path,
                 exc,
             )
             return empty
 
-    def save_cache(self) -> None:
+    def save(self, source_kind: str) -> None:
         if self.dirty and self.root.is_dir():
-            self.cache["source"] = self.source_kind
-            atomic_write_json(self.root / CACHE, self.cache)
+            self.data["source"] = source_kind
+            atomic_write_json(self.root / CACHE, self.data)
 
-    def check_source_kind(self) -> None:
-        held = self.cache.get("source")
-        if held and held != self.source_kind:
+    def check_source_kind(self, source_kind: str) -> None:
+        held = self.data.get("source")
+        if held and held != source_kind:
             raise PipelineError(
                 f"{self.root} holds {held} records; remove it or use another --data-dir "
-                f"for --source {self.source_kind}"
+                f"for --source {source_kind}"
             )
 
-    def _mark(self, rel: str, dest: Path, digest: str) -> None:
-        self.cache["files"][rel] = {"sha256": digest, **_stat_key(dest)}
+    def mark(self, rel: str, dest: Path, digest: str) -> None:
+        self.data["files"][rel] = {"sha256": digest, **_stat_key(dest)}
         self.dirty = True
 
-    # -- checksums -----------------------------------------------------------------------
+    def forget(self, rel: str) -> None:
+        self.data["files"].pop(rel, None)
+        self.dirty = True
 
-    def _fetch_manifest(self) -> bytes:
-        assert self.src is not None
+    def holds(self, rel: str, dest: Path, expected: str) -> bool:
+        """True when the cache says ``dest`` was hashed to ``expected`` as it is now."""
+        entry = self.data["files"].get(rel)
+        return (
+            entry is not None
+            and entry.get("sha256") == expected
+            and {k: entry.get(k) for k in ("size", "mtime_ns", "ino")} == _stat_key(dest)
+        )
+
+
+class _Fetcher:
+    """Gets files of one database from its source (a folder or HTTP), with retries, resumed
+    partial downloads and the hash checked before a file reaches its name."""
+
+    def __init__(self, cfg: PipelineConfig, db: Database, root: Path, src: _Source) -> None:
+        self.cfg = cfg
+        self.db = db
+        self.root = root
+        self.src = src
+        self.http = _Http(cfg.data.timeout_s, loopback=_is_loopback(src))
+
+    def close(self) -> None:
+        self.http.close()
+
+    def manifest_bytes(self) -> bytes:
         where = self.src.locate(MANIFEST)
         if self.src.kind == "dir":
             path = Path(where)
             if not path.is_file():
                 raise PipelineError(f"{self.src.label} has no {self.db.name}/{MANIFEST}")
             return path.read_bytes()
-        assert self.http is not None
         attempts = max(0, self.cfg.data.retries) + 1
         last: _Transient | None = None
         for attempt in range(attempts):
@@ -424,82 +432,10 @@ class _Job:
             )
         raise PipelineError(f"cannot reach {self.src.label} ({last}) fetching {where}")
 
-    def load_manifest(self, fresh: bool) -> None:
-        local = self.root / MANIFEST
-        if not fresh and local.is_file():
-            try:
-                self.manifest = parse_sha256sums(local.read_text(encoding="utf-8"), str(local))
-                self.manifest_fresh = False
-                return
-            except (PipelineError, UnicodeDecodeError, OSError) as exc:
-                log.warning("%s: %s; fetching the checksums again", self.db.name, exc)
-        assert self.src is not None
-        raw = self._fetch_manifest()
-        where = f"{MANIFEST} from {self.src.label}"
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise PipelineError(f"{where}: not UTF-8 text") from None
-        self.manifest = parse_sha256sums(text, where)
-        self.manifest_fresh = True
-        atomic_write_bytes(local, raw)
-
-    def require_listed(self, rels: list[str], hint: Callable[[], str] | None = None) -> None:
-        """Refuses files the checksum list lacks (after fetching a saved list afresh)."""
-        missing = [r for r in rels if r not in self.manifest]
-        if missing and not self.manifest_fresh:
-            log.info(
-                "%s: saved %s lacks %d file(s); fetching it again",
-                self.db.name,
-                MANIFEST,
-                len(missing),
-            )
-            self.load_manifest(fresh=True)
-            missing = [r for r in rels if r not in self.manifest]
-        if missing:
-            assert self.src is not None
-            raise PipelineError(
-                f"{self.db.name}: {len(missing)} file(s) are not listed in {MANIFEST} of "
-                f"{self.src.label} (first: {missing[0]}); refusing unverifiable files"
-                + (hint() if hint is not None else "")
-            )
-
-    # -- files ---------------------------------------------------------------------------
-
-    def _verify_local(self, rel: str, dest: Path) -> bool:
-        """True when ``dest`` holds the listed content; a wrong copy is removed."""
-        expected = self.manifest[rel]
-        if not dest.is_file():
-            return False
-        entry = self.cache["files"].get(rel)
-        if (
-            not self.force
-            and entry is not None
-            and entry.get("sha256") == expected
-            and {k: entry.get(k) for k in ("size", "mtime_ns", "ino")} == _stat_key(dest)
-        ):
-            self.counts["already_verified"] += 1
-            return True
-        got = sha256_file(dest)
-        self.counts["rehashed"] += 1
-        if got == expected:
-            self._mark(rel, dest, got)
-            self.counts["already_verified"] += 1
-            return True
-        log.warning(
-            "%s: local %s has sha256 %s, %s lists %s; fetching it again",
-            self.db.name, rel, got, MANIFEST, expected,
-        )  # fmt: skip
-        self.cache["files"].pop(rel, None)
-        self.dirty = True
-        dest.unlink()
-        return False
-
     def _http_once(self, url: str, part: Path) -> tuple[str, int]:
         """GETs ``url`` into ``part``, resuming what it already holds. Returns (sha256, bytes)."""
         import requests
 
-        assert self.http is not None
         offset = part.stat().st_size if part.is_file() else 0
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         with self.http.get(url, headers, stream=True) as resp:
@@ -540,7 +476,6 @@ class _Job:
         return h.hexdigest(), n
 
     def _fetch_once(self, rel: str, dest: Path, expected: str) -> int:
-        assert self.src is not None
         where = self.src.locate(rel)
         if self.src.kind == "dir":
             src = Path(where)
@@ -571,12 +506,10 @@ class _Job:
         os.replace(part, dest)
         return n
 
-    def fetch(self, rel: str) -> tuple[int, int]:
+    def fetch(self, rel: str, expected: str) -> tuple[int, int]:
         """Fetches one listed file with retries. Returns (bytes transferred, bytes on disk)."""
-        assert self.src is not None
         dest = inside(self.root, rel)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        expected = self.manifest[rel]
         attempts = max(0, self.cfg.data.retries) + 1
         transferred = 0
         last: Exception | None = None
@@ -608,6 +541,95 @@ class _Job:
             f"rerun the same command to resume{hint}"
         )
 
+
+class _Job:
+    """Brings one database folder in line with its checksum list (the job loop)."""
+
+    def __init__(
+        self, cfg: PipelineConfig, db: Database, force: bool, workers: int, source_kind: str
+    ) -> None:
+        self.cfg = cfg
+        self.db = db
+        self.force = force
+        self.workers = max(1, workers)
+        self.root = database_dir(cfg, db.name)
+        self.source_kind = source_kind
+        self.fetcher: _Fetcher | None = None
+        self.manifest: dict[str, str] = {}
+        self.manifest_fresh = False
+        self.cache = _Cache(self.root, db.name)
+        self.counts = {"files": 0, "already_verified": 0, "rehashed": 0, "fetched": 0}
+        self.bytes_fetched = 0
+
+    @property
+    def src(self) -> _Source | None:
+        return self.fetcher.src if self.fetcher is not None else None
+
+    def save_cache(self) -> None:
+        self.cache.save(self.source_kind)
+
+    def load_manifest(self, fresh: bool) -> None:
+        local = self.root / MANIFEST
+        if not fresh and local.is_file():
+            try:
+                self.manifest = parse_sha256sums(local.read_text(encoding="utf-8"), str(local))
+                self.manifest_fresh = False
+                return
+            except (PipelineError, UnicodeDecodeError, OSError) as exc:
+                log.warning("%s: %s; fetching the checksums again", self.db.name, exc)
+        assert self.fetcher is not None
+        raw = self.fetcher.manifest_bytes()
+        where = f"{MANIFEST} from {self.fetcher.src.label}"
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise PipelineError(f"{where}: not UTF-8 text") from None
+        self.manifest = parse_sha256sums(text, where)
+        self.manifest_fresh = True
+        atomic_write_bytes(local, raw)
+
+    def require_listed(self, rels: list[str], hint: Callable[[], str] | None = None) -> None:
+        """Refuses files the checksum list lacks (after fetching a saved list afresh)."""
+        missing = [r for r in rels if r not in self.manifest]
+        if missing and not self.manifest_fresh:
+            log.info(
+                "%s: saved %s lacks %d file(s); fetching it again",
+                self.db.name,
+                MANIFEST,
+                len(missing),
+            )
+            self.load_manifest(fresh=True)
+            missing = [r for r in rels if r not in self.manifest]
+        if missing:
+            assert self.src is not None
+            raise PipelineError(
+                f"{self.db.name}: {len(missing)} file(s) are not listed in {MANIFEST} of "
+                f"{self.src.label} (first: {missing[0]}); refusing unverifiable files"
+                + (hint() if hint is not None else "")
+            )
+
+    def verify_local(self, rel: str, dest: Path) -> bool:
+        """True when ``dest`` holds the listed content; a wrong copy is removed."""
+        expected = self.manifest[rel]
+        if not dest.is_file():
+            return False
+        if not self.force and self.cache.holds(rel, dest, expected):
+            self.counts["already_verified"] += 1
+            return True
+        got = sha256_file(dest)
+        self.counts["rehashed"] += 1
+        if got == expected:
+            self.cache.mark(rel, dest, got)
+            self.counts["already_verified"] += 1
+            return True
+        log.warning(
+            "%s: local %s has sha256 %s, %s lists %s; fetching it again",
+            self.db.name, rel, got, MANIFEST, expected,
+        )  # fmt: skip
+        self.cache.forget(rel)
+        dest.unlink()
+        return False
+
     def ensure(self, rels: Iterable[str]) -> None:
         """Verifies ``rels`` locally and fetches the missing or wrong ones."""
         from tqdm import tqdm
@@ -620,39 +642,48 @@ class _Job:
         ) as bar:
             todo = []
             for rel in rels:
-                if self._verify_local(rel, inside(self.root, rel)):
+                if self.verify_local(rel, inside(self.root, rel)):
                     bar.update(1)
                 else:
                     todo.append(rel)
             if not todo:
                 return
-            workers = self.workers if self.src is not None and self.src.kind == "url" else 1
-            if workers == 1 or len(todo) == 1:
-                for rel in todo:
-                    self._fetched(rel, self.fetch(rel), bar)
-                return
-            with ThreadPoolExecutor(max_workers=min(workers, len(todo))) as pool:
-                futures: dict[Future[tuple[int, int]], str] = {
-                    pool.submit(self.fetch, r): r for r in todo
-                }
-                pending = set(futures)
-                try:
-                    while pending:
-                        done, pending = wait(pending, return_when="FIRST_COMPLETED")
-                        for fut in done:
-                            self._fetched(futures[fut], fut.result(), bar)
-                except BaseException:
-                    for fut in pending:
-                        fut.cancel()
-                    wait(pending)
-                    for fut in pending:  # finished while we were stopping: keep their work
-                        if not fut.cancelled() and fut.exception() is None:
-                            self._fetched(futures[fut], fut.result(), bar)
-                    raise
+            self._fetch_all(todo, bar)
+
+    def _fetch(self, rel: str) -> tuple[int, int]:
+        assert self.fetcher is not None
+        return self.fetcher.fetch(rel, self.manifest[rel])
+
+    def _fetch_all(self, todo: list[str], bar: Any) -> None:
+        """Fetches ``todo`` (in parallel threads from a URL); work finished when another
+        fetch fails is still recorded."""
+        workers = self.workers if self.src is not None and self.src.kind == "url" else 1
+        if workers == 1 or len(todo) == 1:
+            for rel in todo:
+                self._fetched(rel, self._fetch(rel), bar)
+            return
+        with ThreadPoolExecutor(max_workers=min(workers, len(todo))) as pool:
+            futures: dict[Future[tuple[int, int]], str] = {
+                pool.submit(self._fetch, r): r for r in todo
+            }
+            pending = set(futures)
+            try:
+                while pending:
+                    done, pending = wait(pending, return_when="FIRST_COMPLETED")
+                    for fut in done:
+                        self._fetched(futures[fut], fut.result(), bar)
+            except BaseException:
+                for fut in pending:
+                    fut.cancel()
+                wait(pending)
+                for fut in pending:  # finished while we were stopping: keep their work
+                    if not fut.cancelled() and fut.exception() is None:
+                        self._fetched(futures[fut], fut.result(), bar)
+                raise
 
     def _fetched(self, rel: str, sizes: tuple[int, int], bar: Any) -> None:
         dest = inside(self.root, rel)
-        self._mark(rel, dest, self.manifest[rel])
+        self.cache.mark(rel, dest, self.manifest[rel])
         self.counts["fetched"] += 1
         self.bytes_fetched += sizes[0]
         bar.update(1)
@@ -791,9 +822,8 @@ def _download(
     cfg: PipelineConfig, db: Database, src: _Source, records: list[str], force: bool, workers: int
 ) -> dict[str, Any]:
     job = _Job(cfg, db, force, workers, source_kind="physionet")
-    job.check_source_kind()
-    job.src = src
-    job.http = _Http(cfg.data.timeout_s, loopback=_is_loopback(src))
+    job.cache.check_source_kind(job.source_kind)
+    job.fetcher = _Fetcher(cfg, db, job.root, src)
     try:
         job.load_manifest(fresh=force)
         optional = [f for f in db.optional if f in job.manifest]
@@ -804,7 +834,7 @@ def _download(
         job.ensure(_record_files(db, records))
     finally:
         job.save_cache()
-        job.http.close()
+        job.fetcher.close()
     _log_summary(job, force)
     return job.summary(records)
 
@@ -844,8 +874,8 @@ def write_synthetic(cfg: PipelineConfig, force: bool = False) -> dict[str, Any]:
 def _write_synthetic(cfg: PipelineConfig, force: bool) -> dict[str, Any]:
     db = get_database("mitdb")
     job = _Job(cfg, db, force, 1, source_kind="synthetic")
-    job.check_source_kind()
-    if job.cache.get("source") is None and any(job.root.glob("*.dat")):
+    job.cache.check_source_kind(job.source_kind)
+    if job.cache.data.get("source") is None and any(job.root.glob("*.dat")):
         raise PipelineError(
             f"{job.root} holds records not written by --source synthetic; remove it or use "
             "another --data-dir"
@@ -856,7 +886,7 @@ def _write_synthetic(cfg: PipelineConfig, force: bool) -> dict[str, Any]:
             job.manifest = parse_sha256sums(
                 manifest_path.read_text(encoding="utf-8"), str(manifest_path)
             )
-            if all(job._verify_local(rel, inside(job.root, rel)) for rel in job.manifest):
+            if all(job.verify_local(rel, inside(job.root, rel)) for rel in job.manifest):
                 job.counts["files"] = len(job.manifest)
                 job.save_cache()
                 _log_summary(job, force)
@@ -880,7 +910,7 @@ def _write_synthetic(cfg: PipelineConfig, force: bool) -> dict[str, Any]:
                 raise PipelineError(
                     f"synthetic writer: {rel} has sha256 {got}, its {MANIFEST} lists {job.manifest[rel]}"
                 )
-            job._mark(rel, dest, got)
+            job.cache.mark(rel, dest, got)
             job.counts["files"] += 1
             job.counts["fetched"] += 1
             job.bytes_fetched += dest.stat().st_size
@@ -894,6 +924,3 @@ def _write_synthetic(cfg: PipelineConfig, force: bool) -> dict[str, Any]:
 
 def _records_of(manifest: Mapping[str, str]) -> list[str]:
     return sorted({rel[: -len(".hea")] for rel in manifest if rel.endswith(".hea")})
-
-
-# ------------------------------------------------------------------------------------- CLI

@@ -61,11 +61,3 @@ def symbol_class(symbol: str, scheme: str = "aami5") -> str | None:
     if symbol in NON_BEAT_SYMBOLS:
         return None
     raise ValueError(f"unknown annotation symbol {symbol!r}")
-
-
-def symbol_index(symbol: str, scheme: str = "aami5") -> int:
-    """Class index of a beat symbol (must be a beat)."""
-    name = symbol_class(symbol, scheme)
-    if name is None:
-        raise ValueError(f"{symbol!r} is not a beat annotation")
-    return class_names(scheme).index(name)

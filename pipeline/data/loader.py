@@ -23,6 +23,7 @@ example is yielded exactly once per pass.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -48,7 +49,7 @@ NoiseFn = Callable[[Any, Any], Any]
 def resolve_files(record_names_or_files: Sequence[str | Path], cfg: PipelineConfig, kind: str) -> list[str]:
     """Turns record names (or paths) into TFRecord paths of ``kind``; missing ones raise."""
     from pipeline.core.io_utils import safe_name
-    from pipeline.data.tfrecord_writer import shard_name, tfrecord_dir
+    from pipeline.data.paths import shard_name, tfrecord_dir
 
     out = []
     for item in record_names_or_files:
@@ -127,13 +128,53 @@ def find_damaged_file(files: Sequence[str]) -> str | None:
     return None
 
 
+def damaged_file_error(exc: BaseException, files: Sequence[str | Path]) -> PipelineError | None:
+    """The one-line error naming the damaged file that explains ``exc``, or ``None``.
+
+    ``tf.data`` reports a failed CRC or a truncated record as ``DataLossError`` without the
+    file's name; the files are reread one by one (:func:`find_damaged_file`). ``None`` when
+    ``exc`` is no TensorFlow error or no file fails on rereading (another cause).
+    """
+    import tensorflow as tf
+
+    if not isinstance(exc, tf.errors.OpError):
+        return None
+    bad = find_damaged_file([str(f) for f in files])
+    if bad is None:
+        return None
+    first = (exc.message or type(exc).__name__).splitlines()[0]
+    return PipelineError(
+        f"{bad}: damaged TFRecord file ({type(exc).__name__}: {first}); rerun "
+        "`python -m pipeline.tfrecords --force`"
+    )
+
+
+@contextlib.contextmanager
+def naming_damaged_file(files: Sequence[str | Path]) -> Iterator[None]:
+    """Context for code that reads ``files`` through ``tf.data`` (``model.fit``, evaluation,
+    predict): a TensorFlow error that a damaged file explains becomes a
+    :class:`PipelineError` naming that file; other errors pass unchanged.
+
+    Example::
+
+        with loader.naming_damaged_file(train_files + val_files):
+            model.fit(train_ds, validation_data=val_ds, ...)
+    """
+    try:
+        yield
+    except Exception as exc:
+        named = damaged_file_error(exc, files)
+        if named is None:
+            raise
+        raise named from exc
+
+
 def iterate_checked(dataset: Any, files: Sequence[str | Path]) -> Iterator[Any]:
     """Iterates ``dataset``, naming the damaged file when reading fails.
 
-    ``tf.data`` reports a failed CRC or a truncated record as ``DataLossError`` without the
-    file's name. On any ``tf.errors.OpError`` the files are reread one by one
-    (:func:`find_damaged_file`); the first damaged one is named in a :class:`PipelineError`.
-    Errors that no file explains (no file fails on rereading) are raised unchanged.
+    On any ``tf.errors.OpError`` the files are reread one by one (:func:`find_damaged_file`);
+    the first damaged one is named in a :class:`PipelineError`. Errors that no file explains
+    (no file fails on rereading) are raised unchanged.
 
     Args:
         dataset: e.g. from :func:`create_dataset`.
@@ -142,26 +183,8 @@ def iterate_checked(dataset: Any, files: Sequence[str | Path]) -> Iterator[Any]:
     Yields:
         The dataset's elements, unchanged.
     """
-    import tensorflow as tf
-
-    it = None
-    while True:
-        try:
-            if it is None:
-                it = iter(dataset)
-            item = next(it)
-        except StopIteration:
-            return
-        except tf.errors.OpError as exc:
-            bad = find_damaged_file([str(f) for f in files])
-            if bad is None:
-                raise
-            first = (exc.message or type(exc).__name__).splitlines()[0]
-            raise PipelineError(
-                f"{bad}: damaged TFRecord file ({type(exc).__name__}: {first}); rerun "
-                "`python -m pipeline.tfrecords --force`"
-            ) from exc
-        yield item
+    with naming_damaged_file(files):
+        yield from dataset
 
 
 # --------------------------------------------------------------------------- decoding
@@ -274,6 +297,217 @@ def _channel_axis(kind: str) -> int:
     return {"segments": -1, "beats": -2, "denoise": -1, "ptbxl": -1}[kind]
 
 
+@dataclasses.dataclass(frozen=True)
+class DatasetPlan:
+    """Everything :func:`create_dataset` resolved once, read by its named steps."""
+
+    task: Task
+    config: PipelineConfig
+    is_training: bool
+    seed: int
+    norm: Normalizer | None = None
+    noise_fn: NoiseFn | None = None
+    masks: Any = None
+    """``tf.RaggedTensor`` of per-file boolean masks over stored examples, or ``None``."""
+    with_index: bool = False
+
+    @property
+    def kind(self) -> str:
+        return self.task.kind
+
+    @property
+    def label_dim(self) -> int:
+        return self.task.n_outputs if self.task.multilabel else 1
+
+    @property
+    def half_seq(self) -> int:
+        return self.config.loader.seq_len_beats // 2
+
+
+def subset_masks(files: Sequence[str], include: Mapping[str, np.ndarray] | None) -> Any:
+    """Per-file masks as one ``tf.RaggedTensor`` (row ``i``: file ``i``), ``None`` for all.
+
+    ``include`` is keyed by the full path or the file name.
+
+    Raises:
+        KeyError: a file has no mask.
+    """
+    import tensorflow as tf
+
+    if include is None:
+        return None
+    rows = []
+    for f in files:
+        key = f if f in include else Path(f).name
+        if key not in include:
+            raise KeyError(f"include has no mask for {f}")
+        rows.append(np.asarray(include[key], bool))
+    return tf.RaggedTensor.from_row_lengths(
+        np.concatenate(rows) if rows else np.zeros([0], bool),
+        np.array([len(r) for r in rows], np.int64))
+
+
+def _keep(plan: DatasetPlan, file_id: Any, offset: Any, n: Any) -> Any:
+    """The subset mask of a file's stored examples ``offset .. offset + n``."""
+    import tensorflow as tf
+
+    if plan.masks is None:
+        return tf.ones([n], tf.bool)
+    return plan.masks[file_id][offset : offset + n]
+
+
+def _outputs(plan: DatasetPlan, x: Any, y: Any, rec: Any, idx: Any) -> tuple[Any, ...]:
+    import tensorflow as tf
+
+    return (x, y, tf.fill(tf.shape(idx), rec), idx) if plan.with_index else (x, y)
+
+
+def _masked(plan: DatasetPlan, offset: Any, d: dict[str, Any], file_id: Any, rec: Any) -> Any:
+    """Scan step: the examples of one stored batch that the subset mask keeps."""
+    import tensorflow as tf
+
+    n = tf.shape(d["y"])[0]
+    keep = _keep(plan, file_id, offset, n)
+    x, y, idx = (tf.boolean_mask(d[k], keep) for k in ("x", "y", "index"))
+    return offset + n, _outputs(plan, x, y, rec, idx)
+
+
+def _beat_sequences(plan: DatasetPlan, state: Any, d: dict[str, Any], file_id: Any,
+                    rec: Any) -> Any:
+    """Scan step: sequences centred on this Example's beats (and the carried beats' last h).
+
+    The carried tail (the file's previous 2h beats) plus this Example form a block; its
+    centres h .. len-h-1 partition the file's centres h .. n-h-1 over the Examples.
+    """
+    import tensorflow as tf
+
+    h = plan.half_seq
+    tx, ty, ti, tk, offset = state
+    n = tf.shape(d["y"])[0]
+    x = tf.concat([tx, d["x"]], 0)
+    y = tf.concat([ty, d["y"]], 0)
+    idx = tf.concat([ti, d["index"]], 0)
+    keep = tf.concat([tk, _keep(plan, file_id, offset, n)], 0)
+    m = tf.shape(idx)[0]
+    centres = tf.range(h, tf.maximum(h, m - h))  # empty while the block is short
+    ok = tf.gather(idx, centres + h) - tf.gather(idx, centres - h) == 2 * h
+    centres = tf.boolean_mask(centres, tf.logical_and(ok, tf.gather(keep, centres)))
+    seq = tf.gather(x, centres[:, None] + tf.range(-h, h + 1)[None, :])  # (k, N, S, T)
+    t0 = tf.maximum(m - 2 * h, 0)
+    new_state = (x[t0:], y[t0:], idx[t0:], keep[t0:], offset + n)
+    return new_state, _outputs(plan, seq, tf.gather(y, centres), rec, tf.gather(idx, centres))
+
+
+def _noise_seed(plan: DatasetPlan, file_id: Any, chunk_id: Any) -> Any:
+    """Training: a fresh random seed per chunk; evaluation: fixed per (file, chunk)."""
+    import tensorflow as tf
+
+    if plan.is_training:
+        return tf.random.uniform([2], 0, 2**31 - 1, dtype=tf.int64)
+    return tf.stack([tf.cast(file_id, tf.int64) * 100003 + tf.cast(plan.seed, tf.int64),
+                     tf.cast(chunk_id, tf.int64)])  # fmt: skip
+
+
+def _denoise_example(plan: DatasetPlan, serialized: Any, file_id: Any, rec: Any,
+                     chunk_id: Any) -> tuple[Any, ...]:
+    """One stored denoising chunk -> its (noisy, clean) windows, noise and normalization added."""
+    import tensorflow as tf
+
+    spec = schema.feature_spec()
+    p = tf.io.parse_single_example(
+        serialized, {k: spec[k] for k in ("x", "index", "eval_grid", "chunk_start")})
+    cfg = plan.config
+    window = cfg.windows.denoise_window_samples
+    chunk = tf.reshape(tf.io.decode_raw(p["x"], tf.float32), [-1, 2])
+    starts = tf.io.decode_raw(p["index"], tf.int32)
+    grid = tf.cast(tf.io.decode_raw(p["eval_grid"], tf.uint8), tf.bool)
+    sel = grid if not plan.is_training else tf.ones_like(grid)
+    if plan.masks is not None:  # masks run over every stored window, chunk after chunk
+        per = min(cfg.tfrecords.denoise_chunk_windows, schema.MAX_BATCH)
+        off = tf.cast(chunk_id, tf.int32) * per
+        sel = tf.logical_and(sel, plan.masks[file_id][off : off + tf.shape(starts)[0]])
+    starts = tf.boolean_mask(starts, sel)
+    clean = tf.gather(chunk, starts[:, None] + tf.range(window)[None, :])  # (k, W, 2)
+    noisy = plan.noise_fn(clean, _noise_seed(plan, file_id, chunk_id))
+    if plan.norm is not None:
+        noisy, clean = plan.norm.apply(noisy, -1), plan.norm.apply(clean, -1)
+    return _outputs(plan, noisy, clean, rec, starts + tf.cast(p["chunk_start"], tf.int32))
+
+
+def _read_file(plan: DatasetPlan, path: Any, file_id: Any) -> Any:
+    """One TFRecord file -> a dataset of stored-batch-sized example blocks (parse step)."""
+    import tensorflow as tf
+
+    rec = tf.strings.regex_replace(
+        tf.strings.split(path, "/")[-1], r"-\d{5}-of-\d{5}\.tfrecord$", "")
+    raw = tf.data.TFRecordDataset(path)
+    kind, cfg = plan.kind, plan.config
+    if kind == "denoise":
+        return raw.enumerate().map(lambda i, s: _denoise_example(plan, s, file_id, rec, i))
+    examples = raw.map(
+        lambda s: _decode_example(s, kind, cfg, plan.label_dim, plan.task.rr_channels))
+    if kind == "beats":
+        # Sequences span the Examples of a file: carry the last 2h beats to the next one.
+        sh = schema.example_shape(kind, cfg)
+        start = (tf.zeros([0, *sh], _dtype(kind, cfg)), tf.zeros([0], tf.int8),
+                 tf.zeros([0], tf.int32), tf.zeros([0], tf.bool), tf.constant(0, tf.int32))
+        return examples.scan(start, lambda st, d: _beat_sequences(plan, st, d, file_id, rec))
+    if plan.masks is not None:
+        return examples.scan(tf.constant(0, tf.int32),
+                             lambda off, d: _masked(plan, off, d, file_id, rec))
+    return examples.map(lambda d: _outputs(plan, d["x"], d["y"], rec, d["index"]))
+
+
+def _finish_batch(plan: DatasetPlan, x: Any, y: Any, *index: Any) -> tuple[Any, ...]:
+    """Cast, normalize and label a whole batch at once (denoising: done per chunk)."""
+    import tensorflow as tf
+
+    kind = plan.kind
+    if kind != "denoise":
+        norm = plan.norm
+        x = tf.cast(x, tf.float32) if norm is None else norm.apply(x, _channel_axis(kind))
+        if kind == "beats" or (kind == "segments" and not plan.task.rr_channels):
+            x = x[..., None]
+        y = _label_tensor(y, plan.task)
+    return (x, y, *index)
+
+
+def file_dataset(plan: DatasetPlan, files: Sequence[str]) -> Any:
+    """The interleaved example stream of ``files`` (file order, then interleave, unbatch).
+
+    Training shuffles the file list each epoch (seeded) and alternates files stored batch by
+    stored batch; evaluation reads files in parallel but yields them one after another, in
+    the given order (labels align with :func:`split_labels`).
+    """
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((tf.constant(list(files)), tf.range(len(files))))
+    if plan.is_training:
+        ds = ds.shuffle(len(files), seed=plan.seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(
+        lambda path, file_id: _read_file(plan, path, file_id),
+        cycle_length=max(1, min(plan.config.loader.cycle_length, len(files))),
+        block_length=1 if plan.is_training else 2**31 - 1,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=not plan.is_training,
+    )
+    return ds.unbatch()
+
+
+def batch_examples(plan: DatasetPlan, ds: Any, batch_size: int) -> Any:
+    """[training: shuffle buffer] -> batch -> cast, normalize, label -> prefetch."""
+    import tensorflow as tf
+
+    training = plan.is_training
+    shuffle_buffer = plan.config.loader.shuffle_buffer
+    if training and shuffle_buffer > 1:
+        ds = ds.shuffle(shuffle_buffer, seed=plan.seed + 1, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    ds = ds.map(lambda x, y, *index: _finish_batch(plan, x, y, *index),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
 def create_dataset(
     record_names_or_files: Sequence[str | Path],
     config: PipelineConfig,
@@ -311,149 +545,27 @@ def create_dataset(
 
     Returns:
         A dataset of ``(x, y)`` (or ``(x, y, record, index)``). ``x``: segments
-        (batch, 720, 1) (with RR channels: (batch, 720, 4)); sequences (batch, N, n_scales, 187, 1); denoising (batch, 1440, 2);
-        PTB-XL (batch, 1000, 12). ``y``: one-hot (single-label), multi-hot float
-        (multi-label) or the clean window (denoising).
+        (batch, 720, 1) (with RR channels: (batch, 720, 4)); sequences (batch, N, n_scales,
+        187, 1); denoising (batch, 1440, 2); PTB-XL (batch, 1000, 12). ``y``: one-hot
+        (single-label), multi-hot float (multi-label) or the clean window (denoising).
     """
-    import tensorflow as tf
-
     task_obj = task if isinstance(task, Task) else get_task(task or config.train.task)
-    kind = task_obj.kind
-    files = resolve_files(record_names_or_files, config, kind)
+    files = resolve_files(record_names_or_files, config, task_obj.kind)
     if check:
-        check_files(files, config, kind)
-    lcfg = config.loader
-    seed = lcfg.seed if seed is None else seed
-    label_dim = task_obj.n_outputs if task_obj.multilabel else 1
+        check_files(files, config, task_obj.kind)
+    if task_obj.denoising and noise_fn is None:
+        raise ValueError("a denoising dataset needs a noise_fn (see pipeline.noise)")
+    seq_len = config.loader.seq_len_beats
+    if task_obj.kind == "beats" and (seq_len < 1 or seq_len % 2 == 0):
+        raise ValueError(f"loader.seq_len_beats must be odd and >= 1. Received: {seq_len}")
     norm = None
     if mean is not None and scale is not None:
         norm = Normalizer(np.asarray(mean, np.float32), np.asarray(scale, np.float32))
-    if task_obj.denoising and noise_fn is None:
-        raise ValueError("a denoising dataset needs a noise_fn (see pipeline.noise)")
-
-    masks = None
-    if include is not None:
-        rows = []
-        for f in files:
-            key = f if f in include else Path(f).name
-            if key not in include:
-                raise KeyError(f"include has no mask for {f}")
-            rows.append(np.asarray(include[key], bool))
-        masks = tf.RaggedTensor.from_row_lengths(
-            np.concatenate(rows) if rows else np.zeros([0], bool),
-            np.array([len(r) for r in rows], np.int64))
-
-    h = lcfg.seq_len_beats // 2
-    if kind == "beats" and (lcfg.seq_len_beats < 1 or lcfg.seq_len_beats % 2 == 0):
-        raise ValueError(f"loader.seq_len_beats must be odd and >= 1. Received: {lcfg.seq_len_beats}")
-
-    def read_file(path: Any, file_id: Any) -> Any:
-        rec = tf.strings.regex_replace(tf.strings.split(path, "/")[-1], r"-\d{5}-of-\d{5}\.tfrecord$", "")
-        raw = tf.data.TFRecordDataset(path)
-        if kind == "denoise":
-            return raw.enumerate().map(lambda i, s: _denoise_example(s, file_id, rec, i))
-        examples = raw.map(lambda s: _decode_example(s, kind, config, label_dim, task_obj.rr_channels))
-        if kind == "beats":
-            # Sequences span the Examples of a file: carry the last 2h beats to the next one.
-            sh = schema.example_shape(kind, config)
-            start = (tf.zeros([0, *sh], _dtype(kind, config)), tf.zeros([0], tf.int8),
-                     tf.zeros([0], tf.int32), tf.zeros([0], tf.bool), tf.constant(0, tf.int32))
-            out = examples.scan(start, lambda st, d: _beat_sequences(st, d, file_id, rec))
-        elif masks is not None:
-            out = examples.scan(tf.constant(0, tf.int32),
-                                lambda off, d: _masked(off, d, file_id, rec))
-        else:
-            out = examples.map(lambda d: _outputs(d["x"], d["y"], rec, d["index"]))
-        return out
-
-    def _keep(file_id: Any, offset: Any, n: Any) -> Any:
-        if masks is None:
-            return tf.ones([n], tf.bool)
-        return masks[file_id][offset : offset + n]
-
-    def _outputs(x: Any, y: Any, rec: Any, idx: Any) -> tuple[Any, ...]:
-        return (x, y, tf.fill(tf.shape(idx), rec), idx) if with_index else (x, y)
-
-    def _masked(offset: Any, d: dict[str, Any], file_id: Any, rec: Any) -> Any:
-        n = tf.shape(d["y"])[0]
-        keep = _keep(file_id, offset, n)
-        x, y, idx = (tf.boolean_mask(d[k], keep) for k in ("x", "y", "index"))
-        return offset + n, _outputs(x, y, rec, idx)
-
-    def _beat_sequences(state: Any, d: dict[str, Any], file_id: Any, rec: Any) -> Any:
-        """Sequences centred on this Example's beats (and the carried beats' last h).
-
-        The carried tail (the file's previous 2h beats) plus this Example form a block; its
-        centres h .. len-h-1 partition the file's centres h .. n-h-1 over the Examples.
-        """
-        tx, ty, ti, tk, offset = state
-        n = tf.shape(d["y"])[0]
-        x = tf.concat([tx, d["x"]], 0)
-        y = tf.concat([ty, d["y"]], 0)
-        idx = tf.concat([ti, d["index"]], 0)
-        keep = tf.concat([tk, _keep(file_id, offset, n)], 0)
-        m = tf.shape(idx)[0]
-        centres = tf.range(h, tf.maximum(h, m - h))  # empty while the block is short
-        ok = tf.gather(idx, centres + h) - tf.gather(idx, centres - h) == 2 * h
-        centres = tf.boolean_mask(centres, tf.logical_and(ok, tf.gather(keep, centres)))
-        seq = tf.gather(x, centres[:, None] + tf.range(-h, h + 1)[None, :])  # (k, N, S, T)
-        t0 = tf.maximum(m - 2 * h, 0)
-        new_state = (x[t0:], y[t0:], idx[t0:], keep[t0:], offset + n)
-        return new_state, _outputs(seq, tf.gather(y, centres), rec, tf.gather(idx, centres))
-
-    def _denoise_example(serialized: Any, file_id: Any, rec: Any, chunk_id: Any) -> tuple[Any, ...]:
-        spec = schema.feature_spec()
-        p = tf.io.parse_single_example(
-            serialized, {k: spec[k] for k in ("x", "index", "eval_grid", "chunk_start")})
-        W = config.windows.denoise_window_samples
-        chunk = tf.reshape(tf.io.decode_raw(p["x"], tf.float32), [-1, 2])
-        starts = tf.io.decode_raw(p["index"], tf.int32)
-        grid = tf.cast(tf.io.decode_raw(p["eval_grid"], tf.uint8), tf.bool)
-        sel = grid if not is_training else tf.ones_like(grid)
-        if masks is not None:  # masks run over every stored window, chunk after chunk
-            per = min(config.tfrecords.denoise_chunk_windows, schema.MAX_BATCH)
-            off = tf.cast(chunk_id, tf.int32) * per
-            sel = tf.logical_and(sel, masks[file_id][off : off + tf.shape(starts)[0]])
-        starts = tf.boolean_mask(starts, sel)
-        clean = tf.gather(chunk, starts[:, None] + tf.range(W)[None, :])  # (k, W, 2)
-        if is_training:
-            s = tf.random.uniform([2], 0, 2**31 - 1, dtype=tf.int64)
-        else:  # fixed noise per window for evaluation
-            s = tf.stack([tf.cast(file_id, tf.int64) * 100003 + tf.cast(seed, tf.int64),
-                          tf.cast(chunk_id, tf.int64)])
-        noisy = noise_fn(clean, s)
-        if norm is not None:
-            noisy, clean = norm.apply(noisy, -1), norm.apply(clean, -1)
-        return _outputs(noisy, clean, rec, starts + tf.cast(p["chunk_start"], tf.int32))
-
-    def _finish_batch(x: Any, y: Any, *index: Any) -> tuple[Any, ...]:
-        # Cast, normalize and label a whole batch at once (denoising: done per chunk).
-        if kind != "denoise":
-            x = tf.cast(x, tf.float32) if norm is None else norm.apply(x, _channel_axis(kind))
-            if kind == "beats" or (kind == "segments" and not task_obj.rr_channels):
-                x = x[..., None]
-            y = _label_tensor(y, task_obj)
-        return (x, y, *index)
-
-    ds = tf.data.Dataset.from_tensor_slices((tf.constant(files), tf.range(len(files))))
-    if is_training:
-        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.interleave(
-        read_file,
-        cycle_length=max(1, min(lcfg.cycle_length, len(files))),
-        # Training alternates files stored batch by stored batch (the shuffle buffer then
-        # mixes examples); evaluation reads files in parallel but yields them one after
-        # another, in the given order (labels align with split_labels).
-        block_length=1 if is_training else 2**31 - 1,
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=not is_training,
-    )
-    ds = ds.unbatch()
-    if is_training and lcfg.shuffle_buffer > 1:
-        ds = ds.shuffle(lcfg.shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not is_training)
-    ds = ds.map(_finish_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not is_training)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    plan = DatasetPlan(
+        task_obj, config, is_training, config.loader.seed if seed is None else seed, norm,
+        noise_fn, subset_masks(files, include), with_index,
+    )  # fmt: skip
+    return batch_examples(plan, file_dataset(plan, files), batch_size)
 
 
 # ------------------------------------------------------------------------- label helpers

@@ -91,7 +91,7 @@ def records_needed(types: Sequence[str]) -> tuple[str, ...]:
 
 def noise_dir(cfg: PipelineConfig) -> Path:
     """Where the download stage puts the nstdb records (``<data_dir>/raw/nstdb``)."""
-    from pipeline.data.windowing import raw_dir
+    from pipeline.data.paths import raw_dir
 
     return raw_dir(cfg, "nstdb")
 

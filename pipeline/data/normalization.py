@@ -12,7 +12,7 @@ windows each sample counts once (the non-overlapping evaluation grid).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -57,14 +57,22 @@ class RunningStats:
         return np.sqrt(self.m2 / self.count)
 
 
-def _blocks(files: Sequence[str], kind: str, rr: bool = False) -> Iterable[tuple[np.ndarray, int]]:
-    """Yields (values, channel_axis) per stored batch, decoding with NumPy."""
+def _blocks(files: Sequence[str], kind: str, rr: bool = False,
+            include: Mapping[str, np.ndarray] | None = None) -> Iterable[tuple[np.ndarray, int]]:
+    """Yields (values, channel_axis) per stored batch, decoding with NumPy (``include``: per
+    file, a mask over its stored examples; only those count)."""
     import tensorflow as tf
 
     for f in files:
+        offset = 0
         try:
             for ser in tf.data.TFRecordDataset(f):
                 b = schema.decode(ser.numpy(), where=f)
+                n = len(b.index)
+                if include is not None:
+                    keep = np.asarray(include[f], bool)[offset : offset + n]
+                    offset += n
+                    b = _subset(b, keep, kind)
                 if kind == "denoise":
                     W = b.frame_length
                     starts = b.index[b.eval_grid.astype(bool)]
@@ -84,6 +92,14 @@ def _blocks(files: Sequence[str], kind: str, rr: bool = False) -> Iterable[tuple
             raise PipelineError(str(exc)) from exc
 
 
+def _subset(b: schema.Batch, keep: np.ndarray, kind: str) -> schema.Batch:
+    """The examples of a stored batch that ``keep`` selects (denoising: windows of the chunk)."""
+    names = ("index", "eval_grid") if kind == "denoise" else ("x", "y", "aux", "index")
+    n = len(b.index)
+    return dataclasses.replace(b, **{k: getattr(b, k)[keep] for k in names
+                                     if getattr(b, k) is not None and len(getattr(b, k)) == n})
+
+
 def n_channels(kind: str, cfg: PipelineConfig, rr: bool = False) -> int:
     """Channels normalized separately (``rr``: segments with the three RR channels)."""
     shape = schema.example_shape(kind, cfg)
@@ -92,10 +108,12 @@ def n_channels(kind: str, cfg: PipelineConfig, rr: bool = False) -> int:
     return shape[0] if kind == "beats" else shape[-1]
 
 
-def fit(train_files: Sequence[str], cfg: PipelineConfig, kind: str, rr: bool = False) -> dict:
-    """Fits per-channel mean and scale on the training files of one kind."""
+def fit(train_files: Sequence[str], cfg: PipelineConfig, kind: str, rr: bool = False,
+        include: Mapping[str, np.ndarray] | None = None) -> dict:
+    """Fits per-channel mean and scale on the training files of one kind (``include``: only
+    the masked examples, e.g. the training beats of an intra-patient split)."""
     rs = RunningStats(n_channels(kind, cfg, rr))
-    for block, axis in _blocks(list(train_files), kind, rr):
+    for block, axis in _blocks(list(train_files), kind, rr, include):
         rs.update(block, axis)
     std = rs.std
     scale = np.where(std < MIN_SCALE, 1.0, std)

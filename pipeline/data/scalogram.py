@@ -26,18 +26,23 @@ How the transform is computed. The CWT of a fixed-length signal is linear in tha
 for ``T``-sample beats it is one matrix: ``coefs[n, s, t] = sum_k beats[n, k] * W[k, s, t]``.
 :func:`cwt_operator` builds ``W`` (T x n_scales*T) once by running ``pywt.cwt`` itself
 (``method="conv"``, float64) on the T unit impulses, so the wavelet sampling, padding,
-differencing and centring are PyWavelets' by construction; every chunk of beats is then one
-float32 matrix product (BLAS) followed by a fused ``abs`` and cast into the output array.
-Against ``pywt.cwt`` run per beat on float64 input (``conv`` or ``fft``; they agree to 1e-15)
-the result differs by less than 1e-5 of the largest magnitude (float32 rounding; tested).
-(``pywt.cwt`` on *float32* input samples the wavelet on a float32 grid and differs from its own
-float64 result by up to ~2.5 %; we match the float64 result.)
+differencing and centring are PyWavelets' by construction; beats are then multiplied by ``W``
+in float64 (BLAS) and the magnitude is rounded to float32 (then float16 for storage). Against
+``pywt.cwt`` run per beat on float64 input (``conv`` or ``fft``; they agree to 1e-15) the
+result differs by float32/float16 rounding only (tested). (``pywt.cwt`` on *float32* input
+samples the wavelet on a float32 grid and differs from its own float64 result by up to
+~2.5 %; we match the float64 result.)
 
-Records run in a process pool (``scalograms.workers``, spawn context), each worker with one
-BLAS thread; with one worker the matrix products use the BLAS threads instead. On all of
-MIT-BIH (2 shared cores) the pool spent less CPU per beat than one process with threaded BLAS
-(61 vs 76 us); its wall-clock lead depended on the other load on the machine
-(``benchmarks/bench_scalograms.py --also-serial`` measures both).
+Byte-stable outputs. A BLAS product's rounding depends on its shape (which kernel and
+remainder loops run) and on its thread count (how the work is split), so every product has
+exactly :data:`BLOCK_BEATS` rows (the last block zero-padded) and runs with one BLAS thread
+(threadpoolctl), in the pool's workers and in a single process alike. The bytes written then
+do not depend on ``scalograms.workers``, ``chunk_beats``, ``OPENBLAS_NUM_THREADS`` or the record
+length (tested by ``tests/test_faults_data.py``); computing in float64 and rounding once
+makes float16 outputs agree across CPUs whose BLAS kernels differ in the last float64 bits.
+
+Records run in a process pool (``scalograms.workers``, spawn context), one BLAS thread each
+(``benchmarks/bench_scalograms.py --also-serial`` compares it with one process).
 
 ``manifest.json`` holds per-record beats, shape, dtype and bytes, the totals, wall time and
 beats/s; ``_stage.json`` makes the stage idempotent (a second run does nothing; ``--force``
@@ -48,12 +53,10 @@ or damaged one stops the stage with a one-line error naming it (exit code 2).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import logging
 import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -65,10 +68,8 @@ from pipeline.core.config import (
     ConfigError,
     PipelineConfig,
     ScalogramConfig,
-    _from_dict,
-    add_config_args,
-    config_from_args,
     config_hash,
+    section_from_dict,
     to_dict,
 )
 from pipeline.core.io_utils import (
@@ -77,12 +78,13 @@ from pipeline.core.io_utils import (
     atomic_write_json,
     mark_done,
     read_json,
-    run_cli,
     safe_name,
-    setup_logging,
     stage_done,
 )
-from pipeline.data.windowing import windows_dir
+from pipeline.data.paths import scalogram_dir, windows_dir
+
+__all__ = ["BLOCK_BEATS", "cwt_batch", "cwt_operator", "frequencies_hz", "process_record",
+           "read_beats", "run", "scalogram_dir", "scales_for", "transform_into"]
 
 log = logging.getLogger("ecg.scalograms")
 
@@ -161,6 +163,11 @@ def frequencies_hz(cfg: PipelineConfig) -> np.ndarray:
 # ------------------------------------------------------------------------- transform
 
 
+BLOCK_BEATS = 64
+"""Rows of every matrix product (the last block of a record zero-padded): a fixed shape, so a
+beat's bytes never depend on how many beats share a product."""
+
+
 @functools.lru_cache(maxsize=8)
 def _operator(scales: tuple[float, ...], wavelet: str, n_samples: int) -> tuple[np.ndarray, float]:
     import pywt
@@ -172,7 +179,7 @@ def _operator(scales: tuple[float, ...], wavelet: str, n_samples: int) -> tuple[
         raise ConfigError(f"scalograms.scales: {exc}") from None
     # impulses[s, k, t]: response at time t to a unit impulse at sample k.
     op = impulses.transpose(1, 0, 2).reshape(n_samples, len(scales) * n_samples)
-    op = np.ascontiguousarray(op, dtype=np.complex64 if np.iscomplexobj(op) else np.float32)
+    op = np.ascontiguousarray(op, dtype=np.complex128 if np.iscomplexobj(op) else np.float64)
     op.setflags(write=False)
     gain = float(np.abs(op).sum(axis=0).max())
     return op, gain
@@ -182,23 +189,49 @@ def cwt_operator(scales: np.ndarray, wavelet: str, n_samples: int) -> np.ndarray
     """Linear operator of the CWT of ``n_samples``-long signals (read-only, cached).
 
     Returns:
-        (n_samples, n_scales * n_samples) float32 (complex64 for complex wavelets) ``W`` with
+        (n_samples, n_scales * n_samples) float64 (complex128 for complex wavelets) ``W`` with
         ``pywt.cwt(x, scales, wavelet)[0] == (x @ W).reshape(n_scales, n_samples)`` up to
-        float32 rounding, for any ``x`` of shape (n_samples,).
+        float64 rounding, for any ``x`` of shape (n_samples,).
     """
     return _operator(tuple(float(s) for s in np.atleast_1d(scales)), wavelet, int(n_samples))[0]
 
 
-def _transform_into(beats: np.ndarray, op: np.ndarray, out: np.ndarray, chunk: int) -> None:
-    """``out[...] = |beats @ op|`` reshaped, chunk by chunk (``out`` in any float dtype)."""
+def one_blas_thread() -> contextlib.AbstractContextManager:
+    """Context in which BLAS (numpy's OpenBLAS/MKL) runs one thread (threadpoolctl)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
+def transform_into(beats: np.ndarray, op: np.ndarray, out: np.ndarray) -> None:
+    """``out[...] = |beats @ op|`` reshaped, in float64 products of :data:`BLOCK_BEATS` rows.
+
+    Args:
+        beats: (n, T) real beats.
+        op: (T, n_scales * T) operator from :func:`cwt_operator`.
+        out: (n, n_scales, T) float16, float32 or float64 array. Magnitudes are rounded from
+            float64 to float32, then to ``out``'s dtype (so a float16 output equals
+            ``cwt_batch(...).astype(np.float16)``); each value depends only on its own beat,
+            not on ``n`` or the beat's position.
+    """
     n = beats.shape[0]
     flat = out.reshape(n, op.shape[1])
-    buf = np.empty((min(chunk, n), op.shape[1]), dtype=op.dtype)
-    for i in range(0, n, chunk):
-        x = beats[i : i + chunk]
-        k = x.shape[0]
-        np.matmul(x, op, out=buf[:k])
-        np.abs(buf[:k], out=flat[i : i + k])
+    block = np.zeros((BLOCK_BEATS, op.shape[0]), dtype=np.float64)
+    buf = np.empty((BLOCK_BEATS, op.shape[1]), dtype=op.dtype)
+    mag = np.empty((BLOCK_BEATS, op.shape[1]), dtype=np.float32)
+    with one_blas_thread():
+        for i in range(0, n, BLOCK_BEATS):
+            k = min(BLOCK_BEATS, n - i)
+            block[:k] = beats[i : i + k]
+            block[k:] = 0.0
+            np.matmul(block, op, out=buf)
+            if out.dtype == np.float64:
+                np.abs(buf[:k], out=flat[i : i + k])
+            else:
+                np.abs(buf[:k], out=mag[:k])
+                flat[i : i + k] = mag[:k]
 
 
 def cwt_batch(
@@ -209,7 +242,7 @@ def cwt_batch(
     *,
     chunk_beats: int = 512,
 ) -> np.ndarray:
-    """Magnitude CWT of a batch of beats, vectorized (one BLAS product per chunk).
+    """Magnitude CWT of a batch of beats, vectorized (BLAS products of fixed shape).
 
     Args:
         beats: (n, T) real array, one beat per row, sampled at ``fs_hz``.
@@ -218,11 +251,13 @@ def cwt_batch(
         fs_hz: sampling rate of ``beats`` in Hz. As with ``pywt.cwt``'s ``sampling_period``
             the coefficients do not depend on it; it is checked and logged with the
             pseudo-frequency range so a call states the rate its scales were chosen for.
-        chunk_beats: beats per matrix product (bounds the float32 work buffer).
+        chunk_beats: kept for callers; it no longer changes anything (every product has
+            :data:`BLOCK_BEATS` rows, so each beat's values are the same however many beats
+            are passed at once).
 
     Returns:
         (n, n_scales, T) float32: ``|pywt.cwt(beat, scales, wavelet)[0]|`` per beat
-        (unnormalized), within 1e-5 of the largest magnitude.
+        (unnormalized), rounded once from float64.
 
     Raises:
         ValueError: beats not 2-D or not finite, non-positive ``fs_hz`` or ``chunk_beats``.
@@ -245,19 +280,14 @@ def cwt_batch(
     )
     op = cwt_operator(scales, wavelet, beats.shape[1])
     out = np.empty((beats.shape[0], len(scales), beats.shape[1]), dtype=np.float32)
-    _transform_into(np.ascontiguousarray(beats, dtype=np.float32), op, out, chunk_beats)
+    transform_into(beats, op, out)
     return out
 
 
 # ----------------------------------------------------------------------- one record
 
 
-def scalogram_dir(cfg: PipelineConfig, db: str = "mitdb") -> Path:
-    """``<data_dir>/scalograms/<db>``."""
-    return cfg.data_dir / "scalograms" / db
-
-
-def _read_beats(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def read_beats(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Reads only ``beats`` and ``beat_index`` of a windows file (not its segments etc.)."""
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -299,13 +329,13 @@ def _savez_streamed(path: Path, **arrays: np.ndarray) -> None:
 def process_record(src: Path, dst: Path, scfg: ScalogramConfig, fs_hz: float) -> dict[str, Any]:
     """Writes one record's scalograms; returns its manifest entry."""
     t0 = time.perf_counter()
-    beats, index = _read_beats(src)
+    beats, index = read_beats(src)
     scales = _scales(scfg, fs_hz)
     op, gain = _operator(tuple(scales.tolist()), scfg.wavelet, beats.shape[1])
     dtype = np.dtype(scfg.dtype)
     out = np.empty((beats.shape[0], len(scales), beats.shape[1]), dtype=dtype)
     with np.errstate(over="ignore"):  # checked just below
-        _transform_into(np.ascontiguousarray(beats, dtype=np.float32), op, out, scfg.chunk_beats)
+        transform_into(beats, op, out)
     # max |coef| <= gain * max |beat|; only look for overflow when that bound allows it.
     bound = float(np.abs(beats).max()) * gain if beats.size else 0.0
     if bound > float(np.finfo(dtype).max) and np.isinf(out).any():
@@ -332,25 +362,15 @@ def process_record(src: Path, dst: Path, scfg: ScalogramConfig, fs_hz: float) ->
     }
 
 
-_BLAS_LIMIT: Any = None
-
-
 def _init_worker(scales: tuple[float, ...], wavelet: str, n_samples: int) -> None:
-    """Worker start: one BLAS thread (the pool, not BLAS, uses the cores); build the operator."""
-    global _BLAS_LIMIT
-    try:
-        from threadpoolctl import threadpool_limits
-
-        _BLAS_LIMIT = threadpool_limits(1, user_api="blas")
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        pass
+    """Worker start: build the operator once (each product pins BLAS to one thread)."""
     _operator(scales, wavelet, n_samples)
 
 
 def _worker(job: tuple[str, str, dict, float]) -> dict[str, Any]:
     src, dst, sdict, fs_hz = job
     return process_record(
-        Path(src), Path(dst), _from_dict(ScalogramConfig, sdict, "scalograms"), fs_hz
+        Path(src), Path(dst), section_from_dict(ScalogramConfig, sdict, "scalograms"), fs_hz
     )
 
 
@@ -367,15 +387,7 @@ def _records(cfg: PipelineConfig, wdir: Path) -> list[str]:
     return records
 
 
-def run(cfg: PipelineConfig, force: bool = False, db: str = "mitdb") -> dict[str, Any]:
-    """Runs the stage; returns the manifest (with ``up_to_date: True`` when nothing was done).
-
-    Raises:
-        PipelineError: windows stage not run, or a windows file missing or damaged.
-        ConfigError: invalid scalogram settings.
-    """
-    scfg = cfg.scalograms
-    fs_hz = float(cfg.windows.beat_fs_hz)
+def _check_settings(scfg: ScalogramConfig) -> None:
     if scfg.dtype not in DTYPES:
         raise ConfigError(
             f"scalograms.dtype must be one of {list(DTYPES)}. Received: dtype={scfg.dtype!r}"
@@ -385,12 +397,10 @@ def run(cfg: PipelineConfig, force: bool = False, db: str = "mitdb") -> dict[str
             "scalograms.chunk_beats and scalograms.workers must be >= 1. Received: "
             f"chunk_beats={scfg.chunk_beats}, workers={scfg.workers}"
         )
-    scales = _scales(scfg, fs_hz)
-    wdir = windows_dir(cfg, db)
-    if not wdir.is_dir():
-        raise PipelineError(f"{wdir}: no windows; run `python -m pipeline.windows` first")
-    records = _records(cfg, wdir)
-    out_dir = scalogram_dir(cfg, db)
+
+
+def _stage_key(cfg: PipelineConfig, wdir: Path, records: list[str]) -> dict[str, Any]:
+    """What the outputs depend on: the shaping settings and every input file's size and mtime."""
     files = {}
     for r in records:
         p = wdir / f"{r}.npz"
@@ -402,42 +412,28 @@ def run(cfg: PipelineConfig, force: bool = False, db: str = "mitdb") -> dict[str
             ) from None
         files[r] = [st.st_size, st.st_mtime_ns]
     # ``workers`` and ``chunk_beats`` only change how the work is run, not the outputs.
-    shaping = {k: v for k, v in to_dict(scfg).items() if k not in ("workers", "chunk_beats")}
-    key = {
+    shaping = {
+        k: v for k, v in to_dict(cfg.scalograms).items() if k not in ("workers", "chunk_beats")
+    }
+    return {
         "config": config_hash(shaping),
-        "beat_fs_hz": fs_hz,
+        "beat_fs_hz": float(cfg.windows.beat_fs_hz),
         "beat_len_samples": cfg.windows.beat_len_samples,
         "windows": files,
     }
-    marker = out_dir / "_stage.json"
-    if (
-        not force
-        and stage_done(marker, key)
-        and all(
-            p.is_file()
-            for p in [out_dir / "manifest.json", *(out_dir / f"{r}.npz" for r in records)]
-        )
-    ):
-        log.info(
-            "scalograms %s: up to date (%d records); nothing to do (--force redoes it)",
-            db,
-            len(records),
-        )
-        return {**read_json(out_dir / "manifest.json", "scalogram manifest"), "up_to_date": True}
 
-    jobs = [
-        (str(wdir / f"{r}.npz"), str(out_dir / f"{r}.npz"), to_dict(scfg), fs_hz) for r in records
-    ]
-    workers = max(1, min(scfg.workers, len(records), os.cpu_count() or 1))
+
+def _transform_records(
+    jobs: list[tuple[str, str, dict, float]], workers: int, op_args: tuple, desc: str
+) -> dict[str, dict]:
+    """Runs the jobs (in a spawn pool when ``workers`` > 1); returns the manifest entries.
+
+    Every input is read and checked before anything is written (a damaged file fails the
+    stage up front); the pool's workers start meanwhile.
+    """
     from tqdm import tqdm
 
-    bar = functools.partial(
-        tqdm, total=len(jobs), desc=f"scalograms {db}", unit="rec", disable=None
-    )
-    op_args = (tuple(scales.tolist()), scfg.wavelet, cfg.windows.beat_len_samples)
     entries: dict[str, dict] = {}
-    t0 = time.perf_counter()
-    _operator(*op_args)  # checks the scales before any worker starts
     with contextlib.ExitStack() as stack:
         mapper: Any = map
         if workers > 1:
@@ -454,22 +450,27 @@ def run(cfg: PipelineConfig, force: bool = False, db: str = "mitdb") -> dict[str
             for _ in range(workers):  # the workers start while the inputs are checked
                 ex.submit(int)
             mapper = ex.map
-        # Check every input before writing anything: a damaged file fails the stage up front.
-        for r in records:
-            _read_beats(wdir / f"{r}.npz")
-        for e in bar(mapper(_worker, jobs)):
+        for src, *_ in jobs:
+            read_beats(Path(src))
+        for e in tqdm(mapper(_worker, jobs), total=len(jobs), desc=desc, unit="rec", disable=None):
             entries[e["record"]] = e
-    wall = time.perf_counter() - t0
+    return entries
+
+
+def _manifest(
+    cfg: PipelineConfig, db: str, scales: np.ndarray, entries: dict[str, dict], wall: float,
+    workers: int,
+) -> dict[str, Any]:  # fmt: skip
     n_beats = sum(e["beats"] for e in entries.values())
     n_bytes = sum(e["bytes"] for e in entries.values())
-    manifest = {
+    return {
         "dataset": db,
         "value": VALUE,
-        "wavelet": scfg.wavelet,
-        "beat_fs_hz": fs_hz,
+        "wavelet": cfg.scalograms.wavelet,
+        "beat_fs_hz": float(cfg.windows.beat_fs_hz),
         "scales": scales,
         "frequencies_hz": np.atleast_1d(frequencies_hz(cfg)),
-        "config": to_dict(scfg),
+        "config": to_dict(cfg.scalograms),
         "records": entries,
         "totals": {
             "records": len(entries),
@@ -481,15 +482,54 @@ def run(cfg: PipelineConfig, force: bool = False, db: str = "mitdb") -> dict[str
         "beats_per_s": round(n_beats / wall, 1) if wall > 0 else 0.0,
         "workers": workers,
     }
+
+
+def run(cfg: PipelineConfig, force: bool = False, db: str = "mitdb") -> dict[str, Any]:
+    """Runs the stage; returns the manifest (with ``up_to_date: True`` when nothing was done).
+
+    Raises:
+        PipelineError: windows stage not run, or a windows file missing or damaged.
+        ConfigError: invalid scalogram settings.
+    """
+    scfg = cfg.scalograms
+    fs_hz = float(cfg.windows.beat_fs_hz)
+    _check_settings(scfg)
+    scales = _scales(scfg, fs_hz)
+    wdir = windows_dir(cfg, db)
+    if not wdir.is_dir():
+        raise PipelineError(f"{wdir}: no windows; run `python -m pipeline.windows` first")
+    records = _records(cfg, wdir)
+    out_dir = scalogram_dir(cfg, db)
+    key = _stage_key(cfg, wdir, records)
+    marker = out_dir / "_stage.json"
+    outputs = [out_dir / "manifest.json", *(out_dir / f"{r}.npz" for r in records)]
+    if not force and stage_done(marker, key) and all(p.is_file() for p in outputs):
+        log.info(
+            "scalograms %s: up to date (%d records); nothing to do (--force redoes it)",
+            db,
+            len(records),
+        )
+        return {**read_json(out_dir / "manifest.json", "scalogram manifest"), "up_to_date": True}
+    jobs = [
+        (str(wdir / f"{r}.npz"), str(out_dir / f"{r}.npz"), to_dict(scfg), fs_hz) for r in records
+    ]
+    workers = max(1, min(scfg.workers, len(records), os.cpu_count() or 1))
+    op_args = (tuple(scales.tolist()), scfg.wavelet, cfg.windows.beat_len_samples)
+    t0 = time.perf_counter()
+    _operator(*op_args)  # checks the scales before any worker starts
+    entries = _transform_records(jobs, workers, op_args, f"scalograms {db}")
+    wall = time.perf_counter() - t0
+    manifest = _manifest(cfg, db, scales, entries, wall, workers)
     atomic_write_json(out_dir / "manifest.json", manifest)
-    mark_done(marker, key, {"records": len(entries), "beats": n_beats})
+    t = manifest["totals"]
+    mark_done(marker, key, {"records": len(entries), "beats": t["beats"]})
     log.info(
         "scalograms %s: wrote %d records, %s beats, %.1f MB in %.1f s (%s beats/s)",
         db,
         len(entries),
-        f"{n_beats:,}",
-        n_bytes / 1e6,
+        f"{t['beats']:,}",
+        t["bytes"] / 1e6,
         wall,
-        f"{n_beats / wall:,.0f}",
+        f"{t['beats'] / wall:,.0f}" if wall > 0 else "-",
     )
     return manifest

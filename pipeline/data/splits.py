@@ -210,3 +210,20 @@ def intra_assignment(n: int, record: str, intra: Mapping[str, float]) -> np.ndar
     out[u < intra["test_fraction"] + intra["val_fraction"]] = 1
     out[u < intra["test_fraction"]] = 2
     return out
+
+
+def validation_split(
+    records: Sequence[str],
+    class_counts: Mapping[str, Mapping[str, int]] | None,
+    val_fraction: float,
+    seed: int,
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Holds validation patients out of ``records`` (patient-grouped, class-stratified).
+
+    Used inside a k-fold fold's training part, so that stopping and checkpoint choice never
+    see the fold's held-out records. Returns ``(train, val)``, sorted; raises ``ValueError``
+    when ``records`` hold fewer than 2 patients.
+    """
+    n_val_folds = max(2, round(1 / val_fraction)) if val_fraction > 0 else 2
+    train, val = _grouped_folds(records, class_counts, n_val_folds, seed)[0]
+    return tuple(sorted(train)), tuple(sorted(val))

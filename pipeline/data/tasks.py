@@ -7,8 +7,10 @@ impossible pairing fails at once with a clear message (:func:`check_pairing`).
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
-from pipeline.data import labels as L
+from pipeline.core.io_utils import PipelineError, UnknownNameError
+from pipeline.data import labels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,22 +38,25 @@ class Task:
         return "sigmoid" if self.multilabel else "softmax"
 
 
-_AAMI5_TO_4 = tuple(L.AAMI4_CLASSES.index(L.AAMI5_TO_AAMI4[c]) for c in L.AAMI5_CLASSES)
+_AAMI5_TO_4 = tuple(
+    labels.AAMI4_CLASSES.index(labels.AAMI5_TO_AAMI4[c]) for c in labels.AAMI5_CLASSES
+)
 
 TASKS = {
     t.name: t
     for t in (
-        Task("mitdb_aami5_segments", "segments", L.AAMI5_CLASSES, accepts=("any1d", "segment")),
-        Task("mitdb_aami4_segments", "segments", L.AAMI4_CLASSES, label_map=_AAMI5_TO_4,
+        Task("mitdb_aami5_segments", "segments", labels.AAMI5_CLASSES,
              accepts=("any1d", "segment")),
-        Task("mitdb_aami5_segments_rr", "segments", L.AAMI5_CLASSES, accepts=("any1d", "segment"),
-             rr_channels=True),
-        Task("mitdb_aami4_segments_rr", "segments", L.AAMI4_CLASSES, label_map=_AAMI5_TO_4,
+        Task("mitdb_aami4_segments", "segments", labels.AAMI4_CLASSES, label_map=_AAMI5_TO_4,
+             accepts=("any1d", "segment")),
+        Task("mitdb_aami5_segments_rr", "segments", labels.AAMI5_CLASSES,
              accepts=("any1d", "segment"), rr_channels=True),
-        Task("mitdb_aami5_sequences", "beats", L.AAMI5_CLASSES, accepts=("sequence",)),
-        Task("mitdb_aami4_sequences", "beats", L.AAMI4_CLASSES, label_map=_AAMI5_TO_4,
+        Task("mitdb_aami4_segments_rr", "segments", labels.AAMI4_CLASSES, label_map=_AAMI5_TO_4,
+             accepts=("any1d", "segment"), rr_channels=True),
+        Task("mitdb_aami5_sequences", "beats", labels.AAMI5_CLASSES, accepts=("sequence",)),
+        Task("mitdb_aami4_sequences", "beats", labels.AAMI4_CLASSES, label_map=_AAMI5_TO_4,
              accepts=("sequence",)),
-        Task("ptbxl_superdiagnostic", "ptbxl", L.PTBXL_SUPERCLASSES, multilabel=True,
+        Task("ptbxl_superdiagnostic", "ptbxl", labels.PTBXL_SUPERCLASSES, multilabel=True,
              accepts=("any1d",)),
         Task("mitdb_denoise", "denoise", (), denoising=True, accepts=("window",)),
     )
@@ -59,10 +64,15 @@ TASKS = {
 
 
 def get_task(name: str) -> Task:
+    """The task called ``name``.
+
+    Raises:
+        UnknownNameError: (a ``PipelineError`` and a ``KeyError``) naming the known tasks.
+    """
     try:
         return TASKS[name]
     except KeyError:
-        raise KeyError(f"unknown task {name!r}; known: {sorted(TASKS)}") from None
+        raise UnknownNameError(f"unknown task {name!r}; known: {sorted(TASKS)}") from None
 
 
 def check_pairing(task: Task, model_kind: str, model_name: str, input_kind: str) -> None:
@@ -73,3 +83,25 @@ def check_pairing(task: Task, model_kind: str, model_name: str, input_kind: str)
             f"model {model_name!r} ({model_kind}, input {input_kind!r}) cannot be trained on "
             f"task {task.name!r}, which needs a {want_kind} taking {list(task.accepts)}"
         )
+
+
+def check_model(task: Task, model_name: str) -> Any:
+    """The registry spec of ``model_name`` for ``task``, checked before any data is read.
+
+    Raises:
+        UnknownNameError: no such model of the kind the task needs (the registered names
+            listed).
+        PipelineError: the model cannot be trained on the task (see :func:`check_pairing`).
+    """
+    from models import registry  # models/ imports nothing from pipeline/
+
+    kind = "denoiser" if task.denoising else "classifier"
+    try:
+        spec = registry.get(kind, model_name)
+    except KeyError as exc:
+        raise UnknownNameError(str(exc.args[0]) if exc.args else str(exc)) from None
+    try:
+        check_pairing(task, kind, model_name, spec.input_kind)
+    except ValueError as exc:
+        raise PipelineError(str(exc)) from None
+    return spec

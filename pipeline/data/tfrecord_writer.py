@@ -14,10 +14,8 @@ already written for the same inputs and config, so an interrupted run resumes.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -26,29 +24,22 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.data import labels as L
-from pipeline.data import schema
-from pipeline.core.config import PipelineConfig, add_config_args, config_from_args, config_hash, to_dict
+from pipeline.core.config import PipelineConfig, config_hash, from_dict, to_dict
 from pipeline.core.io_utils import (
     PipelineError,
     atomic_path,
     atomic_write_json,
     load_npz,
     read_json,
-    run_cli,
-    setup_logging,
     sha256_file,
 )
+from pipeline.data import labels, schema
+from pipeline.data.paths import raw_dir, scalogram_dir, shard_name, tfrecord_dir, windows_dir
+from pipeline.data.signal import rr_for_beats
+
+__all__ = ["PRODUCERS", "available_kinds", "run_kind", "shard_name", "tfrecord_dir", "write_file"]
 
 log = logging.getLogger("ecg.tfrecords")
-
-
-def tfrecord_dir(cfg: PipelineConfig, kind: str) -> Path:
-    return cfg.data_dir / "tfrecords" / kind
-
-
-def shard_name(record: str, shard: int = 0, n_shards: int = 1) -> str:
-    return f"{record}-{shard:05d}-of-{n_shards:05d}.tfrecord"
 
 
 def _chunks(n: int, size: int) -> Iterator[slice]:
@@ -63,31 +54,13 @@ def _segment_batches(cfg: PipelineConfig, rec: str) -> Iterator[schema.Batch]:
     from pipeline.data.windowing import load_record
 
     w = load_record(cfg, rec)
-    rr = _rr_for(w, w["segment_beat_index"])
+    rr = rr_for_beats(w, w["segment_beat_index"])
     for sl in _chunks(len(w["segment_label"]), cfg.tfrecords.examples_per_batch):
         yield schema.Batch("segments", rec, w["segments"][sl].astype(np.float32),
                            w["segment_label"][sl], w["segment_beat_index"][sl], rr[sl])
 
 
-def _rr_for(w: dict[str, np.ndarray], beat_index: np.ndarray) -> np.ndarray:
-    """RR features (pre, post, local; s) for the given beat positions."""
-    keys = ("rr_pre_s", "rr_post_s", "rr_local_s")
-    lookup = {int(b): i for i, b in enumerate(w["beat_index"])}
-    out = np.full((len(beat_index), 3), np.nan, np.float32)
-    for j, b in enumerate(beat_index):
-        i = lookup.get(int(b))
-        if i is not None:
-            out[j] = [w[k][i] for k in keys]
-    if np.isnan(out).any():  # segment kept but beat dropped at an edge: use its neighbours
-        for c in range(3):
-            col = out[:, c]
-            good = ~np.isnan(col)
-            col[~good] = np.interp(np.flatnonzero(~good), np.flatnonzero(good), col[good]) if good.any() else 0.0
-    return out
-
-
 def _beat_batches(cfg: PipelineConfig, rec: str) -> Iterator[schema.Batch]:
-    from pipeline.data.scalogram import scalogram_dir
     from pipeline.data.windowing import load_record
 
     w = load_record(cfg, rec)
@@ -130,8 +103,6 @@ def _denoise_batches(cfg: PipelineConfig, rec: str) -> Iterator[schema.Batch]:
 
 def _ptbxl_groups(cfg: PipelineConfig) -> dict[str, tuple[Path, np.ndarray]]:
     """PTB-XL file groups: ``foldNN_gMMM`` -> (npz path, row indices); whole patients only."""
-    from pipeline.data.windowing import windows_dir
-
     groups: dict[str, tuple[Path, np.ndarray]] = {}
     per = cfg.tfrecords.examples_per_batch
     for p in sorted(windows_dir(cfg, "ptbxl").glob("fold*.npz")):
@@ -204,14 +175,12 @@ def write_file(cfg: PipelineConfig, kind: str, rec: str, out: Path) -> dict[str,
 
 def _worker(args: tuple[dict, str, str, str]) -> dict:
     cfg_dict, kind, rec, out = args
-    from pipeline.core.config import from_dict
-
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return write_file(from_dict(cfg_dict), kind, rec, Path(out))
 
 
 def _inputs(cfg: PipelineConfig, kind: str) -> dict[str, list[Path]]:
-    from pipeline.data.windowing import list_records, raw_dir, windows_dir
+    from pipeline.data.windowing import list_records
 
     if kind == "ptbxl":
         return {g: [p] for g, (p, _) in _ptbxl_groups(cfg).items()}
@@ -222,8 +191,6 @@ def _inputs(cfg: PipelineConfig, kind: str) -> dict[str, list[Path]]:
     for r in recs:
         paths = [windows_dir(cfg, "mitdb") / f"{r}.npz"]
         if kind == "beats":
-            from pipeline.data.scalogram import scalogram_dir
-
             paths.append(scalogram_dir(cfg) / f"{r}.npz")
         for p in paths:
             if not p.is_file():
@@ -241,73 +208,69 @@ def _config_key(cfg: PipelineConfig, kind: str) -> str:
     return config_hash(parts)
 
 
-def run_kind(cfg: PipelineConfig, kind: str, force: bool = False) -> dict[str, Any]:
-    """Writes (or resumes) all files of one kind; returns the manifest."""
+def _plan(
+    cfg: PipelineConfig, kind: str, inputs: dict[str, list[Path]], ckey: str, force: bool
+) -> tuple[dict[str, dict], list[str], dict[str, Any], dict[str, list]]:
+    """Splits the records into done (same config, inputs and file size) and to do.
+
+    Returns:
+        (done entries, records to write, the progress record, per-record input keys).
+    """
     out_dir = tfrecord_dir(cfg, kind)
-    inputs = _inputs(cfg, kind)
-    if not inputs:
-        raise PipelineError(f"tfrecords {kind}: no inputs found under {cfg.data_dir}")
-    ckey = _config_key(cfg, kind)
     in_keys = {r: [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in ps]
-               for r, ps in inputs.items()}
-    progress_path = out_dir / "_progress.json"
-    progress = {}
-    if progress_path.is_file() and not force:
+               for r, ps in inputs.items()}  # fmt: skip
+    progress: dict[str, Any] = {}
+    if (out_dir / "_progress.json").is_file() and not force:
         try:
-            progress = read_json(progress_path, "progress file")
+            progress = read_json(out_dir / "_progress.json", "progress file")
         except PipelineError:
             progress = {}
-    manifest_path = out_dir / "manifest.json"
     done, todo = {}, []
     for r in inputs:
         out = out_dir / shard_name(r)
         p = progress.get(r)
         if (not force and p and p.get("config") == ckey and p.get("inputs") == in_keys[r]
-                and out.is_file() and out.stat().st_size == p["entry"]["bytes"]):
+                and out.is_file() and out.stat().st_size == p["entry"]["bytes"]):  # fmt: skip
             done[r] = p["entry"]
         else:
             todo.append(r)
-    if not todo and manifest_path.is_file():
-        try:
-            old = read_json(manifest_path, "TFRecord manifest")
-        except PipelineError:
-            old = {}
-        # Up to date only if the manifest lists exactly these files (a record dropped from
-        # the selection must leave the manifest and the folder).
-        if old.get("config_key") == ckey and old.get("files") == [done[r] for r in sorted(done)]:
-            log.info("tfrecords %s: up to date (%d files); nothing to do (--force redoes it)",
-                     kind, len(done))
-            return old
-    t0 = time.perf_counter()
+    return done, todo, progress, in_keys
+
+
+def _up_to_date_manifest(manifest_path: Path, ckey: str, done: dict[str, dict]) -> dict | None:
+    """The manifest when it lists exactly these files for this config, else ``None``.
+
+    (A record dropped from the selection must leave the manifest and the folder.)
+    """
+    if not manifest_path.is_file():
+        return None
+    try:
+        old = read_json(manifest_path, "TFRecord manifest")
+    except PipelineError:
+        return None
+    ok = old.get("config_key") == ckey and old.get("files") == [done[r] for r in sorted(done)]
+    return old if ok else None
+
+
+def _write_files(jobs: list[tuple], workers: int, desc: str, record_done: Any) -> None:
+    """Runs the writer jobs (in a spawn pool when ``workers`` > 1), reporting each entry."""
     from tqdm import tqdm
 
-    jobs = [(to_dict(cfg), kind, r, str(out_dir / shard_name(r))) for r in todo]
-    workers = max(1, min(cfg.windows.workers, len(jobs), os.cpu_count() or 1))
-
-    def record_done(entry: dict) -> None:
-        r = entry["record"]
-        done[r] = entry
-        progress[r] = {"config": ckey, "inputs": in_keys[r], "entry": entry}
-        atomic_write_json(progress_path, progress)
-
     if workers == 1:
-        for j in tqdm(jobs, desc=f"tfrecords {kind}", unit="file", disable=None):
+        for j in tqdm(jobs, desc=desc, unit="file", disable=None):
             record_done(_worker(j))
-    else:
-        import multiprocessing as mp
+        return
+    import multiprocessing as mp
 
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
-            for e in tqdm(ex.map(_worker, jobs), total=len(jobs), desc=f"tfrecords {kind}",
-                          unit="file", disable=None):
-                record_done(e)
-    # Remove files of records no longer selected so the folder matches the manifest.
-    keep = {shard_name(r) for r in inputs}
-    for p in out_dir.glob("*.tfrecord"):
-        if p.name not in keep:
-            p.unlink()
-    classes = list(L.PTBXL_SUPERCLASSES) if kind == "ptbxl" else list(
-        L.class_names(cfg.windows.label_scheme))
-    files = [done[r] for r in sorted(done)]
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
+        for e in tqdm(ex.map(_worker, jobs), total=len(jobs), desc=desc, unit="file",
+                      disable=None):  # fmt: skip
+            record_done(e)
+
+
+def _manifest(cfg: PipelineConfig, kind: str, ckey: str, files: list[dict], wall: float) -> dict:
+    classes = list(labels.PTBXL_SUPERCLASSES) if kind == "ptbxl" else list(
+        labels.class_names(cfg.windows.label_scheme))
     totals: dict[str, int] = {}
     for e in files:
         for k, v in e["class_counts"].items():
@@ -327,23 +290,57 @@ def run_kind(cfg: PipelineConfig, kind: str, force: bool = False) -> dict[str, A
         "bytes": n_bytes,
         "bytes_per_example": round(n_bytes / max(1, n_examples), 1),
         "class_totals": totals,
-        "wall_time_s": round(time.perf_counter() - t0, 2),
+        "wall_time_s": round(wall, 2),
     }
     if kind == "denoise":
         manifest["eval_windows"] = sum(e.get("eval_windows", 0) for e in files)
+    return manifest
+
+
+def run_kind(cfg: PipelineConfig, kind: str, force: bool = False) -> dict[str, Any]:
+    """Writes (or resumes) all files of one kind; returns the manifest."""
+    out_dir = tfrecord_dir(cfg, kind)
+    inputs = _inputs(cfg, kind)
+    if not inputs:
+        raise PipelineError(f"tfrecords {kind}: no inputs found under {cfg.data_dir}")
+    ckey = _config_key(cfg, kind)
+    done, todo, progress, in_keys = _plan(cfg, kind, inputs, ckey, force)
+    manifest_path = out_dir / "manifest.json"
+    old = None if todo else _up_to_date_manifest(manifest_path, ckey, done)
+    if old is not None:
+        log.info("tfrecords %s: up to date (%d files); nothing to do (--force redoes it)",
+                 kind, len(done))  # fmt: skip
+        return old
+    t0 = time.perf_counter()
+
+    def record_done(entry: dict) -> None:
+        r = entry["record"]
+        done[r] = entry
+        progress[r] = {"config": ckey, "inputs": in_keys[r], "entry": entry}
+        atomic_write_json(out_dir / "_progress.json", progress)
+
+    jobs = [(to_dict(cfg), kind, r, str(out_dir / shard_name(r))) for r in todo]
+    workers = max(1, min(cfg.windows.workers, len(jobs), os.cpu_count() or 1))
+    _write_files(jobs, workers, f"tfrecords {kind}", record_done)
+    # Remove files of records no longer selected so the folder matches the manifest.
+    keep = {shard_name(r) for r in inputs}
+    for p in out_dir.glob("*.tfrecord"):
+        if p.name not in keep:
+            p.unlink()
+    files = [done[r] for r in sorted(done)]
+    manifest = _manifest(cfg, kind, ckey, files, time.perf_counter() - t0)
     atomic_write_json(manifest_path, manifest)
     log.info("tfrecords %s: wrote %d files (%d resumed), %d examples, %.1f MB", kind, len(todo),
-             len(done) - len(todo), n_examples, n_bytes / 1e6)
+             len(done) - len(todo), manifest["examples"], manifest["bytes"] / 1e6)
     return manifest
 
 
 def available_kinds(cfg: PipelineConfig) -> list[str]:
-    from pipeline.data.windowing import windows_dir
-
+    """TFRecord kinds whose inputs exist (segments, beats, denoise, ptbxl)."""
     kinds = []
     if windows_dir(cfg, "mitdb").is_dir() and any(windows_dir(cfg, "mitdb").glob("*.npz")):
         kinds += ["segments", "denoise"]
-        sdir = cfg.data_dir / "scalograms" / "mitdb"
+        sdir = scalogram_dir(cfg)
         if sdir.is_dir() and any(sdir.glob("*.npz")):
             kinds.insert(1, "beats")
     if windows_dir(cfg, "ptbxl").is_dir() and any(windows_dir(cfg, "ptbxl").glob("fold*.npz")):

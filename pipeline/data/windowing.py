@@ -28,13 +28,11 @@ PTB-XL records (10 s, 12 leads, 100 Hz) with their diagnostic superclasses go to
 
 from __future__ import annotations
 
-import argparse
 import ast
 import collections
 import json
 import logging
 import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -42,13 +40,11 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.data import labels as L
 from pipeline.core.config import (
     PipelineConfig,
     WindowsConfig,
-    add_config_args,
-    config_from_args,
     config_hash,
+    section_from_dict,
     to_dict,
 )
 from pipeline.core.io_utils import (
@@ -58,11 +54,15 @@ from pipeline.core.io_utils import (
     load_npz,
     mark_done,
     read_json,
-    run_cli,
     safe_name,
-    setup_logging,
     stage_done,
 )
+from pipeline.data import labels, signal
+from pipeline.data.paths import raw_dir, windows_dir
+
+__all__ = ["beat_annotations", "cut_beats", "cut_segments", "cut_windows", "format_totals",
+           "list_records", "load_record", "output_hash", "process_ptbxl", "process_record",
+           "ptbxl_superclasses", "raw_dir", "run_mitdb", "windows_dir"]
 
 log = logging.getLogger("ecg.windows")
 
@@ -71,14 +71,6 @@ _BYTES_PER_SAMPLE = {"212": 1.5, "16": 2, "80": 1, "8": 1, "61": 2, "24": 3, "32
 FS_RANGE_HZ = (20.0, 20_000.0)
 """Sampling rates a header may declare. Records are resampled to 360 Hz, so a damaged header
 with a tiny rate (``1e-05``) would otherwise ask for a resampling buffer of many gigabytes."""
-
-
-def raw_dir(cfg: PipelineConfig, db: str) -> Path:
-    return cfg.data_dir / "raw" / db
-
-
-def windows_dir(cfg: PipelineConfig, db: str) -> Path:
-    return cfg.data_dir / "windows" / db
 
 
 def output_hash(wcfg: WindowsConfig) -> str:
@@ -151,48 +143,6 @@ def _read_checked(folder: Path, rec: str) -> tuple[Any, Any]:
     return record, ann
 
 
-def _resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
-    from fractions import Fraction
-
-    from scipy.signal import resample_poly
-
-    if abs(fs_in - fs_out) < 1e-9:
-        return x.astype(np.float64, copy=False)
-    frac = Fraction(fs_out / fs_in).limit_denominator(1000)
-    nan = np.isnan(x)
-    y = resample_poly(np.where(nan, 0.0, x), frac.numerator, frac.denominator, axis=0)
-    if nan.any():  # keep NaN spans visible after resampling
-        m = resample_poly(nan.astype(float), frac.numerator, frac.denominator, axis=0)
-        y[m > 1e-3] = np.nan
-    return y
-
-
-def highpass(x: np.ndarray, cutoff_hz: float, fs_hz: float, order: int = 2) -> np.ndarray:
-    """Zero-phase Butterworth high-pass along time (NaN samples stay NaN)."""
-    from scipy.signal import butter, sosfiltfilt
-
-    sos = butter(order, cutoff_hz, btype="highpass", fs=fs_hz, output="sos")
-    nan = np.isnan(x)
-    y = sosfiltfilt(sos, np.where(nan, 0.0, x), axis=0)
-    y[nan] = np.nan
-    return y
-
-
-def _rr_features(r_s: np.ndarray, n_local: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    n = len(r_s)
-    if n < 2:
-        z = np.zeros(n)
-        return z, z, z
-    rr = np.diff(r_s)
-    pre = np.concatenate([[rr[0]], rr])
-    post = np.concatenate([rr, [rr[-1]]])
-    csum = np.concatenate([[0.0], np.cumsum(pre)])
-    idx = np.arange(n)
-    lo = np.maximum(0, idx + 1 - n_local)
-    local = (csum[idx + 1] - csum[lo]) / (idx + 1 - lo)
-    return pre, post, local
-
-
 def beat_annotations(ann: Any, label_scheme: str, rec: str) -> tuple[np.ndarray, list[str]]:
     """Beat annotations of a record: (samples, symbols), non-beat annotations left out.
 
@@ -209,7 +159,7 @@ def beat_annotations(ann: Any, label_scheme: str, rec: str) -> tuple[np.ndarray,
     beat_mask = []
     for s, smp in zip(symbols, samples, strict=True):
         try:
-            cls = L.symbol_class(s, label_scheme)
+            cls = labels.symbol_class(s, label_scheme)
         except ValueError:
             raise PipelineError(
                 f"record {rec}: unknown annotation symbol {s!r} at sample {int(smp)}"
@@ -253,7 +203,7 @@ def cut_beats(lead360: np.ndarray, r360: np.ndarray, wcfg: WindowsConfig) -> tup
     Returns:
         See :func:`cut_windows`; positions index ``r360``.
     """
-    x125 = _resample(lead360, wcfg.segment_fs_hz, wcfg.beat_fs_hz)
+    x125 = signal.resample(lead360, wcfg.segment_fs_hz, wcfg.beat_fs_hz)
     r125 = np.round(np.asarray(r360) * wcfg.beat_fs_hz / wcfg.segment_fs_hz).astype(np.int64)
     return cut_windows(x125, r125 - wcfg.beat_r_offset_samples, wcfg.beat_len_samples)
 
@@ -268,7 +218,51 @@ def cut_segments(lead360: np.ndarray, r360: np.ndarray, wcfg: WindowsConfig) -> 
     return cut_windows(lead360, np.asarray(r360, np.int64) - half, wcfg.segment_len_samples)
 
 
-def process_record(folder: Path, rec: str, wcfg: WindowsConfig) -> tuple[dict[str, np.ndarray], dict]:
+def _denoise_signal(sig360: np.ndarray, wcfg: WindowsConfig) -> np.ndarray:
+    """The two-lead (first two leads; one lead doubled) denoising signal, high-passed, float32."""
+    dn = sig360[:, :2].astype(np.float64)
+    if wcfg.denoise_highpass_hz > 0 and len(dn) > 12:  # shorter: too short to filter, no window
+        dn = signal.highpass(dn, wcfg.denoise_highpass_hz, wcfg.segment_fs_hz)
+    dn = dn.astype(np.float32)
+    return np.repeat(dn, 2, axis=1) if dn.shape[1] < 2 else dn
+
+
+def denoise_starts(dn: np.ndarray, window: int, shift: int) -> np.ndarray:
+    """Start samples, every ``shift``, of the ``window``-sample windows without NaN samples."""
+    n = dn.shape[0]
+    if n < window:
+        return np.zeros(0, np.int64)
+    nan_rows = np.isnan(dn).any(axis=1).astype(np.int64)
+    csum = np.concatenate([[0], np.cumsum(nan_rows)])
+    st = np.arange(0, n - window + 1, shift, dtype=np.int64)
+    return st[(csum[st + window] - csum[st]) == 0]
+
+
+def _beat_table(ann: Any, fs: float, rec: str, wcfg: WindowsConfig) -> dict[str, Any]:
+    """Beat annotations with labels and RR features (samples at the native rate and 360 Hz)."""
+    native, symbols = beat_annotations(ann, wcfg.label_scheme, rec)
+    classes = labels.class_names(wcfg.label_scheme)
+    label = np.array(
+        [classes.index(labels.symbol_class(s, wcfg.label_scheme)) for s in symbols], dtype=np.int8
+    )
+    pre, post, local = signal.rr_features(native / fs, wcfg.rr_local_beats)
+    return {"native": native, "symbols": symbols, "label": label, "classes": classes,
+            "r360": np.round(native * wcfg.segment_fs_hz / fs).astype(np.int64),
+            "rr": (pre, post, local)}  # fmt: skip
+
+
+def _dropped(rec: str, beats: dict[str, Any], why: dict[str, list]) -> list[dict]:
+    return [
+        {"record": rec, "dataset": dataset, "beat_index": int(i),
+         "sample": int(beats["native"][i]), "symbol": beats["symbols"][i], "reason": reason}
+        for dataset, skipped in why.items()
+        for i, reason in skipped
+    ]  # fmt: skip
+
+
+def process_record(
+    folder: Path, rec: str, wcfg: WindowsConfig
+) -> tuple[dict[str, np.ndarray], dict]:
     """Cuts one MIT-BIH-style record. Returns the arrays and a manifest entry."""
     record, ann = _read_checked(folder, rec)
     fs = float(record.fs)
@@ -277,62 +271,26 @@ def process_record(folder: Path, rec: str, wcfg: WindowsConfig) -> tuple[dict[st
         raise PipelineError(f"record {rec}: no signal samples")
     names = [str(n) for n in record.sig_name]
     lead = names.index(wcfg.lead) if wcfg.lead in names else 0
-
-    b_samples_native, b_symbols = beat_annotations(ann, wcfg.label_scheme, rec)
-
+    b = _beat_table(ann, fs, rec, wcfg)
     # Everything below works at 360 Hz (segments / denoising) and 125 Hz (beats).
-    seg_fs = wcfg.segment_fs_hz
-    if abs(fs - seg_fs) > 1e-9:
-        log.info("record %s: resampling %.6g Hz -> %.6g Hz", rec, fs, seg_fs)
-    sig360 = _resample(sig, fs, seg_fs)
-    b_samples = np.round(b_samples_native * seg_fs / fs).astype(np.int64)
-    n360 = sig360.shape[0]
-    classes = L.class_names(wcfg.label_scheme)
-    label = np.array([classes.index(L.symbol_class(s, wcfg.label_scheme)) for s in b_symbols],
-                     dtype=np.int8)
-    pre, post, local = _rr_features(b_samples_native / fs, wcfg.rr_local_beats)
-    dropped: list[dict] = []
-
-    def drop(dataset: str, i: int, reason: str) -> None:
-        dropped.append({"record": rec, "dataset": dataset, "beat_index": int(i),
-                        "sample": int(b_samples_native[i]), "symbol": b_symbols[i],
-                        "reason": reason})
-
-    # Beats at 125 Hz, segments at 360 Hz.
-    beats, keep_b, why_b = cut_beats(sig360[:, lead], b_samples, wcfg)
-    segs, keep_s, why_s = cut_segments(sig360[:, lead], b_samples, wcfg)
-    for dataset, why in (("beats", why_b), ("segments", why_s)):
-        for i, reason in why:
-            drop(dataset, i, reason)
-
-    # Denoising windows: both leads (the first two), valid start samples at both shifts.
-    dn = sig360[:, :2].astype(np.float64)
-    if wcfg.denoise_highpass_hz > 0 and len(dn) > 12:  # shorter: too short to filter, no window
-        dn = highpass(dn, wcfg.denoise_highpass_hz, seg_fs)
-    dn = dn.astype(np.float32)
-    if dn.shape[1] < 2:
-        dn = np.repeat(dn, 2, axis=1)
-    W = wcfg.denoise_window_samples
-    nan_rows = np.isnan(dn).any(axis=1).astype(np.int64)
-    csum = np.concatenate([[0], np.cumsum(nan_rows)])
-
-    def valid_starts(shift: int) -> np.ndarray:
-        st = np.arange(0, max(0, n360 - W) + 1, shift, dtype=np.int64) if n360 >= W else np.zeros(0, np.int64)
-        return st[(csum[st + W] - csum[st]) == 0] if len(st) else st
-
-    train_starts = valid_starts(wcfg.denoise_train_shift_samples)
-    eval_starts = valid_starts(wcfg.denoise_eval_shift_samples)
+    if abs(fs - wcfg.segment_fs_hz) > 1e-9:
+        log.info("record %s: resampling %.6g Hz -> %.6g Hz", rec, fs, wcfg.segment_fs_hz)
+    sig360 = signal.resample(sig, fs, wcfg.segment_fs_hz)
+    beats, keep_b, why_b = cut_beats(sig360[:, lead], b["r360"], wcfg)
+    segs, keep_s, why_s = cut_segments(sig360[:, lead], b["r360"], wcfg)
+    dn = _denoise_signal(sig360, wcfg)
+    train_starts = denoise_starts(dn, wcfg.denoise_window_samples, wcfg.denoise_train_shift_samples)
+    eval_starts = denoise_starts(dn, wcfg.denoise_window_samples, wcfg.denoise_eval_shift_samples)
     if np.isnan(dn).any():
-        n_nan = int(nan_rows.sum())
+        n_nan = int(np.isnan(dn).any(axis=1).sum())
         log.warning("record %s: %d NaN samples; windows touching them are skipped", rec, n_nan)
-
-    f32 = np.float32
+    label, (pre, post, local), f32 = b["label"], b["rr"], np.float32
     arrays = {
         "beats": beats,
         "beat_label": label[keep_b],
-        "beat_symbol": np.asarray([b_symbols[i] for i in keep_b], dtype="<U1"),
+        "beat_symbol": np.asarray([b["symbols"][i] for i in keep_b], dtype="<U1"),
         "beat_index": keep_b.astype(np.int32),
-        "beat_sample": b_samples[keep_b],
+        "beat_sample": b["r360"][keep_b],
         "rr_pre_s": pre[keep_b].astype(f32),
         "rr_post_s": post[keep_b].astype(f32),
         "rr_local_s": local[keep_b].astype(f32),
@@ -346,26 +304,27 @@ def process_record(folder: Path, rec: str, wcfg: WindowsConfig) -> tuple[dict[st
         "lead_names": np.asarray(names, dtype="<U16"),
         "beat_lead": np.asarray(names[lead], dtype="<U16"),
     }
+    classes = b["classes"]
     counts_atr = collections.Counter(classes[i] for i in label)
     entry = {
         "record": rec,
         "fs_native_hz": fs,
         "lead": names[lead],
-        "n_samples": int(n360),
+        "n_samples": int(sig360.shape[0]),
         "annotated_beats": {c: int(counts_atr.get(c, 0)) for c in classes},
         "beats": {c: int((label[keep_b] == k).sum()) for k, c in enumerate(classes)},
         "segments": {c: int((label[keep_s] == k).sum()) for k, c in enumerate(classes)},
-        "denoise_windows": {"train_shift": int(len(train_starts)), "eval_shift": int(len(eval_starts))},
-        "dropped": dropped,
+        "denoise_windows": {
+            "train_shift": int(len(train_starts)), "eval_shift": int(len(eval_starts))
+        },
+        "dropped": _dropped(rec, b, {"beats": why_b, "segments": why_s}),
     }
     return arrays, entry
 
 
 def _worker(args: tuple[str, str, dict, str]) -> dict:
     folder, rec, wdict, out = args
-    from pipeline.core.config import _from_dict
-
-    wcfg = _from_dict(WindowsConfig, wdict, "windows")
+    wcfg = section_from_dict(WindowsConfig, wdict, "windows")
     arrays, entry = process_record(Path(folder), rec, wcfg)
     atomic_savez(out, **arrays)
     return entry
@@ -423,7 +382,7 @@ def process_ptbxl(cfg: PipelineConfig) -> dict:
             raise PipelineError(f"PTB-XL record {rel}: does not read ({exc})") from exc
         x = rec.p_signal
         if abs(rec.fs - fs) > 1e-9:
-            x = _resample(x, rec.fs, fs)
+            x = signal.resample(x, rec.fs, fs)
         if x.shape[1] != 12:
             raise PipelineError(f"PTB-XL record {rel}: expected 12 leads, found {x.shape[1]}")
         n = int(round(10 * fs))
@@ -431,7 +390,7 @@ def process_ptbxl(cfg: PipelineConfig) -> dict:
         if np.isnan(x).any():
             dropped.append({"ecg_id": int(ecg_id), "reason": "NaN samples"})
             continue
-        y = np.array([c in sup for c in L.PTBXL_SUPERCLASSES], np.int8)
+        y = np.array([c in sup for c in labels.PTBXL_SUPERCLASSES], np.int8)
         f = per_fold[int(row["strat_fold"])]
         f["x"].append(x.astype(np.float32))
         f["y"].append(y)
@@ -448,8 +407,8 @@ def process_ptbxl(cfg: PipelineConfig) -> dict:
         )
         ys = np.stack(d["y"])
         counts[str(fold)] = {"records": len(d["x"]),
-                             **{c: int(ys[:, k].sum()) for k, c in enumerate(L.PTBXL_SUPERCLASSES)}}
-    manifest = {"dataset": "ptbxl", "fs_hz": fs, "classes": list(L.PTBXL_SUPERCLASSES),
+                             **{c: int(ys[:, k].sum()) for k, c in enumerate(labels.PTBXL_SUPERCLASSES)}}
+    manifest = {"dataset": "ptbxl", "fs_hz": fs, "classes": list(labels.PTBXL_SUPERCLASSES),
                 "folds": counts, "dropped": dropped, "not_downloaded": n_missing}
     atomic_write_json(out_dir / "manifest.json", manifest)
     return manifest
@@ -495,7 +454,7 @@ def run_mitdb(cfg: PipelineConfig, force: bool = False, db: str = "mitdb") -> di
             for e in tqdm(ex.map(_worker, jobs), total=len(jobs), desc=f"windows {db}",
                           unit="rec", disable=None):
                 entries[e["record"]] = e
-    classes = L.class_names(wcfg.label_scheme)
+    classes = labels.class_names(wcfg.label_scheme)
     totals = {k: {c: sum(e[k][c] for e in entries.values()) for c in classes}
               for k in ("annotated_beats", "beats", "segments")}
     dropped = [d for e in entries.values() for d in e["dropped"]]
