@@ -1,4 +1,6 @@
-"""Final held-out evaluation: ``python -m pipeline.final_eval --task T --model M``.
+"""Final held-out evaluation: ``python -m pipeline.final_eval --task T --model M`` (retrain
+and test once) or ``--run RUN`` (test a trained run with its own settings), optionally
+``--external DIR`` (score the run on outside WFDB records).
 
 Command over :mod:`pipeline.protocol.final`.
 """
@@ -10,22 +12,29 @@ import sys
 from pathlib import Path
 
 from pipeline.core.config import add_config_args, config_from_args
-from pipeline.core.io_utils import run_cli, setup_logging
-from pipeline.data.tasks import get_task
-from pipeline.protocol.final import run
+from pipeline.core.io_utils import PipelineError, run_cli, setup_logging
+from pipeline.data.tasks import check_model, get_task
+from pipeline.protocol.final import Request, evaluate_run, retrain_and_evaluate
+from pipeline.protocol.run_settings import load_run_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m pipeline.final_eval",
         description="Evaluate once on the held-out test split (MIT-BIH DS2 / PTB-XL fold 10), "
-        "with bootstrap 95 %% intervals. The only script that reads the test split.",
+        "with bootstrap 95 %% intervals, per-example predictions and a line in the test-read "
+        "ledger. The only command that reads the test split.",
     )
     add_config_args(p)
-    p.add_argument("--task", default=None, help="task (default: train.task)")
-    p.add_argument("--model", default=None, help="model (default: train.model)")
+    p.add_argument("--task", default=None, help="task (default: train.task; with --run: the run's)")
+    p.add_argument("--model", default=None, help="model (default: train.model; with --run: the run's)")
     p.add_argument("--run", default=None, help="evaluate this training run's best checkpoint "
-                   "instead of retraining")
+                   "with the run's own task, config, split and normalization")
+    p.add_argument("--external", default=None, metavar="DIR",
+                   help="with --run: score the run on this folder of WFDB records (written to "
+                   "RUN/external_<name>/)")
+    p.add_argument("--lead", default=None, help="with --external: record lead to classify "
+                   "(default: the run's windows.lead)")
     p.add_argument("--hparams", default=None, help="best_hparams.json to retrain with")
     p.add_argument("--kfold", default=None, help="k-fold run whose median best epoch sets the "
                    "retrain's epochs (default: the newest matching *_kfold run; see "
@@ -36,24 +45,49 @@ def build_parser() -> argparse.ArgumentParser:
                    help="denoising: evaluate on a fixed random subset of this many test windows per "
                    "condition (0: all)")
     p.add_argument("--bootstrap", type=int, default=None, help="bootstrap resamples (default: eval.bootstrap_samples)")
+    p.add_argument("--force", action="store_true", help="evaluate an evaluated folder again "
+                   "(the previous files are kept as *.prev)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
+
+
+def _request(args: argparse.Namespace, n_boot_default: int) -> Request:
+    n_boot = args.bootstrap if args.bootstrap is not None else n_boot_default
+    if n_boot < 0 or args.max_test_windows < 0:
+        raise PipelineError(f"--bootstrap and --max-test-windows must be >= 0. Received: "
+                            f"{n_boot}, {args.max_test_windows}")
+    if args.run is None and (args.external or args.lead):
+        raise PipelineError("--external and --lead score a trained run: give --run RUN")
+    return Request(max_windows=args.max_test_windows, n_boot=n_boot, force=args.force,
+                   external=Path(args.external) if args.external else None, lead=args.lead)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     cfg = config_from_args(args)
-    task = get_task(args.task or cfg.train.task)
-    model = args.model or cfg.train.model
-    run_dir = run(cfg, task, model, from_run=Path(args.run) if args.run else None,
-                  hparams=Path(args.hparams) if args.hparams else None,
-                  out_dir=Path(args.out) if args.out else None,
-                  max_windows=args.max_test_windows,
-                  n_boot=args.bootstrap if args.bootstrap is not None else cfg.eval.bootstrap_samples,
-                  tag=args.tag, kfold_run=Path(args.kfold) if args.kfold else None)
-    print((run_dir / "report.md").read_text())
-    print(f"run folder: {run_dir}")
+    if args.run is not None:
+        if args.hparams or args.kfold or args.out:
+            raise PipelineError("--run evaluates a trained run as it is; --hparams, --kfold "
+                                "and --out belong to the retrain mode")
+        settings = load_run_settings(Path(args.run), cfg, args.overrides,
+                                     task_name=args.task, model_name=args.model)
+        request = _request(args, settings.cfg.eval.bootstrap_samples)
+        out = evaluate_run(settings, request)
+    else:
+        try:
+            task = get_task(args.task or cfg.train.task)
+        except KeyError as exc:
+            raise PipelineError(str(exc.args[0])) from exc
+        check_model(task, args.model or cfg.train.model)  # before any data is read
+        request = _request(args, cfg.eval.bootstrap_samples)
+        out = retrain_and_evaluate(cfg, task, args.model or cfg.train.model,
+                                   hparams=Path(args.hparams) if args.hparams else None,
+                                   out_dir=Path(args.out) if args.out else None, tag=args.tag,
+                                   kfold_run=Path(args.kfold) if args.kfold else None,
+                                   request=request)
+    print((out / "report.md").read_text())
+    print(f"run folder: {out}")
     return 0
 
 

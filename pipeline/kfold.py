@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pipeline.core.config import add_config_args, config_from_args
 from pipeline.core.io_utils import run_cli, setup_logging
-from pipeline.data.tasks import get_task
+from pipeline.data.tasks import check_model, get_task
 from pipeline.protocol.kfold import kfold_markdown, run_kfold
 
 
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     cfg = config_from_args(args)
     task = get_task(args.task or cfg.train.task)
+    check_model(task, args.model or cfg.train.model)  # before any data is read
     res = run_kfold(cfg, task, args.model or cfg.train.model, Path(args.out) if args.out else None,
                     Path(args.hparams) if args.hparams else None, args.folds)
     print(kfold_markdown(res))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score, f1_score, roc_auc_score
 
-from pipeline.evaluation import metrics as M
+from pipeline.evaluation import metrics
 
 # ----------------------------------------------------------------- single-label, by hand
 # Four AAMI-like classes; F has no example and is never predicted.
@@ -37,7 +37,7 @@ P4 = np.array(
 
 @pytest.fixture(scope="module")
 def m4():
-    return M.single_label_metrics(Y4, P4, CLASSES4)
+    return metrics.single_label_metrics(Y4, P4, CLASSES4)
 
 
 def test_single_label_hand_computed_counts(m4):
@@ -99,7 +99,7 @@ def test_single_label_is_json_ready(m4):
 
 def test_perfect_classifier():
     y = np.array([0, 1, 2, 2, 1, 0, 3])
-    m = M.single_label_metrics(y, np.eye(4)[y], ("N", "SVEB", "VEB", "Other"))
+    m = metrics.single_label_metrics(y, np.eye(4)[y], ("N", "SVEB", "VEB", "Other"))
     assert m["accuracy"] == 1.0 and m["macro_f1"] == 1.0 and m["cohen_kappa"] == 1.0
     assert m["macro_roc_auc"] == 1.0 and m["macro_pr_auc"] == 1.0
     assert m["j_index"] == 4.0 and m["jk_index"] == 1.0
@@ -110,7 +110,7 @@ def test_perfect_classifier():
 def test_random_classifier_is_at_chance():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 20_000)
-    m = M.single_label_metrics(y, rng.dirichlet(np.ones(3), 20_000), ("a", "b", "c"))
+    m = metrics.single_label_metrics(y, rng.dirichlet(np.ones(3), 20_000), ("a", "b", "c"))
     assert m["accuracy"] == pytest.approx(1 / 3, abs=0.02)
     assert m["macro_roc_auc"] == pytest.approx(0.5, abs=0.02)
     assert abs(m["cohen_kappa"]) < 0.03
@@ -118,19 +118,19 @@ def test_random_classifier_is_at_chance():
 
 
 def test_zero_division_value_is_configurable():
-    m = M.single_label_metrics(Y4, P4, CLASSES4, zero_division=float("nan"))
+    m = metrics.single_label_metrics(Y4, P4, CLASSES4, zero_division=float("nan"))
     assert np.isnan(m["per_class"]["F"]["sensitivity"])
 
 
 def test_single_label_input_errors():
     with pytest.raises(ValueError, match=r"`classes` has 3 names but probs has 4 columns"):
-        M.single_label_metrics(Y4, P4, ("N", "S", "V"))
+        metrics.single_label_metrics(Y4, P4, ("N", "S", "V"))
     with pytest.raises(ValueError, match=r"`y_true` values must be in \[0, 4\)"):
-        M.single_label_metrics(np.array([0, 0, 0, 1, 1, 4]), P4, CLASSES4)
+        metrics.single_label_metrics(np.array([0, 0, 0, 1, 1, 4]), P4, CLASSES4)
     with pytest.raises(ValueError, match="NaN or infinite"):
-        M.single_label_metrics(Y4, np.where(P4 > 0.75, np.nan, P4), CLASSES4)
+        metrics.single_label_metrics(Y4, np.where(P4 > 0.75, np.nan, P4), CLASSES4)
     with pytest.raises(ValueError, match="must have shape"):
-        M.single_label_metrics(Y4[:3], P4, CLASSES4)
+        metrics.single_label_metrics(Y4[:3], P4, CLASSES4)
 
 
 # ------------------------------------------------------------------ multi-label, by hand
@@ -144,7 +144,7 @@ PML = np.array([[0.9, 0.75], [0.6, 0.7], [0.4, 0.8], [0.1, 0.2]])
 
 
 def test_multilabel_hand_computed():
-    m = M.multilabel_metrics(YML, PML, ("a", "b"), thresholds=[0.5, 0.5])
+    m = metrics.multilabel_metrics(YML, PML, ("a", "b"), thresholds=[0.5, 0.5])
     assert m["per_class"]["a"]["roc_auc"] == 1.0
     assert m["per_class"]["b"]["roc_auc"] == pytest.approx(3 / 4)
     assert m["macro_auc"] == pytest.approx(0.875)
@@ -169,13 +169,13 @@ def test_fmax_hand_computed():
     #   0.7 < t <= 0.75 (1/2 + 1) / 2,     (1 + 0 + 1) / 3   -> 12/17
     #   0.75 < t <= 0.8  1,                 2/3              -> 4/5
     #   0.8 < t <= 0.9   1,                 1/3              -> 1/2
-    fmax, t = M.fmax_score(YML, PML)
+    fmax, t = metrics.fmax_score(YML, PML)
     assert fmax == pytest.approx(10 / 11)
     assert t == pytest.approx(0.41)
     # 0.6 < t <= 0.7: precision 5/6, recall 5/6.
-    f, _ = M.fmax_score(YML, PML, grid=[0.65])
+    f, _ = metrics.fmax_score(YML, PML, grid=[0.65])
     assert f == pytest.approx(5 / 6)
-    m = M.multilabel_metrics(YML, PML, ("a", "b"))
+    m = metrics.multilabel_metrics(YML, PML, ("a", "b"))
     assert m["fmax"] == pytest.approx(10 / 11)
     assert m["thresholds"] == [0.5, 0.5] and m["thresholds_source"].startswith("default")
 
@@ -183,7 +183,7 @@ def test_fmax_hand_computed():
 def test_multilabel_absent_class_is_none():
     y = YML.copy()
     y[:, 1] = 0
-    m = M.multilabel_metrics(y, PML, ("a", "b"))
+    m = metrics.multilabel_metrics(y, PML, ("a", "b"))
     assert m["per_class"]["b"]["roc_auc"] is None
     assert m["auc_classes"] == ["a"]
     assert m["macro_auc"] == 1.0
@@ -193,9 +193,9 @@ def test_multilabel_absent_class_is_none():
 
 def test_multilabel_input_errors():
     with pytest.raises(ValueError, match="only 0 and 1"):
-        M.multilabel_metrics(YML * 2, PML, ("a", "b"))
+        metrics.multilabel_metrics(YML * 2, PML, ("a", "b"))
     with pytest.raises(ValueError, match="`thresholds` must have 2 values"):
-        M.multilabel_metrics(YML, PML, ("a", "b"), thresholds=[0.5])
+        metrics.multilabel_metrics(YML, PML, ("a", "b"), thresholds=[0.5])
 
 
 # ----------------------------------------------------------------------- thresholds
@@ -204,10 +204,10 @@ def test_multilabel_input_errors():
 def test_choose_thresholds_hand_computed():
     # a: best F1 (=1) predicting {0.9, 0.6}; midway to 0.4 -> 0.5.
     # b: F1 at >=0.8: 2/3, >=0.75: 1/2, >=0.7: 4/5 (best), >=0.2: 2/3; midway 0.7/0.2 -> 0.45.
-    t = M.choose_thresholds(YML, PML)
+    t = metrics.choose_thresholds(YML, PML)
     assert t.dtype == np.float64 and t.shape == (2,)
     np.testing.assert_allclose(t, [0.5, 0.45])
-    tg = M.choose_thresholds(YML, PML, grid=M.FMAX_GRID)
+    tg = metrics.choose_thresholds(YML, PML, grid=metrics.FMAX_GRID)
     np.testing.assert_allclose(tg, [0.6, 0.7])  # highest grid value among the ties
 
 
@@ -221,7 +221,7 @@ def test_choose_thresholds_reaches_the_best_validation_f1():
     rng = np.random.default_rng(3)
     y = rng.random((300, 5)) < [0.4, 0.2, 0.1, 0.05, 0.3]
     p = np.clip(0.3 * y + rng.random((300, 5)) * 0.8, 0, 1).round(2)  # many ties
-    t = M.choose_thresholds(y.astype(int), p)
+    t = metrics.choose_thresholds(y.astype(int), p)
     for k in range(5):
         brute = max(_f1(y[:, k], p[:, k] >= c) for c in np.unique(p[:, k]))
         assert _f1(y[:, k], p[:, k] >= t[k]) == pytest.approx(brute)
@@ -229,7 +229,7 @@ def test_choose_thresholds_reaches_the_best_validation_f1():
 
 def test_choose_thresholds_never_peeks():
     """A pure function of (y_val, probs_val): no state, no randomness, no writes."""
-    params = list(inspect.signature(M.choose_thresholds).parameters)
+    params = list(inspect.signature(metrics.choose_thresholds).parameters)
     assert params == ["y_val", "probs_val", "grid", "default"]
     rng = np.random.default_rng(1)
     y = (rng.random((200, 5)) < 0.3).astype(int)
@@ -237,13 +237,13 @@ def test_choose_thresholds_never_peeks():
     y.setflags(write=False)  # any in-place write would raise
     p.setflags(write=False)
     y0, p0 = y.copy(), p.copy()
-    first = M.choose_thresholds(y, p)
+    first = metrics.choose_thresholds(y, p)
     # Other data seen in between (a "test" fold scored with the same module) changes nothing.
-    M.multilabel_metrics(1 - y, 1 - p, list("abcde"), thresholds=first)
+    metrics.multilabel_metrics(1 - y, 1 - p, list("abcde"), thresholds=first)
     np.random.seed(123)
-    second = M.choose_thresholds(y, p)
+    second = metrics.choose_thresholds(y, p)
     np.random.seed(999)
-    third = M.choose_thresholds(y.copy(), p.copy())
+    third = metrics.choose_thresholds(y.copy(), p.copy())
     np.testing.assert_array_equal(first, second)
     np.testing.assert_array_equal(first, third)
     np.testing.assert_array_equal(y, y0)
@@ -254,7 +254,7 @@ def test_choose_thresholds_class_without_positives_warns():
     y = YML.copy()
     y[:, 1] = 0
     with pytest.warns(UserWarning, match=r"columns \[1\] have no positive"):
-        t = M.choose_thresholds(y, PML, default=0.5)
+        t = metrics.choose_thresholds(y, PML, default=0.5)
     assert t[1] == 0.5
 
 
@@ -267,9 +267,9 @@ def test_bootstrap_is_seeded_and_brackets_the_point():
     correct = rng.random(2000) < 0.8
     pred = np.where(correct, y, 1 - y)
     probs = np.eye(2)[pred]
-    a = M.bootstrap_ci(M.accuracy, y, probs, n=300, seed=7)
-    b = M.bootstrap_ci(M.accuracy, y, probs, n=300, seed=7)
-    c = M.bootstrap_ci(M.accuracy, y, probs, n=300, seed=8)
+    a = metrics.bootstrap_ci(metrics.accuracy, y, probs, n=300, seed=7)
+    b = metrics.bootstrap_ci(metrics.accuracy, y, probs, n=300, seed=7)
+    c = metrics.bootstrap_ci(metrics.accuracy, y, probs, n=300, seed=8)
     assert tuple(a) == tuple(b) and tuple(a) != tuple(c)
     low, high, point = a
     assert point == pytest.approx(correct.mean())
@@ -287,8 +287,8 @@ def test_bootstrap_by_group_is_wider_for_clustered_errors():
     record_ok = rng.random(100) < 0.7
     y = np.zeros(2000, dtype=int)
     probs = np.eye(2)[np.where(record_ok[groups], 0, 1)]
-    beat = M.bootstrap_ci(M.accuracy, y, probs, n=300, seed=0)
-    rec = M.bootstrap_ci(M.accuracy, y, probs, n=300, seed=0, groups=groups)
+    beat = metrics.bootstrap_ci(metrics.accuracy, y, probs, n=300, seed=0)
+    rec = metrics.bootstrap_ci(metrics.accuracy, y, probs, n=300, seed=0, groups=groups)
     assert beat.point == rec.point
     assert (rec.high - rec.low) > 3 * (beat.high - beat.low)
 
@@ -299,32 +299,32 @@ def test_bootstrap_skips_undefined_replicates():
     probs = np.random.default_rng(0).dirichlet([1, 1], 30)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ci = M.bootstrap_ci(M.macro_auc, y, probs, n=200, seed=0)
+        ci = metrics.bootstrap_ci(metrics.macro_auc, y, probs, n=200, seed=0)
     assert 0 < ci.n_skipped < 200 and ci.n_valid + ci.n_skipped == 200
 
 
 def test_bootstrap_errors():
     y, p = np.array([0, 1]), np.eye(2)
     with pytest.raises(ValueError, match=r"`alpha` must be in \(0, 1\)"):
-        M.bootstrap_ci(M.accuracy, y, p, alpha=1.5)
+        metrics.bootstrap_ci(metrics.accuracy, y, p, alpha=1.5)
     with pytest.raises(ValueError, match="`groups` needs 2 entries"):
-        M.bootstrap_ci(M.accuracy, y, p, groups=[0])
+        metrics.bootstrap_ci(metrics.accuracy, y, p, groups=[0])
     with pytest.raises(ValueError, match="no bootstrap replicate"):
-        M.bootstrap_ci(lambda a, b: None, y, p, n=5)
+        metrics.bootstrap_ci(lambda a, b: None, y, p, n=5)
 
 
 def test_headline_functions_match_full_metrics(m4):
-    assert M.accuracy(Y4, P4) == pytest.approx(m4["accuracy"])
-    assert M.macro_f1(Y4, P4) == pytest.approx(m4["macro_f1"])
-    assert M.macro_auc(Y4, P4) == pytest.approx(m4["macro_roc_auc"])
-    assert M.macro_auc(YML, PML) == pytest.approx(0.875)
+    assert metrics.accuracy(Y4, P4) == pytest.approx(m4["accuracy"])
+    assert metrics.macro_f1(Y4, P4) == pytest.approx(m4["macro_f1"])
+    assert metrics.macro_auc(Y4, P4) == pytest.approx(m4["macro_roc_auc"])
+    assert metrics.macro_auc(YML, PML) == pytest.approx(0.875)
 
 
 # -------------------------------------------------------------------------- markdown
 
 
 def test_format_markdown_single_label(m4):
-    md = M.format_markdown(m4, CLASSES4, ci={"accuracy": (0.5, 0.8, 0.667)})
+    md = metrics.format_markdown(m4, CLASSES4, ci={"accuracy": (0.5, 0.8, 0.667)})
     assert "| class | Se | +P | Sp | F1 | ROC AUC | PR AUC | support |" in md
     assert "| N | 0.667 | 0.667 | 0.667 | 0.667 | 0.889 | 0.917 | 3 |" in md
     assert "| F | 0.000* | 0.000* | 1.000 | 0.000* | n/a | n/a | 0 |" in md
@@ -335,8 +335,8 @@ def test_format_markdown_single_label(m4):
 
 
 def test_format_markdown_multilabel():
-    m = M.multilabel_metrics(YML, PML, ("a", "b"), thresholds=M.choose_thresholds(YML, PML))
-    md = M.format_markdown(m)
+    m = metrics.multilabel_metrics(YML, PML, ("a", "b"), thresholds=metrics.choose_thresholds(YML, PML))
+    md = metrics.format_markdown(m)
     assert "F-max (sample-centric): 0.909" in md
     assert "| b | 1.000 | 0.667 | 0.500 | 0.800 | 0.750 | 0.833 | 0.450 | 2 |" in md
     assert "threshold |" in md and "Confusion matrix" not in md

@@ -33,14 +33,14 @@ def test_test_files_refused_outside_final_eval(tmp_path):
     from pipeline.core.config import load_config
     from pipeline.data.splits import mitdb_split
     from pipeline.data.tasks import get_task
-    from pipeline.training import run_folder as X
+    from pipeline.training import run_folder
 
     cfg = load_config(None, {"data": {"data_dir": str(tmp_path)}}, apply_env=False)
     split = mitdb_split(["101", "106", "100", "103"], None, n_folds=2, val_fraction=0.5)
     with pytest.raises(PermissionError, match="only by `python -m pipeline.final_eval`"):
-        X.test_files(cfg, get_task("mitdb_aami5_segments"), split)
-    with X.test_split_access("final_eval"):
-        files, _ = X.test_files(cfg, get_task("mitdb_aami5_segments"), split)
+        run_folder.test_files(cfg, get_task("mitdb_aami5_segments"), split)
+    with run_folder.test_split_access("final_eval"):
+        files, _ = run_folder.test_files(cfg, get_task("mitdb_aami5_segments"), split)
     assert [Path(f).name.split("-")[0] for f in files] == ["100", "103"]
 
 

@@ -118,6 +118,14 @@ class WindowsConfig:
     would otherwise be scored as damaging when it removes it. 0 keeps the raw signal."""
     rr_local_beats: int = _rule(10, ge=1)
     """Number of preceding RR intervals averaged into the local mean RR."""
+    rhythm_running_beats: int = _rule(32, ge=1)
+    """Beats in the running mean RR of the rhythm features (``pipeline.data.rhythm``)."""
+    rhythm_causal: bool = False
+    """Rhythm features without the ones that look at the next beat (post-RR), and the
+    record's mean RR taken over the beats so far: for streaming use. False: offline set."""
+    rhythm_amplitude_window_s: float = _rule(1.0, gt=0)
+    """Half-width of the neighbourhood whose median is the baseline under each R peak when
+    measuring its amplitude (R sample minus the median of +- this many seconds)."""
     ptbxl_fs_hz: float = _rule(100.0, gt=0)
     workers: int = _rule(2, ge=1)
 
@@ -228,6 +236,10 @@ class TrainConfig:
     each window's output SNR in dB, capped at 40 dB (``pipeline.losses.SNRLoss``), i.e. the
     SNR-improvement metric itself; every window counts by its relative error. Validation
     loss and checkpoint choice follow the same objective."""
+    spectral_loss_weight: float = _rule(0.0, ge=0, note="0: off")
+    """Denoising: when > 0 the training loss is ``WithSpectralTerm(<denoise_loss>, weight)``:
+    the time-domain loss above plus this weight times the multi-resolution STFT magnitude
+    loss (``pipeline.training.losses.SpectralLoss``, frames of 32, 64 and 128 samples)."""
     lr_schedule: str = "plateau"
     """``plateau`` (ReduceLROnPlateau on validation loss: ``reduce_lr_*``) or ``cosine``
     (per-epoch cosine decay from ``learning_rate`` to ``min_learning_rate`` over ``epochs``;

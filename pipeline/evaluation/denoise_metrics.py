@@ -35,13 +35,10 @@ from __future__ import annotations
 
 import logging
 import math
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-
-from pipeline.core.config import PipelineConfig
 
 log = logging.getLogger("ecg.denoise_metrics")
 
@@ -154,13 +151,9 @@ def summarize(per_window: Mapping[str, Any]) -> dict[str, dict[str, float]]:
     return out
 
 
-def evaluate_arrays(clean: Any, noisy: Any, denoised: Any) -> dict[str, dict[str, float]]:
-    """``summarize(window_metrics(clean, noisy, denoised))``."""
-    return summarize(window_metrics(clean, noisy, denoised))
-
-
 class MetricAccumulator:
-    """Streaming evaluation: per-window metrics batch by batch, summarized at the end.
+    """Streaming evaluation: per-window metrics batch by batch, summarized at the end
+    (what :func:`pipeline.evaluation.evaluate.evaluate_denoiser` keeps per method).
 
     Only the per-window scalars are kept (11 float64 per window, under 10 MB for 100,000
     windows), never the signals, so a whole ``tf.data`` pass can be scored; the median is exact.
@@ -202,114 +195,30 @@ class MetricAccumulator:
         return summarize(self.per_window())
 
 
-def evaluate_dataset(
-    dataset: Iterable[Any],
-    denoise_fn: Callable[[np.ndarray], Any],
-    *,
-    max_windows: int | None = None,
-    mean: Sequence[float] | None = None,
-    scale: Sequence[float] | None = None,
-) -> dict[str, dict[str, float]]:
-    """Scores a denoiser over one pass of a ``(noisy, clean)`` dataset.
+def snr_improvement_ci(
+    snr_imp_db: Any, records: Any, *, n: int, seed: int, alpha: float = 0.05
+) -> dict[str, float] | None:
+    """Bootstrap interval of the mean SNR improvement, resampling records (patients).
 
     Args:
-        dataset: batches ``(noisy, clean, ...)`` of shape (b, T, C) (e.g. from
-            ``pipeline.loader.create_dataset(..., task="mitdb_denoise")``).
-        denoise_fn: ``noisy (b, T, C) ndarray -> denoised`` (e.g. ``model.predict_on_batch``).
-        max_windows: stop after this many windows (None: the whole pass).
-        mean, scale: normalization statistics used by the dataset, to score in mV.
-    """
-    acc = MetricAccumulator(mean, scale)
-    for batch in dataset:
-        noisy, clean = np.asarray(batch[0]), np.asarray(batch[1])
-        if max_windows is not None:
-            left = max_windows - acc.n_windows
-            if left <= 0:
-                break
-            noisy, clean = noisy[:left], clean[:left]
-        acc.update(clean, noisy, np.asarray(denoise_fn(noisy)))
-    return acc.result()
-
-
-def evaluate_classic(
-    cfg: PipelineConfig,
-    records: Sequence[str],
-    noise_types: Sequence[str],
-    snr_dbs: Sequence[float],
-    part: str = "test",
-    max_windows: int | None = None,
-    *,
-    filters: Sequence[str] | None = None,
-    batch_size: int = 256,
-    noise: Mapping[str, np.ndarray] | None = None,
-) -> dict[str, dict[str, dict[float, dict[str, dict[str, float]]]]]:
-    """Scores the classic filters on the evaluation windows of ``records``.
-
-    For every (noise type, SNR) the evaluation windows (``denoise_eval_shift_samples`` grid,
-    fixed noise per chunk) are read once with :func:`pipeline.loader.create_dataset` (no
-    normalization), noise from the ``part`` segment of the records is added by
-    :func:`pipeline.noise.make_noise_fn`, and every filter is scored on the same noisy windows.
-
-    Args:
-        cfg: pipeline config (data folder with ``tfrecords/denoise`` and ``raw/nstdb``).
-        records: MIT-BIH record names (e.g. DS2).
-        noise_types: among ``pipeline.noise.NOISE_TYPES``.
-        snr_dbs: input SNRs in dB.
-        part: noise segment, ``test`` (default) or ``val``.
-        max_windows: score at most this many windows per (noise type, SNR).
-        filters: names in ``CLASSIC_FILTERS`` (default: all).
-        batch_size: windows per batch.
-        noise: preloaded noise records (default: read from ``raw/nstdb`` when needed).
+        snr_imp_db: ``(n_windows,)`` per-window SNR improvement (non-finite values, e.g. of
+            windows without noise, are left out of every mean, as in :func:`summarize`).
+        records: ``(n_windows,)`` record of each window; whole records are drawn.
+        n: bootstrap replicates; seed: their seed.
 
     Returns:
-        ``{filter: {noise_type: {snr_db: summary}}}`` with summaries from :func:`summarize`.
+        ``{"point", "low", "high", "n_records"}``, or ``None`` when no window has a finite value.
     """
-    from pipeline.data.loader import create_dataset
-    from pipeline.data.noise import load_noise, make_noise_fn, records_needed
-    from pipeline.evaluation.classic_filters import CLASSIC_FILTERS, apply_filter
+    from pipeline.evaluation.metrics import bootstrap_ci
 
-    filters = list(CLASSIC_FILTERS) if filters is None else list(filters)
-    for f in filters:
-        if f not in CLASSIC_FILTERS:
-            raise KeyError(f"unknown classic filter {f!r}; registered: {sorted(CLASSIC_FILTERS)}")
-    need = records_needed(noise_types)
-    if need and noise is None:
-        noise = load_noise(cfg, need)
-    fs = cfg.windows.denoise_fs_hz
-    results: dict[str, dict[str, dict[float, Any]]] = {f: {} for f in filters}
-    for nt in noise_types:
-        for snr in snr_dbs:
-            t0 = time.perf_counter()
-            ds = create_dataset(
-                records,
-                cfg,
-                batch_size,
-                is_training=False,
-                task="mitdb_denoise",
-                noise_fn=make_noise_fn(cfg, nt, snr, part, noise=noise),
-            )
-            accs = {f: MetricAccumulator() for f in filters}
-            n = 0
-            for noisy, clean in ds:
-                noisy, clean = noisy.numpy(), clean.numpy()
-                if max_windows is not None:
-                    noisy, clean = noisy[: max_windows - n], clean[: max_windows - n]
-                for f in filters:
-                    accs[f].update(clean, noisy, apply_filter(f, noisy, fs))
-                n += len(noisy)
-                if max_windows is not None and n >= max_windows:
-                    break
-            for f in filters:
-                results[f].setdefault(nt, {})[float(snr)] = accs[f].result()
-            log.info(
-                "classic %s @ %g dB: %d windows, %s (%.1f s)",
-                nt,
-                snr,
-                n,
-                ", ".join(
-                    f"{f} {results[f][nt][float(snr)]['snr_imp_db']['mean']:+.2f} dB"
-                    for f in filters
-                ),
-                time.perf_counter() - t0,
-            )
-    return results
+    v = np.asarray(snr_imp_db, np.float64)
+    if not np.isfinite(v).any():
+        return None
+
+    def finite_mean(y: np.ndarray, _: np.ndarray) -> float | None:
+        f = y[np.isfinite(y)]
+        return float(f.mean()) if len(f) else None
+
+    lo, hi, point = bootstrap_ci(finite_mean, v, v[:, None], n=n, seed=seed, alpha=alpha,
+                                 groups=np.asarray(records))
+    return {"point": point, "low": lo, "high": hi, "n_records": int(len(set(np.asarray(records).tolist())))}

@@ -1,7 +1,8 @@
 """Evaluation of a trained model on a list of files (used by k-fold and final evaluation).
 
 This module never decides *which* files: callers pass them. Only ``pipeline.final_eval``
-passes test files (it alone opens :func:`pipeline.experiment.test_split_access`).
+passes test files (it alone opens
+:func:`pipeline.training.run_folder.test_split_access`).
 """
 
 from __future__ import annotations
@@ -43,11 +44,12 @@ def predict_classifier(model: Any, files: Sequence[str], cfg: PipelineConfig, ta
 
 def classifier_metrics(pred: Mapping[str, np.ndarray], task: Task,
                        thresholds: np.ndarray | None = None) -> dict:
-    from pipeline.evaluation import metrics as M
+    from pipeline.evaluation import metrics
 
     if task.multilabel:
-        return M.multilabel_metrics(pred["y"], pred["probs"], list(task.classes), thresholds=thresholds)
-    return M.single_label_metrics(pred["y"], pred["probs"], list(task.classes))
+        return metrics.multilabel_metrics(pred["y"], pred["probs"], list(task.classes),
+                                          thresholds=thresholds)
+    return metrics.single_label_metrics(pred["y"], pred["probs"], list(task.classes))
 
 
 def evaluate_denoiser(
@@ -64,66 +66,104 @@ def evaluate_denoiser(
     include: Mapping[str, np.ndarray] | None = None,
     classic: Sequence[str] = (),
     keep_examples: int = 0,
+    noise_records: Mapping[str, np.ndarray] | None = None,
 ) -> dict:
     """Metrics per noise type and input SNR for a model and/or classic filters.
 
     Every condition uses the same windows (non-overlapping evaluation grid of ``files``,
-    restricted by ``include``) and fixed noise from the ``part`` segments of the noise records.
+    restricted by ``include``) and fixed noise from the ``part`` segments of the noise records
+    (``noise_records``, default: read from the config's ``raw/nstdb``).
 
     Returns:
-        ``{"results": {method: {noise_type: {snr: summary}}}, "examples": {...}}``
+        ``{"results": {method: {noise_type: {snr_label: summary}}}, "examples": {...},
+        "windows": {method: {noise_type: {snr_label: {"record", "start", "per_window"}}}}}``:
+        ``start`` is each window's first sample in its record (at ``windows.denoise_fs_hz``);
+        ``per_window`` holds every metric of :mod:`pipeline.evaluation.denoise_metrics`.
     """
-    from pipeline.data import noise as NZ
-    from pipeline.data.loader import create_dataset
-    from pipeline.evaluation.classic_filters import apply_filter
-    from pipeline.evaluation.denoise_metrics import summarize, window_metrics
+    from pipeline.data import noise
 
-    noise = NZ.load_noise(cfg)
-    fs = cfg.windows.denoise_fs_hz
+    loaded = noise_records if noise_records is not None else noise.load_noise(cfg)
     methods = ([getattr(model, "name", "model")] if model is not None else []) + list(classic)
     results: dict = {m: {} for m in methods}
+    windows: dict = {m: {} for m in methods}
     examples: dict = {}
     for nt in noise_types:
         for snr in snr_dbs:
-            fn = NZ.make_noise_fn(cfg, nt, snr, part, noise=noise)
-            ds = create_dataset(files, cfg, 128, False, None, None, task=task, noise_fn=fn,
-                                include=include, check=False)
-            per: dict[str, list] = {m: [] for m in methods}
-            for noisy, clean in ds:
-                noisy, clean = noisy.numpy(), clean.numpy()
-                if model is not None:
-                    xin = (noisy - mean) / scale
-                    den = np.asarray(model.predict_on_batch(xin)) * scale + mean
-                    per[methods[0]].append(window_metrics(clean, noisy, den))
-                    key = (nt, snr)
-                    if keep_examples and key not in examples:
-                        examples[key] = {"clean": clean[:keep_examples], "noisy": noisy[:keep_examples],
-                                         "denoised": den[:keep_examples]}
-                for c in classic:
-                    per[c].append(window_metrics(clean, noisy, apply_filter(c, noisy, fs)))
             label = "clean" if math.isinf(snr) else f"{snr:g}"
+            fn = noise.make_noise_fn(cfg, nt, snr, part, noise=loaded)
+            per = _denoise_condition(model, files, cfg, task, mean, scale, fn, methods,
+                                     classic, include)
+            first = per.pop("_first", None)
+            if keep_examples and first is not None:
+                examples[(nt, snr)] = {k: v[:keep_examples] for k, v in first.items()}
             for m in methods:
-                merged = {k: np.concatenate([d[k] for d in per[m]]) for k in per[m][0]} if per[m] else {}
-                results[m].setdefault(nt, {})[label] = summarize(merged) if merged else {}
+                results[m].setdefault(nt, {})[label] = per[m]["accumulator"].result() \
+                    if per[m]["accumulator"].n_windows else {}
+                windows[m].setdefault(nt, {})[label] = {
+                    "record": np.asarray(per[m]["record"], str),
+                    "start": np.asarray(per[m]["start"], np.int64),
+                    "per_window": per[m]["accumulator"].per_window()}
             log.info("evaluated %s at %s dB", nt, label)
-    return {"results": results, "examples": examples}
+    return {"results": results, "examples": examples, "windows": windows}
 
 
-def denoise_table(results: Mapping[str, Any], metric: str = "snr_imp_db") -> str:
-    """Markdown table: rows method x noise type, columns input SNR (mean of ``metric``)."""
+def _denoise_condition(model: Any | None, files: Sequence[str], cfg: PipelineConfig, task: Task,
+                       mean: np.ndarray | None, scale: np.ndarray | None, noise_fn: Any,
+                       methods: Sequence[str], classic: Sequence[str],
+                       include: Mapping[str, np.ndarray] | None) -> dict:
+    """One (noise type, SNR) pass: per method an accumulator, window records and starts."""
+    from pipeline.data.loader import create_dataset
+    from pipeline.evaluation.classic_filters import apply_filter
+    from pipeline.evaluation.denoise_metrics import MetricAccumulator
+
+    fs = cfg.windows.denoise_fs_hz
+    ds = create_dataset(files, cfg, 128, False, None, None, task=task, noise_fn=noise_fn,
+                        include=include, check=False, with_index=True)
+    per: dict = {m: {"accumulator": MetricAccumulator(), "record": [], "start": []}
+                 for m in methods}
+    for noisy, clean, rec, start in ds:
+        noisy, clean = noisy.numpy(), clean.numpy()
+        rec = [r.decode() for r in rec.numpy()]
+        outputs = {}
+        if model is not None:
+            den = np.asarray(model.predict_on_batch((noisy - mean) / scale)) * scale + mean
+            outputs[methods[0]] = den
+            if "_first" not in per:
+                per["_first"] = {"clean": clean, "noisy": noisy, "denoised": den}
+        for c in classic:
+            outputs[c] = apply_filter(c, noisy, fs)
+        for m, out in outputs.items():
+            per[m]["accumulator"].update(clean, noisy, out)
+            per[m]["record"] += rec
+            per[m]["start"].append(start.numpy())
+    for m in methods:
+        per[m]["start"] = np.concatenate(per[m]["start"]) if per[m]["start"] else np.zeros(0, np.int64)
+    return per
+
+
+def denoise_table(results: Mapping[str, Any], metric: str = "snr_imp_db",
+                  ci: Mapping[str, Any] | None = None) -> str:
+    """Markdown table: rows method x noise type, columns input SNR (mean of ``metric``).
+
+    ``ci`` (``{method: {noise: {snr_label: {"low", "high"}}}}``) adds each cell's 95 % interval.
+    """
     snrs: list[str] = []
     for by_type in results.values():
         for by_snr in by_type.values():
             snrs += [s for s in by_snr if s not in snrs]
     head = "| method | noise | " + " | ".join(f"{s} dB" for s in snrs) + " |"
     rows = [head, "|" + "---|" * (2 + len(snrs))]
+    fmt = "{:+.2f}" if metric.endswith("_db") else "{:.2f}"
     for m, by_type in results.items():
         for nt, by_snr in by_type.items():
             cells = []
             for s in snrs:
                 v = by_snr.get(s, {}).get(metric, {})
-                fmt = "{:+.2f}" if metric.endswith("_db") else "{:.2f}"
-                cells.append(fmt.format(v["mean"]) if isinstance(v, dict) and "mean" in v else "")
+                cell = fmt.format(v["mean"]) if isinstance(v, dict) and "mean" in v else ""
+                interval = ((ci or {}).get(m, {}).get(nt, {}) or {}).get(s)
+                if cell and interval:
+                    cell += f" [{fmt.format(interval['low'])}, {fmt.format(interval['high'])}]"
+                cells.append(cell)
             rows.append(f"| {m} | {nt} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 

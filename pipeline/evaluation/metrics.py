@@ -142,49 +142,12 @@ def single_label_metrics(
         (Mondejar-Guerra et al. 2019; EC57's "F called V is not a false V" exception is not
         applied here).
     """
-    y = np.asarray(y_true)
-    if y.ndim != 1:
-        raise ValueError(f"`y_true` must be 1-D class indices. Received: shape={y.shape}")
-    p = _check_probs(probs, y.shape[0])
+    y, p, names = _check_single_label(y_true, probs, classes)
     k = p.shape[1]
-    names = _class_names(classes, k)
-    if not np.issubdtype(y.dtype, np.integer):
-        if not np.all(np.equal(np.mod(y, 1), 0)):
-            raise ValueError("`y_true` must hold integer class indices")
-        y = y.astype(np.int64)
-    if y.min() < 0 or y.max() >= k:
-        raise ValueError(
-            f"`y_true` values must be in [0, {k}). Received: min={y.min()}, max={y.max()}"
-        )
     n = y.shape[0]
     pred = np.argmax(p, axis=1)
     cm = np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
-
-    per_class: dict[str, dict[str, Any]] = {}
-    notes: list[str] = []
-    for i, name in enumerate(names):
-        tp = int(cm[i, i])
-        fp = int(cm[:, i].sum() - tp)
-        fn = int(cm[i, :].sum() - tp)
-        tn = int(n - tp - fp - fn)
-        row = _rates(tp, fp, fn, tn, zero_division)
-        row["roc_auc"], row["pr_auc"], why = _ovr_auc(y == i, p[:, i])
-        if why is not None:
-            notes.append(
-                f"class {name!r}: {why} in y_true; ROC/PR AUC are None"
-                + (
-                    f"; {', '.join(row['undefined'])} set to {zero_division:g} (0/0)"
-                    if row["undefined"]
-                    else ""
-                )
-            )
-        elif row["undefined"]:
-            notes.append(
-                f"class {name!r}: {', '.join(row['undefined'])} undefined (0/0), set to "
-                f"{zero_division:g}"
-            )
-        per_class[name] = row
-
+    per_class, notes = _single_label_rows(cm, y, p, names, zero_division)
     auc_classes = [c for c in names if per_class[c]["roc_auc"] is not None]
     po = float(np.trace(cm)) / n
     pe = float(np.dot(cm.sum(axis=1), cm.sum(axis=0))) / float(n * n)
@@ -210,6 +173,62 @@ def single_label_metrics(
         "confusion_matrix": cm.astype(int).tolist(),
         "notes": notes,
     }
+    out.update(_aami_indices(per_class, kappa))
+    return out
+
+
+def _check_single_label(y_true: Any, probs: Any, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Validated ``(y int64 (n,), probs float64 (n, K), class names)``."""
+    y = np.asarray(y_true)
+    if y.ndim != 1:
+        raise ValueError(f"`y_true` must be 1-D class indices. Received: shape={y.shape}")
+    p = _check_probs(probs, y.shape[0])
+    k = p.shape[1]
+    names = _class_names(classes, k)
+    if not np.issubdtype(y.dtype, np.integer):
+        if not np.all(np.equal(np.mod(y, 1), 0)):
+            raise ValueError("`y_true` must hold integer class indices")
+        y = y.astype(np.int64)
+    if y.min() < 0 or y.max() >= k:
+        raise ValueError(
+            f"`y_true` values must be in [0, {k}). Received: min={y.min()}, max={y.max()}"
+        )
+    return y, p, names
+
+
+def _single_label_rows(cm: np.ndarray, y: np.ndarray, p: np.ndarray, names: list[str],
+                       zero_division: float) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Per-class rates and one-vs-rest AUCs from the confusion matrix, and their notes."""
+    n = int(cm.sum())
+    per_class: dict[str, dict[str, Any]] = {}
+    notes: list[str] = []
+    for i, name in enumerate(names):
+        tp = int(cm[i, i])
+        fp = int(cm[:, i].sum() - tp)
+        fn = int(cm[i, :].sum() - tp)
+        tn = int(n - tp - fp - fn)
+        row = _rates(tp, fp, fn, tn, zero_division)
+        row["roc_auc"], row["pr_auc"], why = _ovr_auc(y == i, p[:, i])
+        if why is not None:
+            notes.append(
+                f"class {name!r}: {why} in y_true; ROC/PR AUC are None"
+                + (
+                    f"; {', '.join(row['undefined'])} set to {zero_division:g} (0/0)"
+                    if row["undefined"]
+                    else ""
+                )
+            )
+        elif row["undefined"]:
+            notes.append(
+                f"class {name!r}: {', '.join(row['undefined'])} undefined (0/0), set to "
+                f"{zero_division:g}"
+            )
+        per_class[name] = row
+    return per_class, notes
+
+
+def _aami_indices(per_class: Mapping[str, Mapping[str, Any]], kappa: float) -> dict[str, float]:
+    """AAMI ``j_index`` and ``jk_index`` when the classes include S and V (or SVEB and VEB)."""
     for s, v in _AAMI_J_PAIRS:
         if s in per_class and v in per_class:
             j = (
@@ -218,10 +237,8 @@ def single_label_metrics(
                 + per_class[s]["ppv"]
                 + per_class[v]["ppv"]
             )
-            out["j_index"] = float(j)
-            out["jk_index"] = float(0.5 * kappa + 0.125 * j)
-            break
-    return out
+            return {"j_index": float(j), "jk_index": float(0.5 * kappa + 0.125 * j)}
+    return {}
 
 
 # --------------------------------------------------------------------------- multi-label
@@ -579,6 +596,55 @@ def bootstrap_ci(
     return BootstrapCI(float(low), float(high), point, len(values), skipped)
 
 
+HEADLINE_F1_CLASSES = ("S", "V", "SVEB", "VEB")
+"""Classes whose F1 gets a bootstrap interval in final evaluations (the minority classes)."""
+
+
+def class_f1(k: int) -> Callable[[np.ndarray, np.ndarray], float]:
+    """``f(y, probs) -> F1 of class k`` (argmax predictions; 0 when 0/0)."""
+
+    def f1(y: np.ndarray, p: np.ndarray) -> float:
+        pred = np.argmax(p, axis=1)
+        tp = np.sum((pred == k) & (y == k))
+        den = np.sum(pred == k) + np.sum(y == k)
+        return float(2 * tp / den) if den else 0.0
+
+    return f1
+
+
+def headline_bootstrap(
+    y_true: Any,
+    probs: Any,
+    classes: Sequence[str],
+    *,
+    multilabel: bool,
+    n: int,
+    seed: int,
+    groups: Any = None,
+) -> dict[str, dict[str, float]]:
+    """Bootstrap 95 % intervals of the headline metrics of a final evaluation.
+
+    Multi-label: ``macro_auc``. Single-label: ``accuracy``, ``macro_f1`` and ``f1_<c>`` for
+    the classes of :data:`HEADLINE_F1_CLASSES` that occur in ``y_true``.
+
+    Returns:
+        ``{name: {"point", "low", "high"}}`` (see :func:`bootstrap_ci`).
+    """
+    y = np.asarray(y_true)
+    if multilabel:
+        heads: dict[str, Callable] = {"macro_auc": macro_auc}
+    else:
+        heads = {"accuracy": accuracy, "macro_f1": macro_f1}
+        for k, c in enumerate(classes):
+            if (y == k).any() and c in HEADLINE_F1_CLASSES:
+                heads[f"f1_{c}"] = class_f1(k)
+    out = {}
+    for name, fn in heads.items():
+        lo, hi, point = bootstrap_ci(fn, y, probs, n=n, seed=seed, groups=groups)
+        out[name] = {"point": point, "low": lo, "high": hi}
+    return out
+
+
 # ------------------------------------------------------------------------------ markdown
 
 
@@ -610,9 +676,20 @@ def format_markdown(
         value), the confusion matrix for single-label metrics, and the notes.
     """
     names = list(classes) if classes is not None else list(metrics["classes"])
-    per = metrics["per_class"]
-    ci = dict(ci or {})
     multilabel = metrics.get("task") == "multilabel"
+    heads = _headlines(metrics, dict(ci or {}), multilabel)
+    lines = [f"n = {metrics['n']:,}", ""] + heads + [""]
+    lines += _class_table(metrics["per_class"], names, multilabel)
+    if not multilabel and "confusion_matrix" in metrics:
+        lines += _confusion_lines(metrics, names)
+    if metrics.get("notes"):
+        lines += ["", "Notes:"] + [f"- {s}" for s in metrics["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def _headlines(metrics: Mapping[str, Any], ci: Mapping[str, Sequence[float]],
+               multilabel: bool) -> list[str]:
+    """``- label: value (95% CI ...)`` lines of the headline metrics present."""
 
     def headline(label: str, key: str) -> str | None:
         if key not in metrics:
@@ -643,10 +720,14 @@ def format_markdown(
             headline("AAMI j-index (Se+P of S and V)", "j_index"),
             headline("jk-index", "jk_index"),
         ]
-    lines = [f"n = {metrics['n']:,}", ""] + [h for h in heads if h is not None] + [""]
+    return [h for h in heads if h is not None]
+
+
+def _class_table(per: Mapping[str, Any], names: Sequence[str], multilabel: bool) -> list[str]:
+    """Per-class Markdown table (Se, +P, Sp, F1, AUCs, [threshold], support) and its legend."""
     thr_col = " threshold |" if multilabel else ""
-    lines.append(f"| class | Se | +P | Sp | F1 | ROC AUC | PR AUC |{thr_col} support |")
-    lines.append("|---|---|---|---|---|---|---|" + ("---|" if multilabel else "") + "---|")
+    lines = [f"| class | Se | +P | Sp | F1 | ROC AUC | PR AUC |{thr_col} support |",
+             "|---|---|---|---|---|---|---|" + ("---|" if multilabel else "") + "---|"]
     for c in names:
         r = per[c]
         und = set(r.get("undefined", []))
@@ -667,16 +748,18 @@ def format_markdown(
         "`*` 0/0: undefined, shown as the zero-division value. "
         "`n/a`: AUC needs positives and negatives."
     )
-    if not multilabel and "confusion_matrix" in metrics:
-        order = [list(metrics["classes"]).index(c) for c in names]
-        cm = metrics["confusion_matrix"]
-        lines += ["", "Confusion matrix (rows true, columns predicted):", ""]
-        lines.append("| true \\ pred | " + " | ".join(names) + " |")
-        lines.append("|---|" + "---|" * len(names))
-        for i in order:
-            lines.append(
-                f"| {metrics['classes'][i]} | " + " | ".join(f"{cm[i][j]:,}" for j in order) + " |"
-            )
-    if metrics.get("notes"):
-        lines += ["", "Notes:"] + [f"- {s}" for s in metrics["notes"]]
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _confusion_lines(metrics: Mapping[str, Any], names: Sequence[str]) -> list[str]:
+    """The confusion matrix (rows true, columns predicted) in ``names`` order."""
+    order = [list(metrics["classes"]).index(c) for c in names]
+    cm = metrics["confusion_matrix"]
+    lines = ["", "Confusion matrix (rows true, columns predicted):", ""]
+    lines.append("| true \\ pred | " + " | ".join(names) + " |")
+    lines.append("|---|" + "---|" * len(names))
+    for i in order:
+        lines.append(
+            f"| {metrics['classes'][i]} | " + " | ".join(f"{cm[i][j]:,}" for j in order) + " |"
+        )
+    return lines

@@ -22,8 +22,6 @@ import numpy as np
 from pipeline.core.io_utils import atomic_path
 
 DPI = 110
-_TRUE_COLOR = "#1b7837"
-_WRONG_COLOR = "#b2182b"
 _LR_KEYS = ("learning_rate", "lr")
 
 
@@ -303,68 +301,6 @@ def plot_per_class_bars(
         ax.legend(ncols=m, fontsize=8, loc="upper right")
         if title:
             ax.set_title(title)
-    return Path(out_path)
-
-
-def plot_ecg_examples(
-    x: Any,
-    y_true: Any,
-    y_pred: Any,
-    classes: Sequence[str],
-    out_path: str | Path,
-    *,
-    fs_hz: float = 360.0,
-    n_cols: int = 4,
-    max_examples: int = 16,
-    title: str | None = None,
-) -> Path:
-    """Grid of example ECG segments titled with true and predicted labels.
-
-    Args:
-        x: ``(n, samples)`` or ``(n, samples, leads)`` signals (every lead drawn).
-        y_true: ``(n,)`` true class indices.
-        y_pred: ``(n,)`` predicted class indices.
-        classes: class names.
-        out_path: PNG path.
-        fs_hz: sampling frequency for the time axis (s).
-        n_cols: grid columns.
-        max_examples: the first ``max_examples`` examples are drawn.
-        title: figure title.
-
-    A title in green is a correct prediction, in red a wrong one.
-    """
-    sig = _as_leads(x)[:max_examples]
-    yt = np.asarray(y_true).astype(int)[: len(sig)]
-    yp = np.asarray(y_pred).astype(int)[: len(sig)]
-    if not (len(sig) == len(yt) == len(yp)) or len(sig) == 0:
-        raise ValueError(
-            f"`x`, `y_true`, `y_pred` need the same non-zero length. Received: "
-            f"{len(sig)}, {len(yt)}, {len(yp)}"
-        )
-    rows, cols = _grid(len(sig), n_cols)
-    t = np.arange(sig.shape[1]) / fs_hz
-    with _figure(out_path, (3.0 * cols, 2.0 * rows + 0.3)) as fig:
-        axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False, sharex=True)).ravel()
-        for i, ax in enumerate(axes):
-            if i >= len(sig):
-                ax.set_visible(False)
-                continue
-            for lead in range(sig.shape[2]):
-                ax.plot(t, sig[i, :, lead], lw=0.8)
-            ok = yt[i] == yp[i]
-            ax.set_title(
-                f"true {classes[yt[i]]} / pred {classes[yp[i]]}",
-                fontsize=9,
-                color=_TRUE_COLOR if ok else _WRONG_COLOR,
-            )
-            ax.tick_params(labelsize=7)
-            ax.grid(alpha=0.2)
-            if i % cols == 0:
-                ax.set_ylabel("amplitude", fontsize=8)
-            if i >= (rows - 1) * cols:
-                ax.set_xlabel("time (s)", fontsize=8)
-        if title:
-            fig.suptitle(title)
     return Path(out_path)
 
 

@@ -1,0 +1,402 @@
+"""The honest protocol: runs evaluated with their own settings, every test read in the ledger,
+k-fold that never peeks, per-example predictions that recompute every number, external
+evaluation at other sampling rates and leads, and no evaluation overwritten silently.
+
+Tiny real runs from :mod:`tests._trained_runs` (synthetic records through the real stages).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import _trained_runs as trained  # noqa: E402
+import pytest
+
+
+def _copy(tmp_path_factory, tmp_path: Path, which: str) -> Path:
+    src = trained.trained_run(tmp_path_factory, which)
+    dst = tmp_path / src.name
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _final(argv: list[str], capsys=None) -> tuple[int, str]:
+    from pipeline import final_eval as final_eval_cmd
+    from pipeline.core.io_utils import run_cli
+
+    rc = run_cli(final_eval_cmd.main, [*argv, "--bootstrap", "20"])
+    err = capsys.readouterr().err if capsys is not None else ""
+    return rc, err
+
+
+def _ledger(run: Path) -> list[dict]:
+    path = run.resolve().parent / "test_reads.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def _recompute(folder: Path) -> int:
+    from data_tools import recompute
+    from pipeline.core.io_utils import run_cli
+
+    return run_cli(recompute.main, [str(folder)])
+
+
+@pytest.fixture
+def segments_run(tmp_path_factory, tmp_path):
+    return _copy(tmp_path_factory, tmp_path, "segments")
+
+
+# ------------------------------------------------------------ a run's own settings (14.1)
+
+
+def test_leaky_run_evaluated_with_only_run_is_labelled_leaky_and_uses_its_own_split(
+        tmp_path_factory, tmp_path):
+    from pipeline import train as train_cmd
+    from pipeline.data.splits import intra_assignment
+
+    root = trained.data_root(tmp_path_factory)
+    run = tmp_path / "leaky"
+    task, model, kwargs = trained.RUNS["segments"]
+    assert train_cmd.main([*trained._argv(root), "--set", "splits.scheme=intra_patient",
+                           "--task", task, "--model", model, "--model-kwargs",
+                           json.dumps(kwargs), "--run-dir", str(run)]) == 0
+    rc, _ = _final(["--run", str(run)])
+    assert rc == 0
+    m = json.loads((run / "metrics_test.json").read_text())
+    split = json.loads((run / "splits.json").read_text())
+    assert m["leaky_split"] is True
+    assert m["test_records"] == split["test"]  # every record: beats split at random
+    manifest = json.loads((root / "tfrecords" / "segments" / "manifest.json").read_text())
+    n_test = sum(int((intra_assignment(int(e["examples"]), e["record"], split["intra"]) == 2).sum())
+                 for e in manifest["files"] if e["record"] in split["test"])
+    assert m["n_test_examples"] == n_test
+    assert "LEAKY" in (run / "report.md").read_text()
+    assert _ledger(run)[-1]["leaky_split"] is True
+
+
+def test_conflicting_task_model_or_split_setting_is_refused(segments_run, capsys):
+    run = segments_run
+    rc, err = _final(["--run", str(run), "--task", "mitdb_aami4_segments"], capsys)
+    assert rc == 2
+    assert "--task mitdb_aami4_segments conflicts with the run's task mitdb_aami5_segments" in err
+    rc, err = _final(["--run", str(run), "--model", "cnn"], capsys)
+    assert rc == 2 and "--model cnn conflicts with the run's model ldcnn" in err
+    rc, err = _final(["--run", str(run), "--set", "splits.scheme=intra_patient"], capsys)
+    assert rc == 2
+    assert ("splits.scheme='intra_patient' on the command line conflicts with the run's "
+            "splits.scheme='inter_patient'") in err
+    rc, err = _final(["--run", str(run), "--set", "windows.lead=V1"], capsys)
+    assert rc == 2 and "windows.lead='V1' on the command line conflicts with the run's windows.lead='MLII'" in err
+    assert not (run / "metrics_test.json").exists()
+    assert _ledger(run) == []
+
+
+def test_run_with_missing_or_damaged_split_file_is_refused(segments_run, capsys):
+    (segments_run / "splits.json").write_text('{"scheme": "inter_patient"}')
+    rc, err = _final(["--run", str(segments_run)], capsys)
+    assert rc == 2 and "splits.json: malformed split file (missing or bad 'train')" in err
+    (segments_run / "splits.json").unlink()
+    rc, err = _final(["--run", str(segments_run)], capsys)
+    assert rc == 2 and "not a training run (no splits.json)" in err
+
+
+def test_retrain_only_flags_with_run_and_external_without_run_are_refused(segments_run, capsys):
+    rc, err = _final(["--run", str(segments_run), "--hparams", "x.json"], capsys)
+    assert rc == 2 and "--hparams, --kfold and --out belong to the retrain mode" in err
+    rc, err = _final(["--task", "mitdb_aami5_segments", "--external", str(segments_run)], capsys)
+    assert rc == 2 and "--external and --lead score a trained run: give --run RUN" in err
+
+
+# ------------------------------------------- ledger, refusal, *.prev, predictions (14.2, 14.6)
+
+
+def test_ledger_gains_exactly_one_line_per_final_evaluation(segments_run, capsys):
+    run = segments_run
+    assert _final(["--run", str(run)])[0] == 0
+    assert len(_ledger(run)) == 1
+    entry = _ledger(run)[0]
+    assert entry["task"] == "mitdb_aami5_segments" and entry["model"] == "ldcnn"
+    assert entry["recipe"] == run.name and entry["external"] is None
+    assert "macro_f1" in entry["metrics"] and entry["git_commit"] is not None
+    rc, _ = _final(["--run", str(run)], capsys)  # refused: no read, no line
+    assert rc == 2 and len(_ledger(run)) == 1
+    assert _final(["--run", str(run), "--force"])[0] == 0
+    assert len(_ledger(run)) == 2
+
+
+def test_evaluated_run_is_refused_unless_forced_and_force_keeps_the_previous_files(segments_run, capsys):
+    run = segments_run
+    assert _final(["--run", str(run)])[0] == 0
+    before = {n: (run / n).read_text() for n in ("metrics_test.json", "report.md", "predictions_test.csv")}
+    rc, err = _final(["--run", str(run)], capsys)
+    assert rc == 2
+    assert "already evaluated (metrics_test.json exists); --force evaluates again" in err
+    assert {n: (run / n).read_text() for n in before} == before
+    assert _final(["--run", str(run), "--force"])[0] == 0
+    for name, text in before.items():
+        assert (run / f"{name}.prev").read_text() == text
+
+
+def test_predictions_file_has_the_promised_columns_and_native_annotation_samples(
+        segments_run, tmp_path_factory):
+    import wfdb
+
+    from pipeline.data.windowing import beat_annotations
+
+    run = segments_run
+    assert _final(["--run", str(run)])[0] == 0
+    m = json.loads((run / "metrics_test.json").read_text())
+    with open(run / "predictions_test.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["record", "sample", "true", "pred", *[f"p_{c}" for c in m["classes"]]]
+    assert len(rows) - 1 == m["n_test_examples"]
+    raw = trained.data_root(tmp_path_factory) / "raw" / "mitdb"
+    for rec in m["test_records"]:
+        samples, _ = beat_annotations(wfdb.rdann(str(raw / rec), "atr"), "aami5", rec)
+        got = {int(r[1]) for r in rows[1:] if r[0] == rec}
+        assert got and got <= set(samples.tolist())
+    assert all(r[2] in m["classes"] and r[3] in m["classes"] for r in rows[1:])
+
+
+def test_recompute_agrees_on_a_real_tiny_run_and_fails_on_a_tampered_predictions_file(segments_run, capsys):
+    run = segments_run
+    assert _final(["--run", str(run)])[0] == 0
+    capsys.readouterr()
+    assert _recompute(run) == 0
+    assert "every headline number recomputes" in capsys.readouterr().out
+    path = run / "predictions_test.csv"
+    rows = list(csv.reader(path.open(newline="")))
+    classes = json.loads((run / "metrics_test.json").read_text())["classes"]
+    # one beat's true class changed so that its correctness flips: accuracy must move
+    rows[1][2] = rows[1][3] if rows[1][2] != rows[1][3] else next(c for c in classes if c != rows[1][3])
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerows(rows)
+    assert _recompute(run) == 1
+    out = capsys.readouterr().out
+    assert "accuracy: metrics_test.json has" in out and "the predictions file gives" in out
+
+
+def test_recompute_refuses_a_predictions_file_with_other_columns(segments_run, capsys):
+    assert _final(["--run", str(segments_run)])[0] == 0
+    path = segments_run / "predictions_test.csv"
+    path.write_text(path.read_text().replace("record,sample,", "rec,sample,", 1))
+    capsys.readouterr()
+    assert _recompute(segments_run) == 2
+    assert "predictions_test.csv: columns ['rec', 'sample'" in capsys.readouterr().err
+
+
+# -------------------------------------------------------------- denoisers (14.6, 14.7)
+
+
+def test_denoiser_windows_file_intervals_per_cell_and_recompute(tmp_path_factory, tmp_path, capsys):
+    run = _copy(tmp_path_factory, tmp_path, "denoise")
+    assert _final(["--run", str(run), "--max-test-windows", "40"])[0] == 0
+    m = json.loads((run / "metrics_test.json").read_text())
+    with open(run / "windows_test.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["record", "start", "noise", "snr_in_db", "snr_out_db", "prd_pct"]
+    method = m["predictions"]["method"]
+    n_cells = sum(s["snr_imp_db"]["n"] for by in m["results"][method].values() for s in by.values())
+    assert len(rows) - 1 == n_cells
+    for method_cis in m["ci95_snr_imp_db"].values():  # the model and the classic filters
+        for by_snr in method_cis.values():
+            for ci in by_snr.values():
+                assert ci["low"] <= ci["point"] <= ci["high"]
+    assert "12 dB" in m["table_snr_improvement_db"] and " [" in m["table_snr_improvement_db"]
+    assert "records resampled" in (run / "report.md").read_text()
+    capsys.readouterr()
+    assert _recompute(run) == 0
+    rows[1][4] = repr(float(rows[1][4]) + 1.0)  # one window's output SNR changed
+    with open(run / "windows_test.csv", "w", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerows(rows)
+    assert _recompute(run) == 1
+    assert "snr_imp_db.mean: metrics_test.json has" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ k-fold (14.4)
+
+
+def test_kfold_never_reads_a_folds_heldout_records_before_its_final_scoring(
+        tmp_path_factory, tmp_path, monkeypatch):
+    from pipeline import kfold as kfold_cmd
+    from pipeline.data import loader, normalization
+    from pipeline.evaluation import evaluate
+
+    reads: list[tuple[str, set[str]]] = []
+    phase = {"now": "training"}
+
+    def names(files):
+        return {Path(str(f)).name.split("-")[0] for f in files}
+
+    def spy(fn, what):
+        def wrapped(files, *args, **kwargs):
+            reads.append((phase["now"] if what != "fit" else "normalization", names(files)))
+            return fn(files, *args, **kwargs)
+        return wrapped
+
+    real_predict = evaluate.predict_classifier
+
+    def scoring(model, files, *args, **kwargs):
+        phase["now"] = "scoring"
+        reads.append(("scoring starts", names(files)))
+        try:
+            return real_predict(model, files, *args, **kwargs)
+        finally:
+            phase["now"] = "training"
+
+    monkeypatch.setattr(loader, "create_dataset", spy(loader.create_dataset, "read"))
+    monkeypatch.setattr(loader, "split_labels", spy(loader.split_labels, "read"))
+    monkeypatch.setattr(normalization, "fit", spy(normalization.fit, "fit"))
+    monkeypatch.setattr(evaluate, "predict_classifier", scoring)
+    root = trained.data_root(tmp_path_factory)
+    task, model, kwargs = trained.RUNS["segments"]
+    out = tmp_path / "kf"
+    # 3 training patients, 3 folds: each fold trains on 1 patient, validates on 1, holds out 1
+    assert kfold_cmd.main([*trained._argv(root), "--set", "splits.n_folds=3", "--task", task,
+                           "--model", model, "--set", f"train.model_kwargs={json.dumps(kwargs)}",
+                           "--out", str(out)]) == 0
+    result = json.loads((out / "kfold.json").read_text())
+    assert len(result["folds"]) == 3
+    starts = [i for i, (p, _) in enumerate(reads) if p == "scoring starts"]
+    assert len(starts) == 3
+    for i, (fold, start) in enumerate(zip(result["folds"], starts, strict=True)):
+        held = set(fold["heldout_records"])
+        assert reads[start][1] == held  # the held-out fold is what is scored, once
+        # this fold's phase: from the previous fold's scoring to its own (other folds may
+        # train on these records; inside the fold nothing may read them before scoring)
+        fold_phase = [r for p, r in reads[(starts[i - 1] + 1) if i else 0:start] if p != "scoring"]
+        assert fold_phase and all(not (r & held) for r in fold_phase), fold_phase
+        assert set(fold["val_records"]) and not set(fold["val_records"]) & held
+        assert not set(fold["train_records"]) & held
+        stats = json.loads((out / f"fold{fold['fold']}" / "normalization.json").read_text())
+        assert names(stats["train_files"]) == set(fold["train_records"])
+
+
+def test_kfold_fold_without_two_training_patients_is_refused():
+    from pipeline.core.config import load_config
+    from pipeline.core.io_utils import PipelineError
+    from pipeline.data.splits import Split
+    from pipeline.data.tasks import get_task
+    from pipeline.protocol.kfold import fold_files
+
+    cfg = load_config(None, apply_env=False)
+    split = Split("inter_patient", ("a",), (), ("c",), folds=((("a",), ("b",)),))
+    with pytest.raises(PipelineError, match=r"fold 0: its training part \['a'\] holds fewer "
+                                            "than 2 patients"):
+        fold_files(cfg, get_task("mitdb_aami5_segments"), split, 0, {})
+
+
+# ------------------------------------------------------------- external (14.8)
+
+
+def _external_folder(path: Path, fs_hz: int, leads=("MLII", "V1")) -> Path:
+    from data_tools import synthetic
+
+    path.mkdir(parents=True)
+    for i, seed in enumerate((11, 12)):
+        synthetic.write_record(path, f"x{i}", seed=seed, duration_s=30.0, fs_hz=fs_hz)
+    if leads != synthetic.LEADS:
+        for hea in path.glob("*.hea"):
+            hea.write_text(hea.read_text().replace(" MLII", f" {leads[0]}"))
+    return path
+
+
+@pytest.mark.parametrize("fs_hz", [128, 250])
+def test_external_records_at_another_rate_are_scored_with_report_predictions_and_ledger(
+        segments_run, tmp_path, fs_hz, capsys):
+    import wfdb
+
+    folder = _external_folder(tmp_path / f"ext{fs_hz}", fs_hz)
+    assert _final(["--run", str(segments_run), "--external", str(folder)])[0] == 0
+    out = segments_run / f"external_ext{fs_hz}"
+    m = json.loads((out / "metrics_test.json").read_text())
+    assert m["external"] == f"ext{fs_hz}" and m["external_records"] == ["x0", "x1"]
+    assert f"external: ext{fs_hz}" in (out / "report.md").read_text()
+    assert _ledger(segments_run)[-1]["external"] == f"ext{fs_hz}"
+    assert not (segments_run / "metrics_test.json").exists()  # the test split was not read
+    assert not [p for p in out.iterdir() if p.name.startswith(".data-")]  # derived data removed
+    rows = list(csv.reader((out / "predictions_test.csv").open(newline="")))
+    ann = wfdb.rdann(str(folder / "x0"), "atr")
+    assert {int(r[1]) for r in rows[1:] if r[0] == "x0"} <= set(ann.sample.tolist())
+    capsys.readouterr()
+    assert _recompute(out) == 0
+
+
+def test_external_records_feed_a_scalogram_sequence_classifier_at_128_hz(
+        tmp_path_factory, tmp_path, capsys):
+    run = _copy(tmp_path_factory, tmp_path, "sequences")
+    folder = _external_folder(tmp_path / "seq128", 128)
+    assert _final(["--run", str(run), "--external", str(folder)])[0] == 0
+    m = json.loads((run / "external_seq128" / "metrics_test.json").read_text())
+    assert m["n_test_examples"] > 0 and m["external_records"] == ["x0", "x1"]
+    capsys.readouterr()
+    assert _recompute(run / "external_seq128") == 0
+
+
+def test_external_records_without_the_runs_lead_need_lead(segments_run, tmp_path, capsys):
+    folder = _external_folder(tmp_path / "ii", 250, leads=("II", "V1"))
+    rc, err = _final(["--run", str(segments_run), "--external", str(folder)], capsys)
+    assert rc == 2
+    assert "record x0 in" in err and "no lead 'MLII' (leads: ['II', 'V1']); name the lead" in err
+    assert _final(["--run", str(segments_run), "--external", str(folder), "--lead", "II"])[0] == 0
+    m = json.loads((segments_run / "external_ii" / "metrics_test.json").read_text())
+    assert "lead II" in m["mode"]
+
+
+def test_external_folder_that_is_missing_or_holds_no_records_is_refused(segments_run, tmp_path, capsys):
+    rc, err = _final(["--run", str(segments_run), "--external", str(tmp_path / "nope")], capsys)
+    assert rc == 2 and "nope: external folder not found" in err
+    (tmp_path / "empty").mkdir()
+    rc, err = _final(["--run", str(segments_run), "--external", str(tmp_path / "empty")], capsys)
+    assert rc == 2 and "no WFDB records (no RECORDS file and no *.hea)" in err
+
+
+def test_external_beat_classifier_needs_beat_annotations(segments_run, tmp_path, capsys):
+    folder = _external_folder(tmp_path / "noatr", 360)
+    (folder / "x1.atr").unlink()
+    rc, err = _final(["--run", str(segments_run), "--external", str(folder)], capsys)
+    assert rc == 2 and "record x1 in" in err and "no beat annotation file x1.atr" in err
+
+
+def test_external_denoiser_takes_clean_records_without_annotations(tmp_path_factory, tmp_path, capsys):
+    run = _copy(tmp_path_factory, tmp_path, "denoise")
+    folder = _external_folder(tmp_path / "clean", 250)
+    for atr in folder.glob("*.atr"):
+        atr.unlink()
+    assert _final(["--run", str(run), "--external", str(folder)])[0] == 0
+    out = run / "external_clean"
+    m = json.loads((out / "metrics_test.json").read_text())
+    assert m["external"] == "clean" and (out / "windows_test.csv").is_file()
+    capsys.readouterr()
+    assert _recompute(out) == 0
+
+
+# ------------------------------------------------------------------ the ledger itself
+
+
+def test_ledger_appends_from_many_writers_keep_every_line_whole(tmp_path):
+    from pipeline.protocol.ledger import append_line
+
+    path = tmp_path / "test_reads.jsonl"
+    threads = [threading.Thread(target=lambda i=i: [append_line(path, {"i": i, "j": j, "pad": "x" * 500})
+                                                    for j in range(20)]) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert sorted((d["i"], d["j"]) for d in lines) == [(i, j) for i in range(4) for j in range(20)]
+
+
+def test_ledger_in_an_unwritable_place_is_one_line_error(tmp_path):
+    from pipeline.core.io_utils import PipelineError
+    from pipeline.protocol.ledger import append_line
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(PipelineError, match=r"file/test_reads.jsonl: cannot open the test-read ledger"):
+        append_line(blocker / "test_reads.jsonl", {"a": 1})
