@@ -1,6 +1,9 @@
 """Training of denoisers and classifiers: ``python -m pipeline.train --task T --model M``.
 
-Command over :mod:`pipeline.training.trainer`.
+Command over :mod:`pipeline.training.trainer`. A finished run is reported before anything is
+written; a run folder trained with other settings is refused (``--force`` starts it over);
+the folder is locked while this process writes it; a run that fails before its first
+checkpoint leaves no stub folder.
 """
 
 from __future__ import annotations
@@ -11,10 +14,11 @@ import json
 import sys
 from pathlib import Path
 
-from pipeline.core.config import add_config_args, config_from_args
+from pipeline.core.config import PipelineConfig, add_config_args, config_from_args
 from pipeline.core.io_utils import PipelineError, run_cli, setup_logging
 from pipeline.data.tasks import check_pairing, get_task
-from pipeline.training import run_folder as X
+from pipeline.training import run_folder
+from pipeline.training.strategy import is_chief
 from pipeline.training.trainer import apply_hparams, train
 
 
@@ -25,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         "held-out training patients). Rerun the same command to resume an interrupted run.",
     )
     add_config_args(p)
-    p.add_argument("--task", default=None, help="task name (default: train.task); see pipeline/tasks.py")
+    p.add_argument("--task", default=None, help="task name (default: train.task); see pipeline/data/tasks.py")
     p.add_argument("--model", default=None, help="registered model name (default: train.model)")
     p.add_argument("--model-kwargs", default=None, help="JSON of builder keyword arguments")
     p.add_argument("--hparams", default=None,
@@ -34,19 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", default="", help="suffix of the run folder name")
     p.add_argument("--checkpoint-every-s", type=float, default=300.0,
                    help="also checkpoint within an epoch every this many seconds (0: off)")
+    p.add_argument("--force", action="store_true",
+                   help="start an existing run folder over, even one trained with other settings")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
+def resolve_config(args: argparse.Namespace) -> PipelineConfig:
+    """The config with ``--task/--model/--model-kwargs/--hparams`` applied and the
+    task/model pairing checked (before any data is read)."""
     cfg = config_from_args(args)
-    over = {}
-    if args.task:
-        over["task"] = args.task
-    if args.model:
-        over["model"] = args.model
+    over = {k: v for k, v in (("task", args.task), ("model", args.model)) if v}
     kwargs = dict(cfg.train.model_kwargs)
     if args.model_kwargs:
         try:
@@ -57,7 +59,6 @@ def main(argv: list[str] | None = None) -> int:
     cfg, kwargs = apply_hparams(cfg, args.hparams, kwargs)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, model_kwargs=kwargs))
     task = get_task(cfg.train.task)
-    # Fail fast on an impossible pairing, before any data is read.
     from models import registry
 
     kind = "denoiser" if task.denoising else "classifier"
@@ -69,12 +70,37 @@ def main(argv: list[str] | None = None) -> int:
         check_pairing(task, kind, cfg.train.model, spec.input_kind)
     except ValueError as exc:
         raise PipelineError(str(exc)) from None
-    run_dir = X.new_run_dir(cfg, task.name, cfg.train.model, args.tag,
-                            run_dir=Path(args.run_dir) if args.run_dir else None)
-    summary = train(cfg, run_dir, checkpoint_every_s=args.checkpoint_every_s,
-                    verbose=2 if args.verbose else 0)
-    print(json.dumps({k: summary[k] for k in ("task", "model", "epochs_done", "best_epoch",
-                                               "best_val_loss", "stop_reason")}))
+    return cfg
+
+
+def _train_as_chief(cfg: PipelineConfig, run_dir: Path, args: argparse.Namespace) -> dict | None:
+    """Locks, checks and (re)starts the run folder, then trains; None: already finished."""
+    with run_folder.removed_if_failed_early(run_dir), run_folder.locked(run_dir):
+        if args.force:
+            run_folder.clear_run(run_dir)
+        if run_folder.check_existing_run(cfg, run_dir) == "finished":
+            return None
+        run_folder.new_run_dir(cfg, cfg.train.task, cfg.train.model, run_dir=run_dir)
+        return train(cfg, run_dir, checkpoint_every_s=args.checkpoint_every_s,
+                     verbose=2 if args.verbose else 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    cfg = resolve_config(args)
+    run_dir = run_folder.run_dir_path(cfg.train.task, cfg.train.model, args.tag,
+                                      run_dir=Path(args.run_dir) if args.run_dir else None)
+    if is_chief(cfg):
+        summary = _train_as_chief(cfg, run_dir, args)
+    else:  # a multi-worker worker: writes only into its temporary folder
+        summary = train(cfg, run_dir, checkpoint_every_s=0, verbose=2 if args.verbose else 0)
+    if summary is None:
+        print(f"{run_dir}: training already finished; nothing to do (--force to start over)")
+        return 0
+    print(json.dumps({k: summary.get(k) for k in ("task", "model", "epochs_done", "best_epoch",
+                                                   "selection_metric", "best_value",
+                                                   "best_val_loss", "stop_reason")}))
     print(f"run folder: {run_dir}")
     return 0
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pipeline.core.config import add_config_args, config_from_args
 from pipeline.core.io_utils import run_cli, setup_logging
-from pipeline.data.tasks import get_task
+from pipeline.data.tasks import check_model, get_task
 from pipeline.training.tuning import tune
 
 
@@ -37,8 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
     cfg = config_from_args(args)
     task = get_task(args.task or cfg.train.task)
+    check_model(task, args.model or cfg.train.model)  # before any data is read
     model = args.model or cfg.train.model
     res = tune(cfg, task, model, Path(args.out) if args.out else None, args.algorithm)
+    if "worker" in res:  # a distributed search's worker: the chief writes the results
+        print(json.dumps(res))
+        return 0
     print(json.dumps({k: res[k] for k in ("model_kwargs", "train", "trials", "completed_trials",
                                            "objective", "best_score")}, default=str))
     return 0

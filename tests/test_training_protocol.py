@@ -126,8 +126,10 @@ def test_unknown_lr_schedule_is_refused(root, tmp_path):
     [
         ("mitdb_aami5_segments", "auto", ("val_macro_f1", "max")),
         ("mitdb_aami4_segments", "auto", ("val_macro_f1", "max")),
-        ("mitdb_denoise", "auto", ("val_loss", "min")),
-        ("ptbxl_superdiagnostic", "auto", ("val_loss", "min")),
+        # auto follows train.selection_metric (issue 14.3): the objective that matters.
+        ("mitdb_denoise", "auto", ("val_snr_improvement_db", "max")),
+        ("ptbxl_superdiagnostic", "auto", ("val_macro_auc", "max")),
+        ("ptbxl_superdiagnostic", "val_loss", ("val_loss", "min")),
         ("mitdb_aami5_segments", "val_loss", ("val_loss", "min")),
     ],
 )
@@ -153,10 +155,10 @@ def test_impossible_tuning_objective_is_refused(task, objective, match):
 def test_macro_f1_objective_metric_is_the_sklearn_macro_f1_on_arg_max():
     from sklearn.metrics import f1_score
 
-    from pipeline.training.tuning import _objective_metrics
+    from pipeline.training.tuning import objective_metrics
 
     cfg = load_config(None, {}, apply_env=False)
-    (metric,) = _objective_metrics(cfg, get_task("mitdb_aami5_segments"))
+    (metric,) = objective_metrics(cfg, get_task("mitdb_aami5_segments"))
     rng = np.random.default_rng(0)
     y = rng.integers(0, 5, 200)
     probs = rng.dirichlet(np.ones(5), 200).astype("float32")

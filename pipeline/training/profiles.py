@@ -40,7 +40,7 @@ def parse_pair(text: str) -> tuple[str, str]:
 def all_pairs(cfg: PipelineConfig) -> list[tuple[str, str]]:
     """Every registered model on the first task (of those with data) that accepts it."""
     from models import registry
-    from pipeline.data.tfrecord_writer import tfrecord_dir
+    from pipeline.data.paths import tfrecord_dir
 
     pairs = []
     have = {t.name for t in TASKS.values() if (tfrecord_dir(cfg, t.kind) / "manifest.json").is_file()}
@@ -107,7 +107,7 @@ def run_stage(cfg: PipelineConfig, stage: str, base_args: list[str], all_models:
                     _run(py + ["pipeline.final_eval", *base_args, "--task", task, "--model", model,
                                "--hparams", str(tuned), "--out", str(out),
                                *(["--kfold", str(kf)] if (kf / "kfold.json").is_file() else []),
-                               *sets], f"final {name}")
+                               *(["--force"] if force else []), *sets], f"final {name}")
             else:  # evaluate the trained run's best checkpoint once on test
                 out = runs / name
                 if not (out / "summary.json").is_file():
@@ -116,6 +116,6 @@ def run_stage(cfg: PipelineConfig, stage: str, base_args: list[str], all_models:
                     extra = (["--max-test-windows", str(cfg.profile.max_test_windows)]
                              if task == "mitdb_denoise" else [])
                     _run(py + ["pipeline.final_eval", *base_args, "--task", task, "--run", str(out),
-                               *extra], f"final {name}")
+                               *extra, *(["--force"] if force else [])], f"final {name}")
         done.append({"stage": stage, "task": task, "model": model})
     return done

@@ -2,37 +2,42 @@
 
 Keras Tuner (Hyperband by default; ``--algorithm random|bayesian``) over the model's
 ``search_space(hp)`` plus the shared training hyperparameters (learning rate, weight decay),
-scored on *validation patients* only (the test split is never opened): macro F1 for
-single-label classifiers (``tune.objective``), whose loss the majority class dominates,
-validation loss otherwise. Fixes for Keras Tuner's
-known gaps:
+scored on *validation patients* only (the test split is never opened) by the run's selection
+metric (``tune.objective: auto`` follows ``train.selection_metric``: macro F1 for single-label
+classifiers, macro AUC for multi-label ones, SNR improvement for denoisers). The data come
+from the same :class:`~pipeline.training.trainer.Trainer` that trains runs (split,
+normalization fitted on training examples, class weights, validation subset). Fixes for
+Keras Tuner's known gaps:
 
 * resumable: the tuner state lives in ``Research_Runs/tuning/<task>_<model>/tuner`` and a
   rerun continues the search (``overwrite=False``); a trial killed midway is run again;
-* flat memory: the Keras session is cleared before every trial (and ``--subprocess`` runs each
-  trial's training in a fresh process, for models that still leak);
+* flat memory: the Keras session is cleared before every trial;
 * the best hyperparameters are saved as ``best_hparams.json`` (model kwargs + training
   settings), which ``pipeline.train --hparams``, ``pipeline.kfold`` and ``pipeline.final_eval``
   use by default.
 
 Denoisers are tuned on validation windows with mixed real and Gaussian noise at 12 dB.
 
-Distributed search: Keras Tuner's chief/worker mode works unchanged — start the same command
-on every machine with ``KERASTUNER_TUNER_ID`` (``chief``, ``tuner0``, ...),
-``KERASTUNER_ORACLE_IP`` and ``KERASTUNER_ORACLE_PORT`` set (see README).
+Distributed search: Keras Tuner's chief/worker mode: start the same command on every machine
+with ``KERASTUNER_TUNER_ID`` (``chief``, ``tuner0``, ...), ``KERASTUNER_ORACLE_IP`` and
+``KERASTUNER_ORACLE_PORT`` set (see README). The chief only serves the oracle and writes
+the results; workers run trials and write nothing but Keras Tuner's trial folders.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from pipeline.core.config import PipelineConfig
 from pipeline.core.io_utils import PipelineError, atomic_write_json
 from pipeline.data.tasks import Task, check_pairing
-from pipeline.training import run_folder as X
+from pipeline.training import run_folder, selection
 
 log = logging.getLogger("ecg.tune")
 
@@ -49,32 +54,25 @@ def train_search_space(hp: Any, cfg: PipelineConfig, task: Task) -> dict[str, An
     return out
 
 
+TUNE_SNR_DB = 12.0
+"""Input SNR (dB) of the denoisers' tuning windows."""
+
+
 def resolve_objective(cfg: PipelineConfig, task: Task) -> tuple[str, str]:
-    """``(metric name, direction)`` the search optimizes (see ``tune.objective``)."""
-    name = cfg.tune.objective
-    single_label = not task.denoising and not task.multilabel
-    if name == "auto":
-        name = "val_macro_f1" if single_label else "val_loss"
-    if name == "val_loss":
-        return name, "min"
-    if name == "val_macro_f1":
-        if not single_label:
-            raise PipelineError(f"tune.objective val_macro_f1 needs a single-label classification "
-                                f"task; {task.name} is not one")
-        return name, "max"
-    raise PipelineError(f"unknown tune.objective {name!r}; known: auto, val_loss, val_macro_f1")
+    """``(metric name, direction)`` the search optimizes (``tune.objective``; ``auto``: the
+    run's ``train.selection_metric``)."""
+    if cfg.tune.objective == "auto":
+        return selection.resolve_selection(cfg, task)
+    return selection.check_metric(cfg.tune.objective, task, "tune.objective")
 
 
-def _objective_metrics(cfg: PipelineConfig, task: Task) -> list[Any]:
-    import keras
-
-    if resolve_objective(cfg, task)[0] == "val_macro_f1":
-        # threshold=None: the arg-max class counts as predicted (single-label).
-        return [keras.metrics.F1Score(average="macro", threshold=None, name="macro_f1")]
-    return []
+def objective_metrics(cfg: PipelineConfig, task: Task, mean: Any = None, scale: Any = None) -> list[Any]:
+    """Keras metrics that make ``fit`` log the objective (none for ``val_loss``)."""
+    return selection.keras_metrics(resolve_objective(cfg, task)[0], task, mean, scale, TUNE_SNR_DB)
 
 
-def make_hypermodel(cfg: PipelineConfig, task: Task, model_name: str) -> Any:
+def make_hypermodel(cfg: PipelineConfig, task: Task, model_name: str, mean: Any = None,
+                    scale: Any = None) -> Any:
     """``build(hp)`` for Keras Tuner: model kwargs from ``search_space`` + training settings.
 
     Given an empty ``HyperParameters()`` it returns the default model (builder defaults).
@@ -97,43 +95,32 @@ def make_hypermodel(cfg: PipelineConfig, task: Task, model_name: str) -> Any:
             tr = train_search_space(hp, cfg, task)
             c = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **tr))
             model = build_model(task, c, model_name, kwargs)
-            return compile_model(model, task, c, metrics=_objective_metrics(cfg, task))
+            return compile_model(model, task, c, metrics=objective_metrics(cfg, task, mean, scale))
 
     return HyperModel(name=f"{task.name}_{model_name}")
 
 
-def _datasets(cfg: PipelineConfig, task: Task, run_dir: Path) -> tuple[Any, Any, int, dict | None]:
-    from pipeline.data.loader import create_dataset, split_labels
-    from pipeline.training.trainer import class_weights, normalization_for, subsample_masks
+def datasets(cfg: PipelineConfig, task: Task, model_name: str, write_dir: Path) -> tuple[Any, ...]:
+    """``(train stream, validation data, steps per epoch, class weights, prepared data)`` from
+    the trainer's ``prepare`` (split, normalization, masks, class weights)."""
+    from pipeline.data import noise
+    from pipeline.training.trainer import Trainer
 
-    sf = X.split_files(cfg, task)
-    X.save_split(sf.split, run_dir)
-    mean, scale = normalization_for(run_dir, sf.train, cfg, task)
+    trainer = Trainer(cfg, write_dir, task_name=task.name, model_name=model_name)
+    data = trainer.prepare()
     t = cfg.train
-    val_masks = subsample_masks(sf.val, cfg, task.kind, t.val_examples, t.seed, sf.include_val)
-    cw = None
     if task.denoising:
-        from pipeline.data import noise as NZ
-
-        noise = NZ.load_noise(cfg)
-        tr_fn = NZ.make_curriculum_noise_fn(cfg, "train", 12.0, cfg.noise.train_types, noise=noise)
-        va_fn = NZ.make_curriculum_noise_fn(cfg, "val", 12.0, cfg.noise.train_types, noise=noise)
-        train = create_dataset(sf.train, cfg, t.batch_size, True, mean, scale, task=task,
-                               noise_fn=tr_fn, include=sf.include_train)
-        val = create_dataset(sf.val, cfg, t.batch_size, False, mean, scale, task=task,
-                             noise_fn=va_fn, include=val_masks)
+        fns = [noise.make_curriculum_noise_fn(cfg, part, TUNE_SNR_DB, cfg.noise.train_types,
+                                              noise=data.noise_records) for part in ("train", "val")]
+        train = trainer.train_dataset(0, fns[0], subset=False)
+        val = trainer.validation_data(fns[1])
         n_train = t.examples_per_epoch or 10000
     else:
-        y = split_labels(sf.train, cfg, task, sf.include_train)
-        n_train = t.examples_per_epoch or len(y)
-        if not task.multilabel and t.class_weighting in ("balanced", "sqrt"):
-            cw = class_weights(y, task.n_outputs, power=1.0 if t.class_weighting == "balanced" else 0.5)
-        train = create_dataset(sf.train, cfg, t.batch_size, True, mean, scale, task=task,
-                               include=sf.include_train)
-        val = create_dataset(sf.val, cfg, t.batch_size, False, mean, scale, task=task,
-                             include=val_masks)
+        train = trainer.train_dataset(0, subset=False)
+        val = trainer.validation_data()
+        n_train = t.examples_per_epoch or data.n_train
     steps = max(1, -(-n_train // t.batch_size))
-    return train.repeat(), val, steps, cw
+    return train.repeat(), val, steps, data.class_weight, data
 
 
 def _without_tensorboard(tuner_cls: type) -> type:
@@ -145,6 +132,10 @@ def _without_tensorboard(tuner_cls: type) -> type:
     """
 
     class Tuner(tuner_cls):
+        def on_trial_begin(self, trial: Any) -> None:
+            log.info("trial %s started by %s", trial.trial_id, self.tuner_id)
+            super().on_trial_begin(trial)
+
         def _configure_tensorboard_dir(self, callbacks: Any, trial: Any, execution: int = 0) -> None:
             if any(type(c).__name__ == "TensorBoard" for c in callbacks):
                 super()._configure_tensorboard_dir(callbacks, trial, execution)
@@ -154,13 +145,14 @@ def _without_tensorboard(tuner_cls: type) -> type:
 
 
 def make_tuner(cfg: PipelineConfig, task: Task, model_name: str, directory: Path,
-               algorithm: str | None = None, distribution_strategy: Any = None) -> Any:
+               algorithm: str | None = None, distribution_strategy: Any = None,
+               mean: Any = None, scale: Any = None) -> Any:
     import keras_tuner as kt
 
     tc = cfg.tune
     algo = algorithm or tc.algorithm
     common = dict(
-        hypermodel=make_hypermodel(cfg, task, model_name),
+        hypermodel=make_hypermodel(cfg, task, model_name, mean, scale),
         objective=kt.Objective(*resolve_objective(cfg, task)),
         directory=str(directory),
         project_name="tuner",
@@ -194,27 +186,49 @@ def best_hparams_dict(hp: Any, cfg: PipelineConfig, task: Task, model_name: str)
             "train": train, "raw_values": values}
 
 
+def is_tuner_worker() -> bool:
+    """A Keras Tuner worker of a distributed search (``KERASTUNER_TUNER_ID`` not ``chief``)."""
+    return "KERASTUNER_ORACLE_IP" in os.environ and os.environ.get("KERASTUNER_TUNER_ID", "chief") != "chief"
+
+
 def tune(cfg: PipelineConfig, task: Task, model_name: str, out_dir: Path | None = None,
          algorithm: str | None = None) -> dict:
-    """Runs (or resumes) the search; writes and returns ``best_hparams.json``'s content."""
+    """Runs (or resumes) the search; writes and returns ``best_hparams.json``'s content
+    (a distributed search's workers write nothing of their own and return their role)."""
     import keras
 
-    from pipeline.training.trainer import get_strategy, set_determinism
+    from pipeline.training.strategy import get_strategy, set_determinism
 
-    set_determinism(cfg)
-    run_dir = out_dir or (X.RUNS_DIR / "tuning" / f"{task.name}_{model_name}")
-    run_dir = X.new_run_dir(cfg, task.name, model_name, run_dir=run_dir)
-    train_ds, val_ds, steps, cw = _datasets(cfg, task, run_dir)
     strategy = get_strategy(cfg) if cfg.train.distribution != "default" else None
-    tuner = make_tuner(cfg, task, model_name, run_dir, algorithm, strategy)
+    set_determinism(cfg)
+    run_dir = out_dir or (run_folder.RUNS_DIR / "tuning" / f"{task.name}_{model_name}")
+    worker = is_tuner_worker()
+    scratch = Path(tempfile.mkdtemp(prefix="ecg_tuner_")) if worker else None
+    try:
+        if not worker:
+            run_dir = run_folder.new_run_dir(cfg, task.name, model_name, run_dir=run_dir)
+        train_ds, val_ds, steps, cw, data = datasets(cfg, task, model_name, scratch or run_dir)
+        tuner = make_tuner(cfg, task, model_name, run_dir, algorithm, strategy, data.mean, data.scale)
+        objective, direction = resolve_objective(cfg, task)
+        cbs = [keras.callbacks.EarlyStopping(objective, mode=direction,
+                                             patience=cfg.train.early_stopping_patience)]
+        tuner.search(train_ds, validation_data=val_ds, epochs=cfg.tune.max_epochs,
+                     steps_per_epoch=steps, class_weight=cw, callbacks=cbs, verbose=0)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if worker:
+        return {"worker": os.environ.get("KERASTUNER_TUNER_ID"), "objective": objective}
+    return _write_results(tuner, cfg, task, model_name, run_dir, algorithm)
+
+
+def _write_results(tuner: Any, cfg: PipelineConfig, task: Task, model_name: str, run_dir: Path,
+                   algorithm: str | None) -> dict:
+    """``best_hparams.json`` and ``trials.json`` of a finished search."""
     objective, direction = resolve_objective(cfg, task)
-    cbs = [keras.callbacks.EarlyStopping(objective, mode=direction,
-                                         patience=cfg.train.early_stopping_patience)]
-    tuner.search(train_ds, validation_data=val_ds, epochs=cfg.tune.max_epochs,
-                 steps_per_epoch=steps, class_weight=cw, callbacks=cbs, verbose=0)
     best_hp = tuner.get_best_hyperparameters(1)[0]
     result = best_hparams_dict(best_hp, cfg, task, model_name)
-    trials = [t for t in tuner.oracle.trials.values()]
+    trials = list(tuner.oracle.trials.values())
     result["trials"] = len(trials)
     result["completed_trials"] = sum(1 for t in trials if t.status == "COMPLETED")
     result["objective"] = {"name": objective, "direction": direction}

@@ -1,0 +1,112 @@
+"""Checkpoints and training state of a run folder: ``checkpoints/{best,last}.keras`` and
+``train_state.json`` (what a resume reads), the in-epoch timed checkpoint callback, and
+:func:`load_best_model` (safe-mode loading, used by training, evaluation and serving).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pipeline.core.io_utils import PipelineError, atomic_path, atomic_write_json, read_json
+
+STATE_FILE = "train_state.json"
+CKPT_DIR = "checkpoints"
+
+
+@dataclasses.dataclass
+class TrainState:
+    """Everything a resumed run needs besides the weights of ``last.keras``."""
+
+    epoch: int = 0
+    """Epochs completed."""
+    step_in_epoch: int = 0
+    learning_rate: float = 1e-3
+    best_val_loss: float = math.inf
+    """Validation loss of the best epoch (the epoch chosen by ``selection_metric``)."""
+    best_epoch: int = -1
+    plateau_wait: int = 0
+    stop_wait: int = 0
+    history: list = dataclasses.field(default_factory=list)
+    finished: bool = False
+    stop_reason: str = ""
+    train_seconds: float = 0.0
+    selection_metric: str = "val_loss"
+    """The validation metric that chose ``best_epoch`` (``train.selection_metric`` resolved)."""
+    best_value: float | None = None
+    """Its value at ``best_epoch`` (None before the first epoch)."""
+
+
+def save_checkpoint(model: Any, run_dir: Path, state: TrainState | None,
+                    name: str = "last.keras") -> None:
+    """Saves ``checkpoints/<name>`` atomically, then (with ``state``) the training state.
+
+    A resume reads ``last.keras`` with ``train_state.json``, so only ``last.keras`` saves pass
+    the state: writing it with ``best.keras`` at the end of an epoch would record that epoch's
+    history before ``last.keras`` holds its weights (a run killed in between would train the
+    epoch again and list it twice). A full disk raises a one-line :class:`PipelineError` and
+    leaves the previous checkpoint in place.
+    """
+    with atomic_path(Path(run_dir) / CKPT_DIR / name, suffix=".tmp.keras") as tmp:
+        model.save(tmp)
+    if state is not None:
+        atomic_write_json(Path(run_dir) / STATE_FILE, dataclasses.asdict(state))
+
+
+def load_state(run_dir: Path) -> TrainState | None:
+    """The saved state of a run that has a ``last.keras`` to resume from (else None)."""
+    p = Path(run_dir) / STATE_FILE
+    if not p.is_file() or not (Path(run_dir) / CKPT_DIR / "last.keras").is_file():
+        return None
+    d = read_json(p, "training state")
+    try:
+        return TrainState(**d)
+    except TypeError as exc:
+        raise PipelineError(f"{p}: training state does not match this version ({exc})") from exc
+
+
+def timed_checkpoint(run_dir: Path, state: TrainState, every_s: float, start_step: int,
+                     save: Callable[..., None] = save_checkpoint) -> Any:
+    """Keras callback saving the model and state every ``every_s`` seconds within an epoch."""
+    import keras
+
+    class TimedCheckpoint(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.t_last = time.monotonic()
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            if every_s > 0 and time.monotonic() - self.t_last >= every_s:
+                state.step_in_epoch = start_step + batch + 1
+                save(self.model, run_dir, state)
+                self.t_last = time.monotonic()
+
+    return TimedCheckpoint()
+
+
+def load_best_model(run_dir: Path, prefer: str = "best") -> Any:
+    """A run's checkpoint (``best``: the epoch chosen by the run's selection metric, or
+    ``last``), loaded in safe mode; falls back to the other one when missing."""
+    import keras
+
+    import pipeline.training.losses  # noqa: F401 - registers the loss before loading
+    from models import registry
+
+    registry.names("denoiser")  # imports every model module: registers custom layers
+    order = ("best.keras", "last.keras") if prefer == "best" else ("last.keras", "best.keras")
+    for name in order:
+        p = Path(run_dir) / CKPT_DIR / name
+        if p.is_file():
+            try:
+                return keras.models.load_model(p, safe_mode=True)
+            except Exception as exc:  # unsafe content (Lambda, foreign module) or damaged file
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise PipelineError(
+                    f"{p}: refusing to load this model file in safe mode "
+                    f"({type(exc).__name__}: {first[:300]})"
+                ) from exc
+    raise PipelineError(f"{run_dir}: no checkpoint found (train the model first)")

@@ -1,0 +1,125 @@
+"""The classic baseline: gradient-boosted trees on rhythm and morphology features.
+
+What a user could pick instead of a deep model (Saenz-Cogollo & Agelli 2020 reach F1(S) 0.73
+inter-patient with a 30-tree random forest on six RR features): scikit-learn's
+``HistGradientBoostingClassifier`` on each beat's patient-relative rhythm features
+(:mod:`pipeline.data.rhythm`, stored by the windows stage) and its morphology
+(:mod:`pipeline.data.morphology`, measured on the 2 s segment), with class weights.
+
+Selection follows the protocol: every setting of :data:`GRID` is fitted on the training
+patients and scored by macro F1 on the validation patients; the best one is refitted on all
+training records (training + validation patients), and only the final evaluation scores it on
+the test split. Trees are cheap to refit, so no model file is kept (and no pickle is written).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.core.io_utils import PipelineError, load_npz
+from pipeline.data import morphology
+
+log = logging.getLogger("ecg.classic")
+
+GRID: tuple[dict[str, Any], ...] = tuple(
+    {"learning_rate": lr, "max_leaf_nodes": leaves, "class_weight_power": power}
+    for lr in (0.05, 0.1) for leaves in (15, 31) for power in (0.5, 1.0)
+)
+"""Settings compared on the validation patients (``class_weight_power``: weights are
+``(n / (K n_c)) ** power``; 1 = balanced, 0.5 = square root)."""
+
+MAX_ITER = 300
+
+
+@dataclasses.dataclass(frozen=True)
+class BeatTable:
+    """Per-beat features, labels and where each beat comes from."""
+
+    x: np.ndarray  # (n, F) float32
+    y: np.ndarray  # (n,) int
+    record: np.ndarray  # (n,) str
+    index: np.ndarray  # (n,) int: the beat's position among its record's beat annotations
+    feature_names: tuple[str, ...]
+
+    def select(self, records: Sequence[str]) -> BeatTable:
+        keep = np.isin(self.record, list(records))
+        return BeatTable(self.x[keep], self.y[keep], self.record[keep], self.index[keep],
+                         self.feature_names)
+
+
+def record_features(path: Path, segment_fs_hz: float) -> tuple[np.ndarray, np.ndarray,
+                                                                   np.ndarray, tuple[str, ...]]:
+    """(features, labels, beat positions, names) of one windows-stage record file."""
+    w = load_npz(path)
+    if "rhythm" not in w or "rhythm_names" not in w:
+        raise PipelineError(f"{path}: no rhythm features (rerun the windows stage with --force)")
+    rhythm = np.asarray(w["rhythm"], np.float32)
+    morph = morphology.morphology_features(w["segments"], segment_fs_hz)
+    if len(rhythm) != len(morph):
+        raise PipelineError(f"{path}: {len(rhythm)} rhythm rows for {len(morph)} segments")
+    names = tuple(str(n) for n in w["rhythm_names"]) + morphology.FEATURE_NAMES
+    index = np.asarray(w["segment_beat_index"], np.int64)
+    return np.concatenate([rhythm, morph], axis=1), np.asarray(w["segment_label"]), index, names
+
+
+def load_table(windows_dir: Path, records: Sequence[str], segment_fs_hz: float) -> BeatTable:
+    """Features of every kept segment of ``records`` (windows-stage files in ``windows_dir``)."""
+    parts = [(r, *record_features(windows_dir / f"{r}.npz", segment_fs_hz)) for r in records]
+    if not parts:
+        raise PipelineError("no records to build the classic baseline's table from")
+    names = parts[0][4]
+    return BeatTable(
+        x=np.concatenate([p[1] for p in parts]),
+        y=np.concatenate([p[2] for p in parts]).astype(np.int64),
+        record=np.concatenate([np.full(len(p[2]), p[0]) for p in parts]),
+        index=np.concatenate([p[3] for p in parts]),
+        feature_names=names,
+    )
+
+
+def sample_weights(y: np.ndarray, n_classes: int, power: float) -> np.ndarray:
+    """``(n / (K n_c)) ** power`` per example; classes absent from ``y`` get no weight."""
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    w = np.where(counts > 0, (len(y) / (n_classes * np.maximum(counts, 1))) ** power, 0.0)
+    return w[y]
+
+
+def fit(table: BeatTable, n_classes: int, setting: dict[str, Any], seed: int) -> Any:
+    """A fitted ``HistGradientBoostingClassifier`` for one setting of :data:`GRID`."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    model = HistGradientBoostingClassifier(
+        learning_rate=setting["learning_rate"], max_leaf_nodes=setting["max_leaf_nodes"],
+        max_iter=MAX_ITER, early_stopping=False, random_state=seed)
+    model.fit(table.x, table.y, sample_weight=sample_weights(
+        table.y, n_classes, setting["class_weight_power"]))
+    return model
+
+
+def probabilities(model: Any, x: np.ndarray, n_classes: int) -> np.ndarray:
+    """``(n, n_classes)`` probabilities (columns of classes absent in training stay 0)."""
+    out = np.zeros((len(x), n_classes), np.float64)
+    out[:, model.classes_] = model.predict_proba(x)
+    return out
+
+
+def select(train: BeatTable, val: BeatTable, classes: Sequence[str], seed: int,
+           grid: Sequence[dict[str, Any]] = GRID) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The setting with the best validation macro F1, and every setting's validation scores."""
+    from pipeline.evaluation.metrics import single_label_metrics
+
+    rows = []
+    for setting in grid:
+        model = fit(train, len(classes), setting, seed)
+        m = single_label_metrics(val.y, probabilities(model, val.x, len(classes)), classes)
+        rows.append({**setting, "val_macro_f1": m["macro_f1"],
+                     "val_f1": {c: m["per_class"][c]["f1"] for c in classes}})
+        log.info("classic %s: validation macro F1 %.3f", setting, m["macro_f1"])
+    best = max(rows, key=lambda r: r["val_macro_f1"])
+    return {k: best[k] for k in grid[0]}, rows
