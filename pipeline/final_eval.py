@@ -14,7 +14,13 @@ from pathlib import Path
 from pipeline.core.config import add_config_args, config_from_args
 from pipeline.core.io_utils import PipelineError, run_cli, setup_logging
 from pipeline.data.tasks import check_model, get_task
-from pipeline.protocol.final import Request, evaluate_run, retrain_and_evaluate
+from pipeline.protocol.final import (
+    Request,
+    evaluate_classic,
+    evaluate_ensemble,
+    evaluate_run,
+    retrain_and_evaluate,
+)
 from pipeline.protocol.run_settings import load_run_settings
 
 
@@ -30,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="model (default: train.model; with --run: the run's)")
     p.add_argument("--run", default=None, help="evaluate this training run's best checkpoint "
                    "with the run's own task, config, split and normalization")
+    p.add_argument("--classic", action="store_true", help="the classic baseline (gradient-"
+                   "boosted trees on rhythm and morphology features) instead of --model")
+    p.add_argument("--ensemble", nargs="+", default=None, metavar="RUN",
+                   help="evaluate the mean probabilities of these runs (same task, split and "
+                   "normalization) into --out")
     p.add_argument("--external", default=None, metavar="DIR",
                    help="with --run: score the run on this folder of WFDB records (written to "
                    "RUN/external_<name>/)")
@@ -62,11 +73,28 @@ def _request(args: argparse.Namespace, n_boot_default: int) -> Request:
                    external=Path(args.external) if args.external else None, lead=args.lead)
 
 
+def _ensemble(args: argparse.Namespace, cfg) -> Path:
+    if args.run or args.external or args.hparams or args.kfold or not args.out:
+        raise PipelineError("--ensemble RUN RUN ... needs --out DIR and takes no --run, "
+                            "--external, --hparams or --kfold")
+    members = [load_run_settings(Path(r), cfg, args.overrides, task_name=args.task)
+               for r in args.ensemble]
+    return evaluate_ensemble(members, Path(args.out),
+                             _request(args, members[0].cfg.eval.bootstrap_samples))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     cfg = config_from_args(args)
-    if args.run is not None:
+    if args.ensemble is not None:
+        out = _ensemble(args, cfg)
+    elif args.classic:
+        request = _request(args, cfg.eval.bootstrap_samples)
+        out = evaluate_classic(cfg, get_task(args.task or cfg.train.task),
+                               out_dir=Path(args.out) if args.out else None, tag=args.tag,
+                               request=request)
+    elif args.run is not None:
         if args.hparams or args.kfold or args.out:
             raise PipelineError("--run evaluates a trained run as it is; --hparams, --kfold "
                                 "and --out belong to the retrain mode")

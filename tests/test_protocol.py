@@ -400,3 +400,58 @@ def test_ledger_in_an_unwritable_place_is_one_line_error(tmp_path):
     blocker.write_text("")
     with pytest.raises(PipelineError, match=r"file/test_reads.jsonl: cannot open the test-read ledger"):
         append_line(blocker / "test_reads.jsonl", {"a": 1})
+
+
+def test_ensemble_averages_member_probabilities_once_on_test(tmp_path_factory, tmp_path, capsys):
+    import numpy as np
+
+    from pipeline.evaluation import predictions
+
+    a = _copy(tmp_path_factory, tmp_path / "a", "segments")
+    b = _copy(tmp_path_factory, tmp_path / "b", "segments")
+    for run in (a, b):
+        assert _final(["--run", str(run)], capsys)[0] == 0
+    out = tmp_path / "ens"
+    rc, err = _final(["--ensemble", str(a), str(b), "--out", str(out)], capsys)
+    assert rc == 0, err
+    classes = json.loads((out / "metrics_test.json").read_text())["classes"]
+    read = [predictions.read_classifier_csv(d / predictions.CLASSIFIER_FILE, classes, False)
+            for d in (a, b, out)]
+    np.testing.assert_array_equal(read[2]["y"], read[0]["y"])
+    np.testing.assert_allclose(read[2]["probs"], (read[0]["probs"] + read[1]["probs"]) / 2,
+                               atol=1e-6)
+    assert _recompute(out) == 0
+    assert [e["outputs"] for e in _ledger(out)] == [str(out)]
+
+
+def test_ensemble_of_runs_with_another_split_or_one_run_is_refused(tmp_path_factory, tmp_path, capsys):
+    a = _copy(tmp_path_factory, tmp_path / "a", "segments")
+    b = _copy(tmp_path_factory, tmp_path / "b", "segments")
+    split = json.loads((b / "splits.json").read_text())
+    split["val"] = split["val"][:-1]
+    (b / "splits.json").write_text(json.dumps(split))
+    rc, err = _final(["--ensemble", str(a), str(b), "--out", str(tmp_path / "e")], capsys)
+    assert rc == 2 and "has another split than" in err
+    rc, err = _final(["--ensemble", str(a), "--out", str(tmp_path / "e")], capsys)
+    assert rc == 2 and "--ensemble needs at least 2 runs. Received: 1" in err
+    assert not (tmp_path / "e").exists()
+
+
+def test_classic_baseline_is_chosen_on_validation_and_scored_once_on_test(tmp_path_factory, tmp_path, capsys):
+    root = trained.data_root(tmp_path_factory)
+    out = tmp_path / "classic"
+    argv = [*trained._argv(root), "--task", "mitdb_aami5_segments_rhythm", "--classic",
+            "--out", str(out)]
+    rc, err = _final(argv, capsys)
+    assert rc == 0, err
+    res = json.loads((out / "metrics_test.json").read_text())
+    sel = json.loads((out / "selection.json").read_text())
+    assert sel["chosen"] in [{k: g[k] for k in sel["chosen"]} for g in sel["grid"]]
+    assert res["classic_setting"] == sel["chosen"]
+    split = json.loads((out / "splits.json").read_text())
+    assert res["test_records"] == sorted(split["test"])
+    assert not set(split["test"]) & (set(split["train"]) | set(split["val"]))
+    assert _recompute(out) == 0
+    assert len(_ledger(out)) == 1 and _ledger(out)[0]["model"] == "classic_hgb"
+    rc, err = _final(argv, capsys)
+    assert rc == 2 and "already evaluated" in err

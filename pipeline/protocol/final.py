@@ -13,6 +13,13 @@ The only code that reads the test split (MIT-BIH DS2, PTB-XL fold 10). Three mod
   own task, config, split and normalization (:mod:`pipeline.protocol.run_settings`).
 * ``--run RUN --external DIR``: score the run on a folder of WFDB records
   (:mod:`pipeline.protocol.external`), written to ``RUN/external_<name>/``.
+* ``--task T --classic``: the classic baseline (:mod:`pipeline.training.classic`: gradient-
+  boosted trees on rhythm and morphology features), its setting chosen on the validation
+  patients, refitted on all training records, then scored once on test with the same report,
+  predictions file and ledger line.
+* ``--ensemble RUN RUN ... --out DIR``: the mean of the class probabilities of several
+  training runs of one task, split and normalization (e.g. seeds of one recipe), evaluated
+  once on test into ``DIR``.
 
 Each evaluation writes ``metrics_test.json``, ``report.md``, the per-example file
 (``predictions_test.csv`` or ``windows_test.csv``, :mod:`pipeline.evaluation.predictions`)
@@ -163,6 +170,122 @@ def evaluate_external(settings: RunSettings, request: Request) -> Path:
     return _finish(res, cfg=settings.cfg, task=settings.task, model_name=settings.model,
                    mode=mode, split=None, run_dir=settings.run_dir, out_dir=out_dir,
                    csv=(csv_name, text), request=request, external=name)
+
+
+class MeanOfModels:
+    """Averages the outputs of several models (an ensemble with ``predict_on_batch``)."""
+
+    def __init__(self, models: list[Any]):
+        self.models = models
+
+    def predict_on_batch(self, x: Any) -> Any:
+        import numpy as np
+
+        return np.mean([np.asarray(m.predict_on_batch(x)) for m in self.models], axis=0)
+
+
+def check_ensemble(members: list[RunSettings]) -> None:
+    """Refuses members that differ in task, split or normalization (one line naming them)."""
+    if len(members) < 2:
+        raise PipelineError(f"--ensemble needs at least 2 runs. Received: {len(members)}")
+    first = members[0]
+    for other in members[1:]:
+        for what, name in (("task", None), ("split", "splits.json"),
+                           ("normalization", "normalization.json")):
+            same = (other.task.name == first.task.name if name is None else
+                    read_json(other.run_dir / name) == read_json(first.run_dir / name))
+            if not same:
+                raise PipelineError(f"--ensemble: {other.run_dir} has another {what} than "
+                                    f"{first.run_dir}; members must share task, split and "
+                                    "normalization")
+    if first.task.denoising:
+        raise PipelineError("--ensemble averages classifier probabilities; "
+                            f"{first.task.name} is a denoising task")
+
+
+def evaluate_ensemble(members: list[RunSettings], out_dir: Path, request: Request) -> Path:
+    """The mean probabilities of ``members``' best checkpoints, once on test, into ``out_dir``."""
+    from pipeline.training.trainer import load_best_model
+
+    check_ensemble(members)
+    check_not_evaluated(out_dir, request.force)
+    first = members[0]
+    cfg, task, split = first.cfg, first.task, first.split
+    model = MeanOfModels([load_best_model(m.run_dir) for m in members])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = [m.run_dir.name for m in members]
+    atomic_write_json(out_dir / "ensemble.json", {"members": [str(m.run_dir) for m in members],
+                                                  "models": [m.model for m in members]})
+    sf = run_folder.split_files(cfg, task, split)
+    with run_folder.test_split_access("final_eval"):
+        files, include = run_folder.test_files(cfg, task, split)
+        res, name, text = _score(model, cfg, task, files, include, run_dir=first.run_dir,
+                                 out_dir=out_dir, request=request,
+                                 val_files=(sf.val, sf.include_val),
+                                 raw_folder=windowing.raw_dir(cfg, "mitdb"))
+    res["ensemble_members"] = names
+    mode = f"mean class probabilities of the best checkpoints of {len(names)} runs: {', '.join(names)}"
+    label = "ensemble(" + "+".join(m.model for m in members) + ")"
+    return _finish(res, cfg=cfg, task=task, model_name=label, mode=mode, split=split,
+                   run_dir=out_dir, out_dir=out_dir, csv=(name, text), request=request,
+                   external=None)
+
+
+def _classic_tables(cfg: PipelineConfig, task: Task, split: Split) -> tuple[Any, Any]:
+    from pipeline.training import classic
+
+    wdir = windowing.windows_dir(cfg, "mitdb")
+    fs = cfg.windows.segment_fs_hz
+    return classic.load_table(wdir, split.train, fs), classic.load_table(wdir, split.val, fs)
+
+
+def evaluate_classic(cfg: PipelineConfig, task: Task, *, out_dir: Path | None, tag: str,
+                     request: Request) -> Path:
+    """The classic baseline: setting chosen on validation patients, refitted on all training
+    records, scored once on test."""
+    from pipeline.evaluation import metrics
+    from pipeline.training import classic
+
+    if task.kind != "segments" or task.multilabel:
+        raise PipelineError(f"--classic works on MIT-BIH segment tasks; {task.name} is "
+                            f"a {task.kind} task")
+    name = "classic_hgb"
+    out_dir = out_dir or run_folder.RUNS_DIR / (f"{dt.date.today():%Y-%m-%d}_{task.name}_{name}"
+                                                + (f"_{tag}" if tag else ""))
+    check_not_evaluated(out_dir, request.force)
+    split = run_folder.make_split(cfg, task)
+    train, val = _classic_tables(cfg, task, split)
+    classes = list(task.classes)
+    best, rows = classic.select(train, val, classes, cfg.train.seed)
+    run_dir = run_folder.new_run_dir(cfg, task.name, name, tag, run_dir=out_dir)
+    run_folder.save_split(split, run_dir)
+    atomic_write_json(run_dir / "selection.json", {"chosen": best, "grid": rows,
+                                                   "features": list(train.feature_names)})
+    both = classic.load_table(windowing.windows_dir(cfg, "mitdb"),
+                              sorted(set(split.train) | set(split.val)), cfg.windows.segment_fs_hz)
+    model = classic.fit(both, len(classes), best, cfg.train.seed)
+    with run_folder.test_split_access("final_eval"):
+        test = classic.load_table(windowing.windows_dir(cfg, "mitdb"), split.test,
+                                  cfg.windows.segment_fs_hz)
+        probs = classic.probabilities(model, test.x, len(classes))
+    res = metrics.single_label_metrics(test.y, probs, classes)
+    res["bootstrap_95ci"] = metrics.headline_bootstrap(
+        test.y, probs, classes, multilabel=False, n=request.n_boot, seed=cfg.eval.seed,
+        groups=test.record) if request.n_boot > 0 else {}
+    res.update({"n_test_examples": int(len(test.y)), "test_records": sorted(set(test.record)),
+                "classic_setting": best})
+    samples, missing = reports.annotation_samples(windowing.raw_dir(cfg, "mitdb"), test.record,
+                                                  test.index, cfg.windows.label_scheme)
+    res["predictions"] = {"sample": "beat annotation sample at the record's native rate",
+                          "records_without_annotations": missing}
+    text = predictions.classifier_csv(test.record, samples, test.y, probs, classes,
+                                      multilabel=False)
+    mode = (f"classic baseline: HistGradientBoosting on {len(train.feature_names)} rhythm and "
+            f"morphology features, setting {best} chosen by validation macro F1, refitted on "
+            "all training records")
+    return _finish(res, cfg=cfg, task=task, model_name=name, mode=mode, split=split,
+                   run_dir=run_dir, out_dir=run_dir,
+                   csv=(predictions.CLASSIFIER_FILE, text), request=request, external=None)
 
 
 def find_kfold_run(task: Task, model_name: str, hparams: Path | None,
