@@ -7,7 +7,8 @@ looks for GPUs, so every stage printed several lines of noise on a CPU machine. 
 ``import tensorflow`` (directly or through Keras), captures fd 2 for the duration of the import
 lists the physical devices inside that window, and replays every line that is not one of the
 known start-up notices (:data:`NOISE`), so real errors still show. Nothing happens until TensorFlow is imported; ``ECG_TF_VERBOSE=1`` turns it
-off. Commands install it through :func:`pipeline.core.io_utils.run_cli`.
+off. Importing :mod:`pipeline` installs it, and it sets ``TF_CPP_MIN_LOG_LEVEL=2`` unless the
+environment says otherwise (TensorFlow's later INFO and WARNING lines).
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ def install() -> bool:
     """Installs the finder (idempotent). Returns whether it is active."""
     if os.environ.get("ECG_TF_VERBOSE") == "1" or "tensorflow" in sys.modules:
         return False
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # INFO and WARNING lines after start-up
     if not any(isinstance(f, QuietTensorFlowFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, QuietTensorFlowFinder())
     return True
