@@ -4,7 +4,9 @@ Architecture:
     Encoder, one block per entry of ``filters``: ``Conv(k, relu) -> Conv(k)`` plus a
     shortcut (identity, or a 1x1 conv when the width changes), ``Add -> ReLU ->
     MaxPool(2)``. Decoder, blocks in reverse order: ``UpSampling1D(2) -> Conv(k, relu)``
-    with the encoder block's width. Output: linear 1x1 conv to ``leads``.
+    with the encoder block's width. Output: linear 1x1 conv to ``leads`` (with ``output_mode``
+    ``residual`` or ``gated``: the predicted noise, subtracted from the input; see
+    :func:`models.denoisers.common.denoiser_output`).
 
 Shapes:
     Input ``(batch, samples, leads)``, normalized amplitudes at the window rate (360 Hz for
@@ -17,7 +19,13 @@ from __future__ import annotations
 import keras
 
 from models import checks
-from models.denoisers.common import int_tuple_space
+from models.denoisers.common import (
+    check_output_mode,
+    conv_head,
+    denoiser_output,
+    int_tuple_space,
+    output_mode_space,
+)
 from models.registry import register
 
 
@@ -26,17 +34,20 @@ def search_space(hp):
     return dict(
         filters=int_tuple_space(hp, "filters", (720, 360, 360), [45, 90, 180, 360, 720], max_len=4),
         kernel_size=hp.Choice("kernel_size", [3, 5, 7, 9], default=3),
+        **output_mode_space(hp),
     )
 
 
 @register("cnn", kind="denoiser", search_space=search_space, input_kind="window")
-def build(input_shape, *, filters=(720, 360, 360), kernel_size=3):
+def build(input_shape, *, filters=(720, 360, 360), kernel_size=3, output_mode="direct"):
     """Builds the residual encoder/decoder CNN denoiser.
 
     Args:
         input_shape: ``(samples, leads)``; ``samples`` divisible by ``2 ** len(filters)``.
         filters: Conv widths of the encoder blocks (the decoder mirrors them).
         kernel_size: Conv kernel length in samples.
+        output_mode: ``direct``, ``residual`` or ``gated``
+            (:func:`models.denoisers.common.denoiser_output`).
 
     Returns:
         ``keras.Model`` named ``"cnn"`` mapping ``(batch, samples, leads)`` to the same shape.
@@ -44,6 +55,7 @@ def build(input_shape, *, filters=(720, 360, 360), kernel_size=3):
     samples, leads, filters = checks.conv_window_args(
         input_shape, filters, kernel_size, halvings="max-pool blocks"
     )
+    check_output_mode(output_mode)
 
     inputs = keras.Input((samples, leads), name="ecg")
     x = inputs
@@ -63,5 +75,5 @@ def build(input_shape, *, filters=(720, 360, 360), kernel_size=3):
         x = keras.layers.Conv1D(
             filters[i], kernel_size, padding="same", activation="relu", name=f"dec{i}_conv"
         )(x)
-    outputs = keras.layers.Conv1D(leads, 1, name="output")(x)
+    outputs = denoiser_output(inputs, x, output_mode, conv_head(leads))
     return keras.Model(inputs, outputs, name="cnn")

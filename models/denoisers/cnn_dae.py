@@ -4,7 +4,9 @@ Architecture:
     Encoder, one layer per entry of ``filters``: ``Conv1D(k, stride 2, relu)``. Decoder,
     in reverse: ``Conv1DTranspose(k, stride 2, relu)`` back to the previous resolution and,
     when ``skip``, concatenation with the encoder's input at that resolution (the last skip
-    is the raw window itself). Output: linear ``Conv1D(k)`` to ``leads``.
+    is the raw window itself). Output: linear ``Conv1D(k)`` to ``leads`` (with
+    ``output_mode`` ``residual`` or ``gated``: the predicted noise, subtracted from the input;
+    see :func:`models.denoisers.common.denoiser_output`).
 
 Shapes:
     Input ``(batch, samples, leads)``, normalized amplitudes at the window rate (360 Hz for
@@ -18,7 +20,13 @@ import keras
 
 from models import checks
 from models.checks import DENOISER as check
-from models.denoisers.common import int_tuple_space
+from models.denoisers.common import (
+    check_output_mode,
+    conv_head,
+    denoiser_output,
+    int_tuple_space,
+    output_mode_space,
+)
 from models.registry import register
 
 
@@ -28,11 +36,12 @@ def search_space(hp):
         filters=int_tuple_space(hp, "filters", (16, 32, 64), [8, 16, 32, 64, 128], max_len=5),
         kernel_size=hp.Choice("kernel_size", [5, 9, 15], default=9),
         skip=hp.Boolean("skip", default=True),
+        **output_mode_space(hp),
     )
 
 
 @register("cnn_dae", kind="denoiser", search_space=search_space, input_kind="window")
-def build(input_shape, *, filters=(16, 32, 64), kernel_size=9, skip=True):
+def build(input_shape, *, filters=(16, 32, 64), kernel_size=9, skip=True, output_mode="direct"):
     """Builds the strided-conv denoising autoencoder.
 
     Args:
@@ -40,6 +49,8 @@ def build(input_shape, *, filters=(16, 32, 64), kernel_size=9, skip=True):
         filters: Widths of the strided encoder convs (the decoder mirrors them).
         kernel_size: Kernel length in samples of every conv.
         skip: Whether decoder stages concatenate the encoder feature at their resolution.
+        output_mode: ``direct``, ``residual`` or ``gated``
+            (:func:`models.denoisers.common.denoiser_output`).
 
     Returns:
         ``keras.Model`` named ``"cnn_dae"`` mapping ``(batch, samples, leads)`` to the same
@@ -49,6 +60,7 @@ def build(input_shape, *, filters=(16, 32, 64), kernel_size=9, skip=True):
         input_shape, filters, kernel_size, halvings="stride-2 convs"
     )
     check.boolean("skip", skip)
+    check_output_mode(output_mode)
 
     inputs = keras.Input((samples, leads), name="ecg")
     x = inputs
@@ -65,5 +77,5 @@ def build(input_shape, *, filters=(16, 32, 64), kernel_size=9, skip=True):
         )(x)
         if skip:
             x = keras.layers.Concatenate(name=f"skip{i}")([x, skips[i]])
-    outputs = keras.layers.Conv1D(leads, kernel_size, padding="same", name="output")(x)
+    outputs = denoiser_output(inputs, x, output_mode, conv_head(leads, kernel_size))
     return keras.Model(inputs, outputs, name="cnn_dae")

@@ -2,7 +2,9 @@
 
 Architecture:
     ``ecg (samples, leads)`` -> for each width in ``units``: SimpleRNN (tanh, return
-    sequences, optionally bidirectional) -> Dropout -> Dense(leads, linear) per time step.
+    sequences, optionally bidirectional) -> Dropout -> Dense(leads, linear) per time step;
+    with ``output_mode`` ``residual`` or ``gated`` that projection is the predicted noise,
+    subtracted from the input (:func:`models.denoisers.common.denoiser_output`).
 
 Shapes:
     Input ``(batch, samples, leads)``, normalized amplitudes at the window rate (360 Hz for
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 from keras import layers
 
-from models.denoisers.common import int_tuple_space, recurrent_denoiser
+from models.denoisers.common import int_tuple_space, output_mode_space, recurrent_denoiser
 from models.registry import register
 
 
@@ -23,15 +25,20 @@ def search_space(hp):
         units=int_tuple_space(hp, "units", (128, 128), [32, 64, 128, 256], max_len=4),
         dropout=hp.Float("dropout", 0.0, 0.5, step=0.1, default=0.0),
         bidirectional=hp.Boolean("bidirectional", default=False),
+        **output_mode_space(hp),
     )
 
 
 @register("rnn", kind="denoiser", search_space=search_space, input_kind="window")
-def build(input_shape, *, units=(128, 128), dropout=0.0, bidirectional=False):
+def build(
+    input_shape, *, units=(128, 128), dropout=0.0, bidirectional=False, output_mode="direct"
+):
     """Builds the stacked SimpleRNN denoiser: :func:`models.denoisers.common.recurrent_denoiser`
     with ``keras.layers.SimpleRNN`` (the arguments are documented there).
 
     Returns:
         ``keras.Model`` named ``"rnn"`` mapping ``(batch, samples, leads)`` to the same shape.
     """
-    return recurrent_denoiser("rnn", layers.SimpleRNN, input_shape, units, dropout, bidirectional)
+    return recurrent_denoiser(
+        "rnn", layers.SimpleRNN, input_shape, units, dropout, bidirectional, output_mode
+    )

@@ -10,6 +10,11 @@ Architecture:
     gives ``leads`` channels. With ``input_skip`` this is a *correction* added to the input
     (``output = ecg + correction``) and the last conv starts at zero, so the untrained model
     is the identity: clean inputs pass through and training only learns to remove noise.
+    That is ``output_mode="direct"`` (the default, unchanged). ``output_mode`` ``residual``
+    or ``gated`` replaces this output (and the bottleneck gate) by the block every denoiser
+    shares (:func:`models.denoisers.common.denoiser_output`): a zero-initialized 1x1 conv
+    predicts the noise, subtracted from the input, in ``gated`` mode scaled by a
+    pass-through gate computed from the input.
 
 Shapes:
     Input ``(batch, samples, leads)``, normalized amplitudes at the window rate (360 Hz for
@@ -24,7 +29,13 @@ import keras
 
 from models import checks
 from models.checks import DENOISER as check
-from models.denoisers.common import int_tuple_space
+from models.denoisers.common import (
+    check_output_mode,
+    conv_head,
+    denoiser_output,
+    int_tuple_space,
+    output_mode_space,
+)
 from models.registry import register
 
 
@@ -37,6 +48,7 @@ def search_space(hp):
         batch_norm=hp.Boolean("batch_norm", default=False),
         dropout=hp.Float("dropout", 0.0, 0.3, step=0.1, default=0.0),
         noise_gate=hp.Boolean("noise_gate", default=True),
+        **output_mode_space(hp),
     )
 
 
@@ -124,6 +136,7 @@ def build(
     dropout=0.0,
     input_skip=True,
     noise_gate=True,
+    output_mode="direct",
 ):
     """Builds the 1-D U-Net denoiser.
 
@@ -143,6 +156,11 @@ def build(
             in ``[0, 1]`` computed from the bottleneck's global average and maximum. A clean
             window can then pass through unchanged (gate near 0) while noisy windows get the
             full correction, instead of one trade-off for all noise levels.
+        output_mode: ``direct`` (the output above, shaped by ``input_skip`` and
+            ``noise_gate``), or ``residual`` / ``gated``: the shared output block
+            (:func:`models.denoisers.common.denoiser_output`), which then replaces the
+            input skip and the bottleneck gate (``input_skip`` and ``noise_gate`` are
+            still checked but shape only the ``direct`` output).
 
     Returns:
         ``keras.Model`` named ``"unet1d"`` mapping ``(batch, samples, leads)`` to the same
@@ -156,11 +174,16 @@ def build(
     check.rate("dropout", dropout)
     check.boolean("input_skip", input_skip)
     check.boolean("noise_gate", noise_gate)
+    check_output_mode(output_mode)
+    direct = output_mode == "direct"
 
     inputs = keras.Input((samples, leads), name="ecg")
     x, skips = _encoder(inputs, filters, kernel_size, batch_norm)
     x = _bottleneck(x, filters[-1], kernel_size, dilations, batch_norm, dropout)
-    gate = _noise_gate(x, leads) if input_skip and noise_gate else None
+    gate = _noise_gate(x, leads) if direct and input_skip and noise_gate else None
     x = _decoder(x, skips, filters, kernel_size, batch_norm)
-    outputs = _output(inputs, x, leads, input_skip, gate)
+    if direct:
+        outputs = _output(inputs, x, leads, input_skip, gate)
+    else:
+        outputs = denoiser_output(inputs, x, output_mode, conv_head(leads))
     return keras.Model(inputs, outputs, name="unet1d")

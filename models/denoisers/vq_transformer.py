@@ -9,7 +9,9 @@ Architecture:
     learned positional embedding and passed through ``num_layers`` pre-norm
     ``TransformerBlock`` layers (``num_heads`` heads, feed-forward width
     ``ff_mult * d_model``, GELU) and a final LayerNorm; a linear patch decoder (Dense to
-    ``patch_len * leads``) is reshaped back to ``(samples, leads)``.
+    ``patch_len * leads``) is reshaped back to ``(samples, leads)``: the denoised window, or
+    with ``output_mode`` ``residual`` or ``gated`` the predicted noise, subtracted from the
+    input (:func:`models.denoisers.common.denoiser_output`).
 
 Codebook usage:
     ``fit``/``evaluate`` logs carry ``vq_perplexity`` and ``vq_codes_used`` (per-epoch means;
@@ -30,7 +32,13 @@ import keras
 
 from models import checks
 from models.checks import DENOISER as check
-from models.denoisers.common import PatchEncoder, patch_encoder_space, patch_transformer
+from models.denoisers.common import (
+    PatchEncoder,
+    check_output_mode,
+    output_mode_space,
+    patch_encoder_space,
+    patch_transformer,
+)
 from models.layers import VectorQuantizer
 from models.registry import register
 
@@ -42,6 +50,7 @@ def search_space(hp):
         embed_dim=hp.Choice("embed_dim", [32, 64, 128, 256], default=128),
         num_codes=hp.Choice("num_codes", [256, 512, 1024, 2048], default=1024),
         beta=hp.Float("beta", 0.1, 1.0, default=0.25),
+        **output_mode_space(hp),
     )
 
 
@@ -59,6 +68,7 @@ def build(
     num_layers=5,
     ff_mult=4,
     dropout=0.1,
+    output_mode="direct",
 ):
     """Builds the VQ patch Transformer denoiser.
 
@@ -72,6 +82,8 @@ def build(
             (the first training batch then initializes the codebook from data).
         d_model, num_heads, num_layers, ff_mult, dropout: the encoder's, as in
             :class:`models.denoisers.common.PatchEncoder`.
+        output_mode: ``direct``, ``residual`` or ``gated``
+            (:func:`models.denoisers.common.denoiser_output`).
 
     Returns:
         ``keras.Model`` named ``"vq_transformer"`` mapping ``(batch, samples, leads)`` to
@@ -81,6 +93,7 @@ def build(
     num_codes = check.positive_int("num_codes", num_codes)
     beta = checks.non_negative_float("beta", beta)
     restart_dead_codes = check.boolean("restart_dead_codes", restart_dead_codes)
+    check_output_mode(output_mode)
 
     def embed_and_quantize(patches):
         codes = keras.layers.Dense(embed_dim, name="patch_embedding")(patches)
@@ -90,4 +103,6 @@ def build(
         return quantizer(codes)
 
     encoder = PatchEncoder(patch_len, d_model, num_heads, num_layers, ff_mult, dropout)
-    return patch_transformer("vq_transformer", input_shape, encoder, embed=embed_and_quantize)
+    return patch_transformer(
+        "vq_transformer", input_shape, encoder, embed=embed_and_quantize, output_mode=output_mode
+    )

@@ -256,6 +256,9 @@ class TrainConfig:
     multi-label: ``val_macro_auc``, denoising: ``val_snr_improvement_db``, the mean over the
     training noise levels), ``val_loss``, ``val_macro_f1``, ``val_macro_auc`` or
     ``val_snr_improvement_db``."""
+    progress_every_s: float = _rule(30.0, gt=0)
+    """The longest gap between two training progress lines (step, examples/s, epoch and run
+    ETA; ``pipeline.training.progress``), in seconds; they reach a log file as they happen."""
 
 
 @dataclass(frozen=True)
@@ -307,6 +310,20 @@ class ProfileConfig:
     """Per ``task:model`` (or task), ``train`` settings overriding the train section."""
     max_test_windows: int = _rule(0, ge=0, note="0: all")
     """Denoising final evaluation: a fixed random subset of test windows (0: all)."""
+    budget_hours: float = _rule(0.0, ge=0, note="0: not stated")
+    """Nominal wall time of the profile's training budgets, in hours: ``--budget-hours H``
+    scales every budget (``train.max_train_seconds`` of each run, the tune and k-fold
+    examples per epoch) by H / budget_hours (``pipeline.training.profiles``)."""
+    stage_overrides: dict[str, Any] = field(default_factory=dict)
+    """Per stage (``train``, ``tune``, ``kfold``, ``final_eval``), config sections applied to
+    that stage's runs after ``train_overrides``, e.g. ``{kfold: {train: {epochs: 10}}}``."""
+    classic: tuple[str, ...] = ()
+    """Tasks scored with the classic baseline (``final_eval --classic``) in the final_eval
+    stage, into ``<runs_dir>/<task>_classic``."""
+    estimates_s: dict[str, Any] = field(default_factory=dict)
+    """The plan's estimate of a stage without a time budget, in seconds, by stage name (data
+    stages: whole stage; ``tune``, ``kfold``: per run, scaled with the budgets;
+    ``final_eval``: the evaluation part per run); missing stages use built-in estimates."""
 
 
 @dataclass(frozen=True)

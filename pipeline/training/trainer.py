@@ -45,7 +45,7 @@ from pipeline.core.io_utils import PipelineError, atomic_write_json, read_json
 from pipeline.data import normalization
 from pipeline.data import schema
 from pipeline.data.tasks import Task, check_pairing, get_task
-from pipeline.training import run_folder, selection, validation
+from pipeline.training import distributed_loop, history_files, run_folder, selection, validation
 from pipeline.training.checkpoints import (  # noqa: F401 - public names of this module too
     CKPT_DIR,
     STATE_FILE,
@@ -368,13 +368,18 @@ class Trainer:
         level, noise_fn = self._epoch_noise(epoch)
         train_ds = self.train_dataset(epoch, noise_fn)
         every_s = self.checkpoint_every_s if self.t.distribution != "multi_worker" else 0.0
+        steps = self.steps_per_epoch() - state.step_in_epoch
         cb = [timed_checkpoint(self.write_dir, state, every_s, state.step_in_epoch,
                                save=lambda *a, **k: _save_checkpoint(*a, **k)),
-              *self.extra_callbacks]
+              *self.progress_callbacks(steps), *self.extra_callbacks]
+        # Multi-worker: Keras 3 cannot fit under MultiWorkerMirroredStrategy (keras#20585).
+        fit = (distributed_loop.fit_function(self.model, self.strategy)
+               if t.distribution == "multi_worker" else self.model.fit)
         with damaged_files_named(self.data.files.train, "training"):
-            hist = self.model.fit(train_ds.repeat(), steps_per_epoch=self.steps_per_epoch() - state.step_in_epoch,
-                                  epochs=1, verbose=self.verbose, class_weight=self.data.class_weight,
-                                  callbacks=cb)
+            # initial_epoch: progress lines, TensorBoard and Keras number the run's epochs.
+            hist = fit(train_ds.repeat(), steps_per_epoch=steps, initial_epoch=epoch,
+                       epochs=epoch + 1, verbose=self.verbose,
+                       class_weight=self.data.class_weight, callbacks=cb)
         # Metrics the model reports itself (e.g. vq_perplexity, vq_codes_used) follow the loss.
         return {"epoch": epoch + 1, "level": level, "learning_rate": state.learning_rate,
                 "loss": float(hist.history["loss"][-1]),
@@ -385,15 +390,17 @@ class Trainer:
         t = self.t
         if self.val_data is None:
             self.val_data = self.validation_data()
+        # Multi-worker: each worker validates a local copy (Keras' distributed evaluate fails).
+        model = distributed_loop.local_copy(self.model) if t.distribution == "multi_worker" else self.model
         with damaged_files_named(self.data.files.val, "validation"):
             if self.task.denoising:
-                val = validation.validate_denoiser(self.model, self.val_data, self.data.mean,
+                val = validation.validate_denoiser(model, self.val_data, self.data.mean,
                                                    self.data.scale, t.mae_weight,
                                                    t.denoise_weighting == "snr", t.denoise_loss == "snr_db")
                 val["val_snr_improvement_db"] = selection.snr_improvement_db(
                     val, selection.training_snr_levels(self.cfg))
             else:
-                val = validation.validate_classifier(self.model, self.val_data, self.data.y_val, self.task)
+                val = validation.validate_classifier(model, self.val_data, self.data.y_val, self.task)
         return val
 
     def checkpoint(self, row: dict[str, Any], t_epoch: float) -> None:
@@ -421,6 +428,18 @@ class Trainer:
             state.finished, state.stop_reason = True, f"{t.epochs} epochs"
         _save_checkpoint(self.model, self.write_dir, state)
         atomic_write_json(self.write_dir / "history.json", state.history)
+        history_files.write_history_csv(self.write_dir / "history.csv", state.history)
+        history_files.write_validation_scalars(self.write_dir, row)
+
+    def progress_callbacks(self, steps: int) -> list[Any]:
+        """A progress line every ``train.progress_every_s`` (examples/s, epoch and run ETA)
+        and TensorBoard event files (``<run>/tensorboard``) for the epoch's ``fit``."""
+        from pipeline.training.progress import progress_callbacks
+
+        return progress_callbacks(self.write_dir, batch_size=self.t.batch_size,
+                                  steps_per_epoch=steps, epochs=self.t.epochs,
+                                  initial_epoch=self.state.epoch,
+                                  every_s=self.t.progress_every_s, csv_history=False)
 
     def finish(self) -> dict:
         """Writes and returns the run summary (``summary.json``) and the history plot."""
