@@ -2,7 +2,9 @@
 
 Reads each run folder's ``summary.json`` (training), ``metrics_test.json`` (final held-out
 evaluation) and ``kfold.json`` and prints one Markdown row per run with its headline numbers.
-With ``--config``, the profile's runs folder is listed (what ``run_full_pipeline.sh`` made).
+With ``--config``, the profile's runs folder is listed (what ``run_full_pipeline.sh`` made);
+the profile's own ``summary.json`` there (stage times, ``pipeline.training.profile_summary``)
+is not a run and is not listed.
 """
 
 from __future__ import annotations
@@ -38,8 +40,15 @@ def _denoise_cell(res: dict, method: str, noise: str, snr: str) -> Any:
         return None
 
 
+def is_pipeline_summary(s: Any) -> bool:
+    """A profile's ``<runs_dir>/summary.json`` (stage times and results), not a run's."""
+    return isinstance(s, dict) and "stages" in s and "profile" in s
+
+
 def run_row(d: Path, base: Path | None = None) -> dict[str, Any] | None:
     s = _load(d / "summary.json") or {}
+    if is_pipeline_summary(s):
+        s = {}
     m = _load(d / "metrics_test.json") or {}
     k = _load(d / "kfold.json") or {}
     hp = _load(d / "best_hparams.json") or {}

@@ -1,7 +1,8 @@
-"""Use a trained run on new recordings (WFDB, EDF, CSV, NumPy).
+"""Use a trained run or a pretrained preset on new recordings (WFDB, EDF, CSV, NumPy).
 
-Command over :mod:`pipeline.serving.predict` (what is written) and
-:mod:`pipeline.serving.reader` (what is read).
+Command over :mod:`pipeline.serving.predict` (what is written),
+:mod:`pipeline.serving.reader` (what is read) and :mod:`pipeline.serving.presets`
+(``--preset NAME``; ``--preset list`` prints the presets with their headline metrics).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline.core.io_utils import run_cli, setup_logging
+from pipeline.core.io_utils import PipelineError, run_cli, setup_logging
+from pipeline.serving import presets
 from pipeline.serving.outputs import prepare_out_dir
 from pipeline.serving.predict import (
     PredictOptions,
@@ -32,13 +34,16 @@ def build_parser() -> argparse.ArgumentParser:
         "records, beat annotations (.pred) or PTB-XL superclass probabilities, with a "
         "signal-quality report.",
     )
-    p.add_argument("--run", required=True, help="run folder (Research_Runs/<run>)")
-    p.add_argument("--input", "--record", dest="input", required=True,
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", help="run folder (Research_Runs/<run>)")
+    src.add_argument("--preset", help="pretrained preset name (models/presets/<name>, or "
+                     "$ECG_PRESETS_DIR); 'list' prints them with their metrics")
+    p.add_argument("--input", "--record", dest="input", default=None,
                    help="WFDB record (path without extension), .edf/.csv/.npy file, or a folder "
                    "of WFDB records and EDF files (--record is the older name)")
-    p.add_argument("--out", default=None, help="output folder (default: <run>/predictions)")
+    p.add_argument("--out", default=None, help="output folder (default: <run>/predictions or <preset>/predictions)")
     p.add_argument("--checkpoint", choices=list(CHECKPOINTS), default="best",
-                   help="best.keras (default; refused when missing) or last.keras")
+                   help="--run: best.keras (default; refused when missing) or last.keras")
     p.add_argument("--fs", type=float, default=None,
                    help="CSV/NumPy inputs: sampling rate in Hz (required for them)")
     p.add_argument("--units", choices=list(USER_UNITS), default="mV",
@@ -48,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--leads", default=None,
                    help="NumPy inputs: lead names of the array's columns, comma-separated")
     p.add_argument("--span-s", type=parse_span, default=(0.0, 10.0),
-                   help="denoisers: START,END in s of the plotted span (default 0,10)")
+                   help="START,END in s of the plotted span (default 0,10): denoised over input, or "
+                   "the predicted beat classes")
     p.add_argument("--beats", choices=["auto", "atr", "detect"], default="auto",
                    help="beat classifiers: beats from the .atr file (auto: when it holds beats) or XQRS")
     p.add_argument("--lead", default=None,
@@ -61,15 +67,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _model(args: argparse.Namespace):
+    """(run, default output folder, the line printed first) for --run or --preset."""
+    if args.preset:
+        preset = presets.load_preset(args.preset)
+        warn = f"\nwarning: {preset.card['warning']}" if preset.card.get("smoke") else ""
+        return (preset.run, preset.path / "predictions",
+                f"preset {preset.name}: {preset.card['task']} / {preset.card['model']} "
+                f"({preset.path}){warn}")
+    run = load_run(args.run, checkpoint=args.checkpoint)
+    return (run, run.path / "predictions",
+            f"run {run.path}: {run.task.name} / {run.model_name}, checkpoint {run.checkpoint}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    if args.preset == "list":
+        lines = presets.listing()
+        print("\n".join(lines) if lines else f"no presets in {presets.presets_dir()}")
+        return 0
+    if args.input is None:
+        raise PipelineError("--input is required (a WFDB record, an .edf/.csv/.npy file or a folder)")
     options = PredictOptions.from_args(args)  # flag ranges, before any file is touched
     target = Path(args.input)
     inputs = list_inputs(target)
-    run = load_run(args.run, checkpoint=args.checkpoint)
-    out_dir = prepare_out_dir(Path(args.out) if args.out else run.path / "predictions")
-    print(f"run {run.path}: {run.task.name} / {run.model_name}, checkpoint {run.checkpoint}")
+    run, default_out, header = _model(args)
+    out_dir = prepare_out_dir(Path(args.out) if args.out else default_out)
+    print(header)
     if not target.is_dir():
         print(one_line_summary(predict_record(run, inputs[0], out_dir, options)))
         return 0

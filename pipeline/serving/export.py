@@ -2,6 +2,9 @@
 
 ``python -m pipeline.export --run Research_Runs/<run> --format savedmodel|tflite|onnx [--int8]``
 
+``python -m pipeline.export --preset NAME --format ...`` exports a preset the same way, under
+``models/presets/<name>/export/`` (:func:`pipeline.serving.presets.export_preset`).
+
 Writes under ``<run>/export/`` (git-ignored) and records every attempt in
 ``<run>/export/export.json`` (one entry per format: file, size, parity or the reason it
 failed):
@@ -587,13 +590,8 @@ def _discard(staged: Path | None) -> None:
 def export_run(run_dir: str | Path, fmt: str, *, int8: bool = False, data_dir: str | None = None,
                parity_examples: int = 256, calibration_examples: int = 200,
                seed: int = 0, checkpoint: str = "best", parity_tol: float | None = None) -> dict:
-    """Exports one run to one format, measures parity and records it in ``export.json``.
-
-    The artefact is written under a temporary name and renamed into place only after
-    parity passed (finite outputs; float formats within ``parity_tol``, default
-    :data:`FLOAT_PARITY_TOL`); ``export.json`` is updated after the rename. A failed
-    attempt leaves the previous artefact and its entry as they were (the entry gains
-    ``failed_attempt``).
+    """Exports one run to one format, measures parity and records it in ``export.json``
+    (:func:`export_loaded`, under ``<run>/export/``).
 
     Returns:
         The format's ``export.json`` entry.
@@ -606,9 +604,34 @@ def export_run(run_dir: str | Path, fmt: str, *, int8: bool = False, data_dir: s
 
     check_export_args(fmt, int8, parity_examples, calibration_examples, parity_tol)
     run = load_run(run_dir, checkpoint)
+    if run.task.rhythm:  # two inputs ({"ecg", "rr"}); the converters here take one
+        raise PipelineError(f"{run_dir}: task {run.task.name} takes two inputs (ecg, rr); "
+                            "export handles single-input models only (use `python -m "
+                            "pipeline.predict --run ...` for this run)")
     if data_dir:
         run = dataclasses.replace(run, cfg=dataclasses.replace(
             run.cfg, data=dataclasses.replace(run.cfg.data, data_dir=str(data_dir))))
+    return export_loaded(run, fmt, int8=int8, parity_examples=parity_examples,
+                         calibration_examples=calibration_examples, seed=seed,
+                         parity_tol=parity_tol)
+
+
+def export_loaded(run: Any, fmt: str, *, int8: bool = False, parity_examples: int = 256,
+                  calibration_examples: int = 200, seed: int = 0,
+                  parity_tol: float | None = None) -> dict:
+    """Exports a loaded run (or a preset's ``.run``) under ``<run.path>/export/``.
+
+    The artefact is written under a temporary name and renamed into place only after
+    parity passed (finite outputs; float formats within ``parity_tol``, default
+    :data:`FLOAT_PARITY_TOL`); ``export.json`` is updated after the rename. A failed
+    attempt leaves the previous artefact and its entry as they were (the entry gains
+    ``failed_attempt``). Parity runs on the run's validation examples, or on seeded random
+    inputs where there are none (a preset), and the entry says which.
+
+    Raises:
+        ExportError: the format cannot hold the model, or parity failed (also recorded).
+    """
+    check_export_args(fmt, int8, parity_examples, calibration_examples, parity_tol)
     out = run.path / EXPORT_DIR
     out.mkdir(parents=True, exist_ok=True)
     key = "tflite_int8" if int8 else fmt

@@ -1,18 +1,22 @@
 """Use a trained run on new recordings: the entry points the predict command and other code
 import.
 
-``python -m pipeline.predict --run Research_Runs/<run> --input PATH [--out DIR]``
+``python -m pipeline.predict --run Research_Runs/<run> --input PATH [--out DIR]``, or
+``--preset NAME`` for a pretrained preset (:mod:`pipeline.serving.presets`; ``--preset list``
+prints them).
 
 ``PATH`` is a WFDB record (without extension, or its ``.hea``), an EDF, CSV or NumPy file, or
 a folder of WFDB records and EDF files (:mod:`pipeline.serving.reader` says how each is
 read, how lead names are matched and which checks refuse a recording). For a folder every
 recording is processed and ``predict_summary.json`` lists each as done or failed, with the
-reason. Outputs go to ``--out`` (default ``<run>/predictions``, git-ignored). What is done
+reason. Outputs go to ``--out`` (default ``<run>/predictions`` or
+``<preset>/predictions``, git-ignored). What is done
 depends on the run's task (``model.json``):
 
 * beat classifiers (``mitdb_*_segments[_rr]``, ``mitdb_*_sequences``):
   :mod:`pipeline.serving.predict_beats` (``<name>.pred`` WFDB annotations, ``<name>_beats.csv``,
-  ``<name>_prediction.json`` with counts, unclassified beats and agreement with ``.atr``);
+  ``<name>_prediction.json`` with counts, unclassified beats and agreement with ``.atr``,
+  ``<name>_beats.png``: the first ``--span-s`` seconds with the predicted classes marked);
 * the PTB-XL classifier (``ptbxl_superdiagnostic``): :mod:`pipeline.serving.predict_records`
   (``<name>_prediction.json`` with per-window and record probabilities);
 * denoisers (``mitdb_denoise``): :mod:`pipeline.serving.predict_denoise` (``<name>_denoised``
@@ -37,14 +41,20 @@ from typing import Any
 
 from pipeline.core.io_utils import PipelineError, atomic_write_json
 from pipeline.serving import reader
-from pipeline.serving.predict_beats import BEAT_SOURCES, classify_beats, write_beat_outputs
+from pipeline.serving.beat_plot import plot_beats
+from pipeline.serving.predict_beats import (
+    BEAT_SOURCES,
+    BeatPrediction,
+    classify_beats,
+    write_beat_outputs,
+)
 from pipeline.serving.predict_denoise import denoise_record
 from pipeline.serving.predict_records import classify_ptbxl
 from pipeline.serving.reader import list_inputs, list_records
 from pipeline.serving.run_loader import Run, load_run, run_header
 
 __all__ = ["PredictOptions", "list_inputs", "list_records", "load_run", "one_line_summary",
-           "parse_span", "predict_folder", "predict_record"]
+           "parse_span", "predict_folder", "predict_record", "predict_recording"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,9 +93,10 @@ class PredictOptions:
                    batch_size=getattr(args, "batch_size", 256), read=read)
 
 
-def predict_record(run: Run, path: Path, out_dir: Path,
+def predict_record(run: Run, path: Path | reader.Recording, out_dir: Path,
                    options: PredictOptions | argparse.Namespace | None = None) -> dict:
-    """Runs the run's task on one recording and writes its outputs; returns the summary.
+    """Runs the run's task on one recording (a path, or one already read) and writes its
+    outputs; returns the summary.
 
     Raises:
         PipelineError: the recording cannot be read or predicted on (the message says why).
@@ -94,17 +105,28 @@ def predict_record(run: Run, path: Path, out_dir: Path,
         options = PredictOptions()
     elif not isinstance(options, PredictOptions):
         options = PredictOptions.from_args(options)
-    rec = reader.read_input(path, options.read)
+    rec = path if isinstance(path, reader.Recording) else reader.read_input(path, options.read)
+    return predict_recording(run, rec, out_dir, options)[0]
+
+
+def predict_recording(run: Run, rec: reader.Recording, out_dir: Path,
+                      options: PredictOptions) -> tuple[dict, BeatPrediction | None]:
+    """Predicts on a recording already read; writes the outputs (with the plot: the
+    denoised over the input signal, or the predicted beat classes over the first
+    ``options.span_s`` seconds) and returns (summary, per-beat results or None)."""
     if run.task.denoising:
         return denoise_record(run, rec, out_dir, span_s=options.span_s, flat_s=options.flat_s,
-                              batch_size=options.batch_size)
+                              batch_size=options.batch_size), None
     if run.task.kind == "ptbxl":
         summary = classify_ptbxl(run, rec, flat_s=options.flat_s, batch_size=options.batch_size)
         atomic_write_json(out_dir / f"{rec.name}_prediction.json", summary)
-        return summary
+        return summary, None
     pred = classify_beats(run, rec, beats=options.beats, lead=options.lead, flat_s=options.flat_s,
                           batch_size=options.batch_size)
-    return write_beat_outputs(pred, run, out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png = plot_beats(rec, pred, options.span_s, out_dir / f"{rec.name}_beats.png",
+                     title=f"{rec.name}: {run.model_name} ({run.path.name}), predicted classes")
+    return write_beat_outputs(pred, run, out_dir, extra_files={"plot": str(png)}), pred
 
 
 def predict_folder(run: Run, folder: Path, out_dir: Path, options: PredictOptions,

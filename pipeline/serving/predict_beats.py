@@ -8,6 +8,11 @@ annotation: the summary says which and why), cutting them exactly as the stages 
 stored dtype, the loader's 3-beat sequences and RR channels), the per-beat results
 (:class:`BeatPrediction`), agreement with reference annotations and the outputs
 (``<name>.pred``, ``<name>_beats.csv``, ``<name>_prediction.json``).
+
+Rhythm runs (``mitdb_*_rhythm``) get the same rhythm features as the windows stage
+(:func:`pipeline.data.windowing.record_rhythm` over all beats at the record's own rate, from
+the annotations or the detected R peaks), z-scored with the run's training statistics, as
+the ``rr`` input beside ``ecg``.
 """
 
 from __future__ import annotations
@@ -189,21 +194,53 @@ def classify_beats(run: Run, source: Path | reader.Recording, *, beats: str = "a
     reason = [""] * n
     bad360 = reader.bad_mask(spans, len(lead360), rec.fs_hz, seg_fs)
     probs = np.full((n, task.n_outputs), np.nan, np.float32)
+    side = (windowing.record_rhythm(x[:, 0], native, rec.fs_hz, wcfg, rec.name)
+            if task.rhythm else None)  # the rhythm runs' rr input, every beat
     if task.kind == "segments":
         probs_ok, ok = _classify_segments(run, lead360, r360, native / rec.fs_hz, reason, bad360,
-                                          batch_size)
+                                          batch_size, side)
     else:
-        probs_ok, ok = _classify_sequences(run, lead360, r360, reason, bad360, batch_size)
+        probs_ok, ok = _classify_sequences(run, lead360, r360, reason, bad360, batch_size, side)
     probs[ok] = probs_ok
     return BeatPrediction(rec.name, kind, native.astype(np.int64), r360, np.arange(n, dtype=np.int32),
                           list(symbols), probs, reason, task.classes, rec.lead_names[j], rec.fs_hz,
                           reader.quality_report(spans), note, reader.input_info(rec))
 
 
+def rhythm_input(run: Run, side: np.ndarray | None) -> tuple[np.ndarray, np.ndarray,
+                                                              np.ndarray | None]:
+    """(signal mean, signal scale, z-scored rhythm vectors of every beat, or None).
+
+    A rhythm run's statistics hold the signal channels first, then one entry per feature.
+    """
+    if side is None:
+        return run.mean, run.scale, None
+    n_sig = len(run.mean) - side.shape[1]
+    if n_sig < 1:
+        raise PipelineError(f"{run.path}: normalization statistics have {len(run.mean)} entries, "
+                            f"too few for the signal and {side.shape[1]} rhythm features")
+    rr = normalize(side, run.mean[n_sig:], run.scale[n_sig:], -1)
+    return run.mean[:n_sig], run.scale[:n_sig], rr
+
+
+def predict_inputs(run: Run, x: np.ndarray, rr: np.ndarray | None,
+                   batch_size: int) -> np.ndarray:
+    """Model outputs for normalized ``x`` (and ``rr``: the ``{"ecg", "rr"}`` input)."""
+    if rr is None:
+        return run.predict(x, batch_size)
+    if not len(x):
+        return np.zeros((0, run.task.n_outputs), np.float32)
+    return np.concatenate([
+        np.asarray(run.model.predict_on_batch({"ecg": x[i : i + batch_size],
+                                               "rr": rr[i : i + batch_size]}))
+        for i in range(0, len(x), batch_size)])
+
+
 def _classify_segments(run: Run, lead360: np.ndarray, r360: np.ndarray, r_s: np.ndarray,
-                       reason: list[str], bad360: np.ndarray,
-                       batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Segments around each beat (with RR channels for ``*_rr`` tasks), classified."""
+                       reason: list[str], bad360: np.ndarray, batch_size: int,
+                       side: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Segments around each beat (with RR channels for ``*_rr`` tasks, the rhythm input
+    ``side`` for ``*_rhythm`` tasks), classified."""
     wcfg = run.cfg.windows
     segs, keep, skipped = windowing.cut_segments(lead360, r360, wcfg)
     for i, why in skipped:
@@ -212,11 +249,12 @@ def _classify_segments(run: Run, lead360: np.ndarray, r360: np.ndarray, r_s: np.
     flat = window_flat(bad360, r360[keep] - half, wcfg.segment_len_samples)
     for i in keep[flat]:
         reason[i] = "window overlaps a flat span"
+    mean, scale, rr = rhythm_input(run, side)
     if run.task.rr_channels:
         xin = normalize(with_rr(lead360, r_s, r360, keep, segs, wcfg)[~flat], run.mean, run.scale, -1)
     else:
-        xin = normalize(segs[~flat], run.mean, run.scale, -1)[..., None]
-    return run.predict(xin, batch_size), keep[~flat]
+        xin = normalize(segs[~flat], mean, scale, -1)[..., None]
+    return predict_inputs(run, xin, None if rr is None else rr[keep[~flat]], batch_size), keep[~flat]
 
 
 def with_rr(lead360: np.ndarray, r_s: np.ndarray, r360: np.ndarray, keep_s: np.ndarray,
@@ -265,8 +303,10 @@ def _sequence_centres(run: Run, r360: np.ndarray, reason: list[str], bad360: np.
 
 
 def _classify_sequences(run: Run, lead360: np.ndarray, r360: np.ndarray, reason: list[str],
-                        bad360: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Scalogram sequences of consecutive beats (the loader's), classified by centre beat."""
+                        bad360: np.ndarray, batch_size: int,
+                        side: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Scalogram sequences of consecutive beats (the loader's), classified by centre beat
+    (rhythm runs: with the centre beat's rhythm vector)."""
     from pipeline.data.scalogram import cwt_batch, scales_for
 
     cfg, wcfg = run.cfg, run.cfg.windows
@@ -279,12 +319,14 @@ def _classify_sequences(run: Run, lead360: np.ndarray, r360: np.ndarray, reason:
     pos[keep] = np.arange(len(keep))
     sc = cwt_batch(beats, scales_for(cfg), cfg.scalograms.wavelet, wcfg.beat_fs_hz)
     sc = sc.astype(cfg.scalograms.dtype).astype(np.float32)  # as stored in the TFRecords
-    sc = normalize(sc, run.mean, run.scale, -2)
+    mean, scale, rr = rhythm_input(run, side)
+    sc = normalize(sc, mean, scale, -2)
     out = []
     for s in range(0, len(centres), batch_size):
         c = centres[s : s + batch_size]
         idx = pos[c[:, None] + np.arange(-h, h + 1)[None, :]]
-        out.append(run.predict(sc[idx][..., None], batch_size))
+        out.append(predict_inputs(run, sc[idx][..., None], None if rr is None else rr[c],
+                                  batch_size))
     return np.concatenate(out), centres
 
 
@@ -354,8 +396,10 @@ def _symbols(pred: BeatPrediction) -> tuple[list[str], list[str]]:
     return symbols, aux
 
 
-def write_beat_outputs(pred: BeatPrediction, run: Run, out_dir: Path) -> dict:
-    """Writes ``<name>.pred``, ``<name>_beats.csv`` and ``<name>_prediction.json``."""
+def write_beat_outputs(pred: BeatPrediction, run: Run, out_dir: Path,
+                       extra_files: dict | None = None) -> dict:
+    """Writes ``<name>.pred``, ``<name>_beats.csv`` and ``<name>_prediction.json``
+    (``extra_files``: other outputs already written, listed in the summary's ``files``)."""
     import wfdb
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -379,6 +423,6 @@ def write_beat_outputs(pred: BeatPrediction, run: Run, out_dir: Path) -> dict:
                         symbols[i], *["" if np.isnan(p) else f"{p:.6f}" for p in pred.probs[i]],
                         pred.reason[i]])
     files["beats_csv"] = str(csv_path)
-    summary["files"] = files
+    summary["files"] = {**files, **(extra_files or {})}
     atomic_write_json(out_dir / f"{pred.record}_prediction.json", summary)
     return summary
