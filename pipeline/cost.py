@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.core.io_utils import PipelineError, atomic_write_json, run_cli, setup_logging
+from pipeline.core import cli
+from pipeline.core.io_utils import PipelineError, atomic_write_json
 from pipeline.serving.cost import (
     DEFAULT_N_OUTPUTS,
     log,
@@ -24,9 +24,10 @@ from pipeline.serving.cost import (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m pipeline.cost",
-        description="Parameters, size, FLOPs, CPU latency and peak memory of models.",
+    p = cli.command_parser(
+        "cost",
+        "Parameters, size, FLOPs, CPU latency and peak memory of models.",
+        config=False,
     )
     p.add_argument("--kind", required=True, choices=("classifier", "denoiser"))
     which = p.add_mutually_exclusive_group(required=True)
@@ -46,13 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout-s", type=float, default=1800.0, help="per model, with --all")
     p.add_argument("--out", type=Path, help="Markdown table; JSON written beside it")
     p.add_argument("--json-out", type=Path, help=argparse.SUPPRESS)
-    p.add_argument("-v", "--verbose", action="store_true")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
+    args, _ = cli.parse(build_parser(), argv)
     if args.all:
         from models import registry
 
@@ -103,4 +102,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    cli.run(main)

@@ -6,10 +6,10 @@ Command over :mod:`pipeline.data.download`.
 from __future__ import annotations
 
 import argparse
-import sys
 
-from pipeline.core.config import add_config_args, config_from_args
-from pipeline.core.io_utils import run_cli, setup_logging
+from pipeline.core import cli
+from pipeline.core.config import config_from_args
+from pipeline.core.io_utils import setup_logging
 from pipeline.data.download import (
     DATABASES,
     DEFAULT_WORKERS,
@@ -21,11 +21,10 @@ from pipeline.data.download import (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline.download",
-        description="Download and verify the PhysioNet databases into <data_dir>/raw.",
+    parser = cli.command_parser(
+        "download",
+        "Download and verify the PhysioNet databases into <data_dir>/raw.",
     )
-    add_config_args(parser)
     parser.add_argument(
         "--databases",
         nargs="+",
@@ -71,4 +70,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    cli.run(main)

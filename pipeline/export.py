@@ -9,20 +9,21 @@ Command over :mod:`pipeline.serving.export` and :mod:`pipeline.serving.presets`:
 from __future__ import annotations
 
 import argparse
-import sys
 
-from pipeline.core.io_utils import PipelineError, run_cli, setup_logging
+from pipeline.core import cli
+from pipeline.core.io_utils import PipelineError
 from pipeline.serving import preset_card, presets
 from pipeline.serving.export import FLOAT_PARITY_TOL, FORMATS, export_run
 from pipeline.serving.run_loader import CHECKPOINTS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m pipeline.export",
-        description="Export a run's best model (or a preset's) to SavedModel, TFLite (optionally "
+    p = cli.command_parser(
+        "export",
+        "Export a run's best model (or a preset's) to SavedModel, TFLite (optionally "
         "int8) or ONNX, or turn a run into a preset (--format preset). Exports go "
         "under <run>/export/, with parity against the Keras model in export.json.",
+        config=False,
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", help="run folder (Research_Runs/<run>)")
@@ -49,7 +50,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-examples", type=int, default=200,
                    help="int8: training examples for calibration (>= 1)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-v", "--verbose", action="store_true")
     return p
 
 
@@ -65,8 +65,7 @@ def _save_preset(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
+    args, _ = cli.parse(build_parser(), argv)
     if args.format == "preset":
         if args.preset:
             raise PipelineError("--format preset turns a run into a preset: use --run RUN")
@@ -90,4 +89,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    cli.run(main)

@@ -8,11 +8,10 @@ Command over :mod:`pipeline.protocol.final`.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from pipeline.core.config import add_config_args, config_from_args
-from pipeline.core.io_utils import PipelineError, run_cli, setup_logging
+from pipeline.core import cli
+from pipeline.core.io_utils import PipelineError
 from pipeline.data.tasks import check_model, get_task
 from pipeline.protocol.final import (
     Request,
@@ -25,13 +24,12 @@ from pipeline.protocol.run_settings import load_run_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m pipeline.final_eval",
-        description="Evaluate once on the held-out test split (MIT-BIH DS2 / PTB-XL fold 10), "
+    p = cli.command_parser(
+        "final_eval",
+        "Evaluate once on the held-out test split (MIT-BIH DS2 / PTB-XL fold 10), "
         "with bootstrap 95 %% intervals, per-example predictions and a line in the test-read "
         "ledger. The only command that reads the test split.",
     )
-    add_config_args(p)
     p.add_argument("--task", default=None, help="task (default: train.task; with --run: the run's)")
     p.add_argument("--model", default=None, help="model (default: train.model; with --run: the run's)")
     p.add_argument("--run", default=None, help="evaluate this training run's best checkpoint "
@@ -58,7 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=None, help="bootstrap resamples (default: eval.bootstrap_samples)")
     p.add_argument("--force", action="store_true", help="evaluate an evaluated folder again "
                    "(the previous files are kept as *.prev)")
-    p.add_argument("-v", "--verbose", action="store_true")
     return p
 
 
@@ -84,9 +81,7 @@ def _ensemble(args: argparse.Namespace, cfg) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    cfg = config_from_args(args)
+    args, cfg = cli.parse(build_parser(), argv)
     if args.ensemble is not None:
         out = _ensemble(args, cfg)
     elif args.classic:
@@ -120,4 +115,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    cli.run(main)

@@ -11,7 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline.core.io_utils import PipelineError, run_cli, setup_logging
+from pipeline.core import cli
+from pipeline.core.io_utils import PipelineError
 from pipeline.serving import presets
 from pipeline.serving.outputs import prepare_out_dir
 from pipeline.serving.predict import (
@@ -28,11 +29,12 @@ from pipeline.serving.run_loader import CHECKPOINTS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m pipeline.predict",
-        description="Run a trained model on recordings (WFDB, EDF, CSV, NumPy): denoised "
+    p = cli.command_parser(
+        "predict",
+        "Run a trained model on recordings (WFDB, EDF, CSV, NumPy): denoised "
         "records, beat annotations (.pred) or PTB-XL superclass probabilities, with a "
         "signal-quality report.",
+        config=False,
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", help="run folder (Research_Runs/<run>)")
@@ -63,7 +65,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flat-s", type=float, default=1.0,
                    help="report a lead constant for longer than this many seconds (> 0; default 1)")
     p.add_argument("--batch-size", type=int, default=256, help="examples per model call (>= 1)")
-    p.add_argument("-v", "--verbose", action="store_true")
     return p
 
 
@@ -81,8 +82,7 @@ def _model(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
+    args, _ = cli.parse(build_parser(), argv)
     if args.preset == "list":
         lines = presets.listing()
         print("\n".join(lines) if lines else f"no presets in {presets.presets_dir()}")
@@ -109,4 +109,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    cli.run(main)

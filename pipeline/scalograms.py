@@ -6,29 +6,23 @@ Command over :mod:`pipeline.data.scalogram`.
 from __future__ import annotations
 
 import argparse
-import sys
 
-from pipeline.core.config import add_config_args, config_from_args
-from pipeline.core.io_utils import run_cli, setup_logging
+from pipeline.core import cli
 from pipeline.data.scalogram import run
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m pipeline.scalograms",
-        description="Morlet CWT magnitude scalograms of every MIT-BIH beat "
+    p = cli.command_parser(
+        "scalograms",
+        "Morlet CWT magnitude scalograms of every MIT-BIH beat "
         "(<data_dir>/scalograms/mitdb/<record>.npz).",
     )
-    add_config_args(p)
     p.add_argument("--force", action="store_true", help="redo even when outputs are up to date")
-    p.add_argument("-v", "--verbose", action="store_true")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    cfg = config_from_args(args)
+    args, cfg = cli.parse(build_parser(), argv)
     m = run(cfg, force=args.force)
     t = m["totals"]
     if m.get("up_to_date"):
@@ -45,4 +39,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    cli.run(main)

@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
-from pipeline.core.config import PipelineConfig, add_config_args, config_from_args
-from pipeline.core.io_utils import PipelineError, run_cli, setup_logging
+from pipeline.core import cli
+from pipeline.core.config import PipelineConfig, config_from_args
+from pipeline.core.io_utils import PipelineError
 from pipeline.data.tasks import check_pairing, get_task
 from pipeline.training import run_folder
 from pipeline.training.strategy import is_chief
@@ -23,12 +23,11 @@ from pipeline.training.trainer import apply_hparams, train
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m pipeline.train",
-        description="Train a denoiser or classifier on the training patients (validation on "
+    p = cli.command_parser(
+        "train",
+        "Train a denoiser or classifier on the training patients (validation on "
         "held-out training patients). Rerun the same command to resume an interrupted run.",
     )
-    add_config_args(p)
     p.add_argument("--task", default=None, help="task name (default: train.task); see pipeline/data/tasks.py")
     p.add_argument("--model", default=None, help="registered model name (default: train.model)")
     p.add_argument("--model-kwargs", default=None, help="JSON of builder keyword arguments")
@@ -40,7 +39,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also checkpoint within an epoch every this many seconds (0: off)")
     p.add_argument("--force", action="store_true",
                    help="start an existing run folder over, even one trained with other settings")
-    p.add_argument("-v", "--verbose", action="store_true")
     return p
 
 
@@ -86,8 +84,7 @@ def _train_as_chief(cfg: PipelineConfig, run_dir: Path, args: argparse.Namespace
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
+    args, _ = cli.parse(build_parser(), argv)
     cfg = resolve_config(args)
     run_dir = run_folder.run_dir_path(cfg.train.task, cfg.train.model, args.tag,
                                       run_dir=Path(args.run_dir) if args.run_dir else None)
@@ -106,4 +103,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    cli.run(main)

@@ -7,35 +7,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from pipeline.core.config import add_config_args, config_from_args
-from pipeline.core.io_utils import run_cli, setup_logging
+from pipeline.core import cli
 from pipeline.data.tasks import check_model, get_task
 from pipeline.training.tuning import tune
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m pipeline.tune",
-        description="Keras Tuner search over a model's search_space and the training "
+    p = cli.command_parser(
+        "tune",
+        "Keras Tuner search over a model's search_space and the training "
         "hyperparameters, scored on validation patients; resumable (rerun to continue).",
     )
-    add_config_args(p)
     p.add_argument("--task", default=None, help="task (default: train.task)")
     p.add_argument("--model", default=None, help="model (default: train.model)")
     p.add_argument("--algorithm", choices=["hyperband", "random", "bayesian"], default=None,
                    help="search algorithm (default: tune.algorithm)")
     p.add_argument("--out", default=None, help="search folder (default: Research_Runs/tuning/<task>_<model>)")
-    p.add_argument("-v", "--verbose", action="store_true")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    cfg = config_from_args(args)
+    args, cfg = cli.parse(build_parser(), argv)
     task = get_task(args.task or cfg.train.task)
     check_model(task, args.model or cfg.train.model)  # before any data is read
     model = args.model or cfg.train.model
@@ -49,4 +43,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    cli.run(main)
