@@ -279,3 +279,59 @@ def test_two_synthetic_patients():
 
 def test_ptbxl_split_folds():
     assert S.ptbxl_split() == {"train": (1, 2, 3, 4, 5, 6, 7, 8), "val": (9,), "test": (10,)}
+
+
+# ------------------------------------------------- validation stratified on S and V counts
+
+
+def _sv_table():
+    """A synthetic DS1-like count table: three S-rich records, four V-rich ones, 201/202."""
+    rng = np.random.default_rng(4)
+    recs = [f"r{i:02d}" for i in range(18)] + ["201", "202"]
+    counts = {r: {"N": int(rng.integers(1500, 2500)), "S": int(rng.integers(0, 12)),
+                  "V": int(rng.integers(0, 40)), "F": 0, "Q": 0} for r in recs}
+    for r, s in (("r00", 400), ("r01", 150), ("r02", 120)):
+        counts[r]["S"] = s
+    for r, v in (("r03", 500), ("r04", 420), ("r05", 300), ("r06", 260)):
+        counts[r]["V"] = v
+    counts["201"]["S"], counts["202"]["S"] = 90, 40
+    return recs, counts
+
+
+def _share(recs, counts, cls, of):
+    return sum(counts[r][cls] for r in recs) / sum(counts[r][cls] for r in of)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 42])
+def test_stratified_validation_spreads_s_and_v_rich_records(seed):
+    recs, counts = _sv_table()
+    train, val = S.stratified_validation(recs, counts, 0.25, seed)
+    assert sorted(train + val) == sorted(recs) and val and train
+    assert not ({"201", "202"} & set(train) and {"201", "202"} & set(val))  # one subject
+    top_s = sorted(recs, key=lambda r: -counts[r]["S"])[:3]
+    assert not set(top_s) <= set(val)
+    assert not {"r03", "r04", "r05"} <= set(val)
+    assert abs(_share(val, counts, "S", recs) - 0.25) <= 0.12
+    assert abs(_share(val, counts, "V", recs) - 0.25) <= 0.12
+
+
+def test_stratified_validation_without_counts_holds_out_about_the_fraction():
+    recs = [f"s{i:02d}" for i in range(10)]
+    train, val = S.stratified_validation(recs, None, 0.2, 0)
+    assert len(val) == 2 and len(train) == 8
+
+
+def test_stratified_validation_refuses_bad_input():
+    with pytest.raises(ValueError, match=r"`val_fraction` must be in \(0, 1\)\. Received: "
+                                         r"val_fraction=1\.5"):
+        S.stratified_validation(["s00", "s01"], None, 1.5)
+    with pytest.raises(ValueError, match=r"need at least 2 patients to hold validation out; "
+                                         r"got records \['201', '202'\]"):
+        S.stratified_validation(["201", "202"], None, 0.2)
+
+
+def test_inter_patient_validation_is_the_stratified_choice():
+    c = _counts(ALL_MITDB)
+    sp = S.mitdb_split(ALL_MITDB, c, seed=5)
+    train, val = S.stratified_validation(set(sp.train) | set(sp.val), c, 0.2, 5)
+    assert (sp.train, sp.val) == (tuple(train), tuple(val))

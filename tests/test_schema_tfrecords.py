@@ -131,14 +131,15 @@ def test_encode_decode_is_exact(kind, dtype):
 
 
 def test_encode_is_byte_stable():
-    # Golden SHA-256 of this batch's Example, recorded with schema version 2. It pins the
+    # Golden SHA-256 of this batch's Example, recorded with schema version 3. It pins the
     # format and catches per-process key order in the proto map (without deterministic
     # serialization each process orders the keys differently). A schema change must bump
     # SCHEMA_VERSION and update this value.
     b = schema.Batch("segments", "100", (np.arange(5 * 720, dtype=np.float32) / 7).reshape(5, 720),
                      np.arange(5), np.arange(3, 8), np.arange(15, dtype=np.float32) / 4)
     got = hashlib.sha256(schema.encode(b)).hexdigest()
-    assert got == "d335cb1d8c75f71c0f225146980252be24b6ebb80dcc676bf367d21c2d884e7b"
+    assert schema.SCHEMA_VERSION == 3
+    assert got == "59fa0379bf5dcf9a7b719c97208418a36e276877c618cf0e0bb08cf6bcc03783"
 
 
 def _set_int(key, v):
@@ -168,7 +169,7 @@ def _set_shape(i, v):
 @pytest.mark.parametrize("mutate,match", [
     (_drop("record"), "'record' missing"),
     (_drop("chunk_start"), "'chunk_start' missing"),
-    (_set_int("schema_version", 1), "schema version 1, expected 2"),
+    (_set_int("schema_version", 1), "schema version 1, expected 3"),
     (_set_bytes("kind", b"images"), "unknown kind 'images'"),
     (_set_bytes("dtype", b"float64"), "bad metadata"),
     (_set_int("n", 0), "bad metadata"),
@@ -221,13 +222,17 @@ def test_stage_files_decode_to_the_windows_data(pristine):
         assert np.array_equal(np.concatenate([b.x for b in seg]), w["segments"])
         assert np.array_equal(np.concatenate([b.y for b in seg]), w["segment_label"])
         assert np.array_equal(np.concatenate([b.index for b in seg]), w["segment_beat_index"])
+        seg_aux = np.concatenate([b.aux for b in seg])
+        assert np.array_equal(seg_aux[:, 3:], w["rhythm"])
         beats = got["beats"]
         assert np.concatenate([b.x for b in beats]).dtype == np.float16
         assert np.array_equal(np.concatenate([b.x for b in beats]), sc)
         assert np.array_equal(np.concatenate([b.y for b in beats]), w["beat_label"])
         assert np.array_equal(np.concatenate([b.index for b in beats]), w["beat_index"])
         rr = np.stack([w["rr_pre_s"], w["rr_post_s"], w["rr_local_s"]], 1)
-        assert np.array_equal(np.concatenate([b.aux for b in beats]), rr)
+        beat_aux = np.concatenate([b.aux for b in beats])
+        assert np.array_equal(beat_aux[:, :3], rr)  # the 3 RR values first, then the rhythm
+        assert np.array_equal(beat_aux[:, 3:], w["beat_rhythm"])
         sig, starts, grid = w["denoise_signal"], [], []
         for b in got["denoise"]:
             for s in b.index:  # every window cut from its chunk equals the record's signal
@@ -379,7 +384,7 @@ def test_file_of_old_schema_version_names_the_file(data):
     with tf.io.TFRecordWriter(str(path)) as wr:
         wr.write(ex.SerializeToString())
     cfg = _cfg(data)
-    with pytest.raises(PipelineError, match=rf"{path.name}: schema version 1, expected 2"):
+    with pytest.raises(PipelineError, match=rf"{path.name}: schema version 1, expected 3"):
         loader.check_files([str(path)], cfg, "segments")
 
 

@@ -14,6 +14,11 @@ Order of operations (tensorflow/models input reader, prefetch last)::
              row for scalograms), add a channel axis where the model needs one, labels
           -> prefetch
 
+Tasks with the rhythm side input (``Task.rhythm``) yield ``({"ecg": x, "rr": r}, y)``: ``r``
+is the example's rhythm vector from the stored ``aux`` (for sequences the middle beat's),
+z-scored per feature with the training statistics that follow the signal channels in
+``mean`` / ``scale`` (see :mod:`pipeline.data.normalization`).
+
 Examples are decoded a stored batch at a time and cast and normalized a training batch at a
 time, so no operation runs per example except the shuffle and batch copies (float16
 scalograms stay float16 until then). Sequences of N consecutive beats span the Example
@@ -32,9 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.data import schema
 from pipeline.core.config import PipelineConfig
 from pipeline.core.io_utils import PipelineError, read_json
+from pipeline.data import normalization, schema
 from pipeline.data.tasks import Task, get_task
 
 log = logging.getLogger("ecg.loader")
@@ -82,8 +87,10 @@ def read_file_metadata(path: str | Path) -> schema.Batch:
         raise PipelineError(str(exc)) from exc
 
 
-def check_files(files: Sequence[str], cfg: PipelineConfig, kind: str) -> None:
-    """Checks every file's own metadata and size against the config and the manifest."""
+def check_files(files: Sequence[str], cfg: PipelineConfig, kind: str,
+                task: Task | None = None) -> None:
+    """Checks every file's own metadata and size against the config and the manifest (and,
+    for a ``task`` that reads ``aux``, its width: :func:`check_aux`)."""
     want_shape = schema.example_shape(kind, cfg)
     want_dtype = cfg.scalograms.dtype if kind == "beats" else "float32"
     manifests: dict[Path, dict] = {}
@@ -95,6 +102,8 @@ def check_files(files: Sequence[str], cfg: PipelineConfig, kind: str) -> None:
                 f"{f}: metadata (kind={meta.kind}, shape={shape}, dtype={meta.x.dtype.name}) does "
                 f"not match the config (kind={kind}, shape={want_shape}, dtype={want_dtype})"
             )
+        if task is not None and (task.rr_channels or task.rhythm):
+            check_aux(f, meta, cfg, kind)
         mpath = Path(f).parent / "manifest.json"
         if mpath.is_file():
             if mpath not in manifests:
@@ -106,6 +115,21 @@ def check_files(files: Sequence[str], cfg: PipelineConfig, kind: str) -> None:
                     f"{f}: {size} bytes but the manifest says {entry['bytes']} (truncated or "
                     "modified); rerun `python -m pipeline.tfrecords --force`"
                 )
+
+
+def check_aux(path: str | Path, meta: schema.Batch, cfg: PipelineConfig, kind: str) -> None:
+    """Raises when a segments/beats file's ``aux`` width is not the config's layout
+    (:func:`pipeline.data.schema.aux_names`: 3 RR values + the rhythm features of
+    ``windows.rhythm_causal``)."""
+    if kind not in ("segments", "beats"):
+        return
+    names = schema.aux_names(kind, cfg)
+    got = int(meta.aux.shape[1]) if meta.aux.ndim == 2 else 0
+    if got != len(names):
+        raise PipelineError(
+            f"{path}: aux holds {got} values per example, the config expects {len(names)} "
+            f"(3 RR values + {len(names) - 3} rhythm features, windows.rhythm_causal="
+            f"{cfg.windows.rhythm_causal}); rerun `python -m pipeline.tfrecords --force`")
 
 
 def find_damaged_file(files: Sequence[str]) -> str | None:
@@ -197,23 +221,30 @@ def _dtype(kind: str, cfg: PipelineConfig) -> Any:
 
 
 def _decode_example(serialized: Any, kind: str, cfg: PipelineConfig, label_dim: int,
-                    rr: bool = False) -> dict[str, Any]:
-    """Decodes one serialized Example (one stored batch) to ``x`` (stored dtype), ``y``, ``index``.
+                    rr: bool = False, rhythm: bool = False) -> dict[str, Any]:
+    """Decodes one serialized Example (one stored batch) to ``x`` (stored dtype), ``y``,
+    ``index`` and ``rr`` (the rhythm features ``(n, F)`` with ``rhythm``, else ``(n, 0)``).
 
     One Example at a time: parsing only the keys needed, no copy of the whole file.
     """
     import tensorflow as tf
 
     spec = schema.feature_spec()
-    keys = ("x", "y", "index", "aux") if rr else ("x", "y", "index")
+    keys = ("x", "y", "index", "aux") if rr or rhythm else ("x", "y", "index")
     p = tf.io.parse_single_example(serialized, {k: spec[k] for k in keys})
     x = tf.reshape(tf.io.decode_raw(p["x"], _dtype(kind, cfg)), [-1, *schema.example_shape(kind, cfg)])
+    aux_dim = len(schema.aux_names(kind, cfg))
     if rr:  # (n, T) -> (n, T, 4): signal + constant RR channels
-        f = schema.rr_features_tf(tf.io.decode_raw(p["aux"], tf.float32))
+        f = schema.rr_features_tf(tf.io.decode_raw(p["aux"], tf.float32), aux_dim)
         x = tf.concat([x[..., None], tf.tile(f[:, None, :], [1, tf.shape(x)[1], 1])], axis=-1)
+    if rhythm:
+        side = tf.reshape(tf.io.decode_raw(p["aux"], tf.float32), [-1, aux_dim])
+        side = side[:, len(schema.RR_AUX):]
+    else:
+        side = tf.zeros([tf.shape(x)[0], 0], tf.float32)
     y = tf.io.decode_raw(p["y"], tf.int8)
     y = tf.reshape(y, [-1] if label_dim == 1 else [-1, label_dim])
-    return {"x": x, "y": y, "index": tf.io.decode_raw(p["index"], tf.int32)}
+    return {"x": x, "y": y, "index": tf.io.decode_raw(p["index"], tf.int32), "rr": side}
 
 
 def _label_tensor(y: Any, task: Task) -> Any:
@@ -310,6 +341,8 @@ class DatasetPlan:
     masks: Any = None
     """``tf.RaggedTensor`` of per-file boolean masks over stored examples, or ``None``."""
     with_index: bool = False
+    rr_norm: Normalizer | None = None
+    """Rhythm tasks: the z-scoring of the ``rr`` vector (training statistics)."""
 
     @property
     def kind(self) -> str:
@@ -356,9 +389,13 @@ def _keep(plan: DatasetPlan, file_id: Any, offset: Any, n: Any) -> Any:
     return plan.masks[file_id][offset : offset + n]
 
 
-def _outputs(plan: DatasetPlan, x: Any, y: Any, rec: Any, idx: Any) -> tuple[Any, ...]:
+def _outputs(plan: DatasetPlan, x: Any, y: Any, rec: Any, idx: Any,
+             rr: Any = None) -> tuple[Any, ...]:
+    """``(x, y[, record, index])``; rhythm tasks: ``x`` is ``{"ecg": x, "rr": rr}``."""
     import tensorflow as tf
 
+    if plan.task.rhythm:
+        x = {"ecg": x, "rr": rr}
     return (x, y, tf.fill(tf.shape(idx), rec), idx) if plan.with_index else (x, y)
 
 
@@ -368,8 +405,8 @@ def _masked(plan: DatasetPlan, offset: Any, d: dict[str, Any], file_id: Any, rec
 
     n = tf.shape(d["y"])[0]
     keep = _keep(plan, file_id, offset, n)
-    x, y, idx = (tf.boolean_mask(d[k], keep) for k in ("x", "y", "index"))
-    return offset + n, _outputs(plan, x, y, rec, idx)
+    x, y, idx, rr = (tf.boolean_mask(d[k], keep) for k in ("x", "y", "index", "rr"))
+    return offset + n, _outputs(plan, x, y, rec, idx, rr)
 
 
 def _beat_sequences(plan: DatasetPlan, state: Any, d: dict[str, Any], file_id: Any,
@@ -377,16 +414,18 @@ def _beat_sequences(plan: DatasetPlan, state: Any, d: dict[str, Any], file_id: A
     """Scan step: sequences centred on this Example's beats (and the carried beats' last h).
 
     The carried tail (the file's previous 2h beats) plus this Example form a block; its
-    centres h .. len-h-1 partition the file's centres h .. n-h-1 over the Examples.
+    centres h .. len-h-1 partition the file's centres h .. n-h-1 over the Examples. Rhythm
+    tasks take the centre beat's rhythm vector.
     """
     import tensorflow as tf
 
     h = plan.half_seq
-    tx, ty, ti, tk, offset = state
+    tx, ty, ti, tk, tr, offset = state
     n = tf.shape(d["y"])[0]
     x = tf.concat([tx, d["x"]], 0)
     y = tf.concat([ty, d["y"]], 0)
     idx = tf.concat([ti, d["index"]], 0)
+    rr = tf.concat([tr, d["rr"]], 0)
     keep = tf.concat([tk, _keep(plan, file_id, offset, n)], 0)
     m = tf.shape(idx)[0]
     centres = tf.range(h, tf.maximum(h, m - h))  # empty while the block is short
@@ -394,8 +433,9 @@ def _beat_sequences(plan: DatasetPlan, state: Any, d: dict[str, Any], file_id: A
     centres = tf.boolean_mask(centres, tf.logical_and(ok, tf.gather(keep, centres)))
     seq = tf.gather(x, centres[:, None] + tf.range(-h, h + 1)[None, :])  # (k, N, S, T)
     t0 = tf.maximum(m - 2 * h, 0)
-    new_state = (x[t0:], y[t0:], idx[t0:], keep[t0:], offset + n)
-    return new_state, _outputs(plan, seq, tf.gather(y, centres), rec, tf.gather(idx, centres))
+    new_state = (x[t0:], y[t0:], idx[t0:], keep[t0:], rr[t0:], offset + n)
+    return new_state, _outputs(plan, seq, tf.gather(y, centres), rec, tf.gather(idx, centres),
+                               tf.gather(rr, centres))
 
 
 def _noise_seed(plan: DatasetPlan, file_id: Any, chunk_id: Any) -> Any:
@@ -444,18 +484,20 @@ def _read_file(plan: DatasetPlan, path: Any, file_id: Any) -> Any:
     kind, cfg = plan.kind, plan.config
     if kind == "denoise":
         return raw.enumerate().map(lambda i, s: _denoise_example(plan, s, file_id, rec, i))
-    examples = raw.map(
-        lambda s: _decode_example(s, kind, cfg, plan.label_dim, plan.task.rr_channels))
+    examples = raw.map(lambda s: _decode_example(s, kind, cfg, plan.label_dim,
+                                                 plan.task.rr_channels, plan.task.rhythm))
     if kind == "beats":
         # Sequences span the Examples of a file: carry the last 2h beats to the next one.
         sh = schema.example_shape(kind, cfg)
+        n_rr = len(schema.rhythm_names(cfg)) if plan.task.rhythm else 0
         start = (tf.zeros([0, *sh], _dtype(kind, cfg)), tf.zeros([0], tf.int8),
-                 tf.zeros([0], tf.int32), tf.zeros([0], tf.bool), tf.constant(0, tf.int32))
+                 tf.zeros([0], tf.int32), tf.zeros([0], tf.bool), tf.zeros([0, n_rr]),
+                 tf.constant(0, tf.int32))
         return examples.scan(start, lambda st, d: _beat_sequences(plan, st, d, file_id, rec))
     if plan.masks is not None:
         return examples.scan(tf.constant(0, tf.int32),
                              lambda off, d: _masked(plan, off, d, file_id, rec))
-    return examples.map(lambda d: _outputs(plan, d["x"], d["y"], rec, d["index"]))
+    return examples.map(lambda d: _outputs(plan, d["x"], d["y"], rec, d["index"], d["rr"]))
 
 
 def _finish_batch(plan: DatasetPlan, x: Any, y: Any, *index: Any) -> tuple[Any, ...]:
@@ -464,10 +506,16 @@ def _finish_batch(plan: DatasetPlan, x: Any, y: Any, *index: Any) -> tuple[Any, 
 
     kind = plan.kind
     if kind != "denoise":
+        rr = None
+        if plan.task.rhythm:
+            x, rr = x["ecg"], x["rr"]
+            rr = rr if plan.rr_norm is None else plan.rr_norm.apply(rr, -1)
         norm = plan.norm
         x = tf.cast(x, tf.float32) if norm is None else norm.apply(x, _channel_axis(kind))
         if kind == "beats" or (kind == "segments" and not plan.task.rr_channels):
             x = x[..., None]
+        if rr is not None:
+            x = {"ecg": x, "rr": rr}
         y = _label_tensor(y, plan.task)
     return (x, y, *index)
 
@@ -508,6 +556,32 @@ def batch_examples(plan: DatasetPlan, ds: Any, batch_size: int) -> Any:
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def normalizers(task: Task, config: PipelineConfig, mean: Any, scale: Any
+                ) -> tuple[Normalizer | None, Normalizer | None]:
+    """(signal normalizer, rhythm normalizer) from the statistics (``None`` without them).
+
+    Rhythm tasks: ``mean`` and ``scale`` hold the signal channels, then one entry per rhythm
+    feature.
+
+    Raises:
+        PipelineError: a rhythm task's statistics have another length.
+    """
+    if mean is None or scale is None:
+        return None, None
+    mean, scale = np.asarray(mean, np.float32), np.asarray(scale, np.float32)
+    if not task.rhythm:
+        return Normalizer(mean, scale), None
+    n_sig = normalization.n_channels(task.kind, config, task.rr_channels)
+    n_rr = len(schema.rhythm_names(config))
+    if mean.shape != (n_sig + n_rr,) or scale.shape != mean.shape:
+        raise PipelineError(
+            f"task {task.name}: normalization statistics have {mean.size} entries, the task "
+            f"needs {n_sig + n_rr} ({n_sig} signal channels + {n_rr} rhythm features); refit "
+            "them on the training files (a new run folder)")
+    return (Normalizer(mean[:n_sig], scale[:n_sig]),
+            Normalizer(mean[n_sig:], scale[n_sig:]))
+
+
 def create_dataset(
     record_names_or_files: Sequence[str | Path],
     config: PipelineConfig,
@@ -546,24 +620,23 @@ def create_dataset(
     Returns:
         A dataset of ``(x, y)`` (or ``(x, y, record, index)``). ``x``: segments
         (batch, 720, 1) (with RR channels: (batch, 720, 4)); sequences (batch, N, n_scales,
-        187, 1); denoising (batch, 1440, 2); PTB-XL (batch, 1000, 12). ``y``: one-hot
+        187, 1); denoising (batch, 1440, 2); PTB-XL (batch, 1000, 12); rhythm tasks
+        ``{"ecg": <as above>, "rr": (batch, n_rhythm_features)}``. ``y``: one-hot
         (single-label), multi-hot float (multi-label) or the clean window (denoising).
     """
     task_obj = task if isinstance(task, Task) else get_task(task or config.train.task)
     files = resolve_files(record_names_or_files, config, task_obj.kind)
     if check:
-        check_files(files, config, task_obj.kind)
+        check_files(files, config, task_obj.kind, task_obj)
     if task_obj.denoising and noise_fn is None:
         raise ValueError("a denoising dataset needs a noise_fn (see pipeline.noise)")
     seq_len = config.loader.seq_len_beats
     if task_obj.kind == "beats" and (seq_len < 1 or seq_len % 2 == 0):
         raise ValueError(f"loader.seq_len_beats must be odd and >= 1. Received: {seq_len}")
-    norm = None
-    if mean is not None and scale is not None:
-        norm = Normalizer(np.asarray(mean, np.float32), np.asarray(scale, np.float32))
+    norm, rr_norm = normalizers(task_obj, config, mean, scale)
     plan = DatasetPlan(
         task_obj, config, is_training, config.loader.seed if seed is None else seed, norm,
-        noise_fn, subset_masks(files, include), with_index,
+        noise_fn, subset_masks(files, include), with_index, rr_norm,
     )  # fmt: skip
     return batch_examples(plan, file_dataset(plan, files), batch_size)
 

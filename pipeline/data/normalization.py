@@ -7,6 +7,12 @@ each scale row of scalograms, each lead of denoising windows and PTB-XL records.
 
 For beats every stored beat counts once (not once per sequence it appears in); for denoising
 windows each sample counts once (the non-overlapping evaluation grid).
+
+Tasks with the rhythm side input (``Task.rhythm``) also z-score the rhythm vector, each
+feature with its own mean and scale over the training examples (one value per stored beat or
+segment). The saved ``mean`` and ``scale`` then hold the signal channels first and one entry
+per rhythm feature after them, and the file names the features (``rr_features``), so
+:func:`load` knows its length from the file itself and the loader splits the two parts.
 """
 
 from __future__ import annotations
@@ -17,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.data import schema
 from pipeline.core.config import PipelineConfig
 from pipeline.core.io_utils import PipelineError, atomic_write_json, read_json
+from pipeline.data import schema
 
 MIN_SCALE = 1e-6
 
@@ -57,10 +63,10 @@ class RunningStats:
         return np.sqrt(self.m2 / self.count)
 
 
-def _blocks(files: Sequence[str], kind: str, rr: bool = False,
-            include: Mapping[str, np.ndarray] | None = None) -> Iterable[tuple[np.ndarray, int]]:
-    """Yields (values, channel_axis) per stored batch, decoding with NumPy (``include``: per
-    file, a mask over its stored examples; only those count)."""
+def _batches(files: Sequence[str], kind: str,
+             include: Mapping[str, np.ndarray] | None = None) -> Iterable[tuple[str, schema.Batch]]:
+    """Yields (file, stored batch) for every stored batch, decoded with NumPy (``include``:
+    per file, a mask over its stored examples; only those are kept)."""
     import tensorflow as tf
 
     for f in files:
@@ -73,23 +79,42 @@ def _blocks(files: Sequence[str], kind: str, rr: bool = False,
                     keep = np.asarray(include[f], bool)[offset : offset + n]
                     offset += n
                     b = _subset(b, keep, kind)
-                if kind == "denoise":
-                    W = b.frame_length
-                    starts = b.index[b.eval_grid.astype(bool)]
-                    if len(starts):
-                        yield np.stack([b.x[s : s + W] for s in starts]), -1
-                elif kind == "beats":
-                    yield b.x, 1  # (n, scales, time): one channel per scale row
-                elif kind == "segments" and rr:
-                    yield schema.with_rr_channels(b.x, b.aux), -1
-                elif kind == "segments":
-                    yield b.x[..., None], -1
-                else:
-                    yield b.x, -1
+                yield f, b
         except tf.errors.OpError as exc:
             raise PipelineError(f"{f}: damaged TFRecord file ({exc.message.splitlines()[0]})") from exc
         except schema.SchemaError as exc:
             raise PipelineError(str(exc)) from exc
+
+
+def _signal_values(b: schema.Batch, kind: str, rr: bool) -> tuple[np.ndarray, int] | None:
+    """(values, channel_axis) of one stored batch's signal, or None when it holds none."""
+    if kind == "denoise":
+        W = b.frame_length
+        starts = b.index[b.eval_grid.astype(bool)]
+        return (np.stack([b.x[s : s + W] for s in starts]), -1) if len(starts) else None
+    if kind == "beats":
+        return b.x, 1  # (n, scales, time): one channel per scale row
+    if kind == "segments" and rr:
+        return schema.with_rr_channels(b.x, b.aux), -1
+    if kind == "segments":
+        return b.x[..., None], -1
+    return b.x, -1
+
+
+def rhythm_part(aux: np.ndarray, n_features: int, where: str) -> np.ndarray:
+    """The rhythm features of ``aux`` ``(n, 3 + n_features)`` (after the three RR values).
+
+    Raises:
+        PipelineError: ``aux`` has another width (files of another rhythm variant).
+    """
+    aux = np.asarray(aux, np.float32)
+    want = len(schema.RR_AUX) + n_features
+    if aux.ndim != 2 or aux.shape[1] != want:
+        raise PipelineError(f"{where}: aux holds {aux.shape[-1] if aux.ndim else 0} values per "
+                            f"example, the rhythm input needs {want} (3 RR values + "
+                            f"{n_features} rhythm features); rerun `python -m pipeline.tfrecords "
+                            "--force`")
+    return aux[:, len(schema.RR_AUX):]
 
 
 def _subset(b: schema.Batch, keep: np.ndarray, kind: str) -> schema.Batch:
@@ -100,29 +125,43 @@ def _subset(b: schema.Batch, keep: np.ndarray, kind: str) -> schema.Batch:
                                      if getattr(b, k) is not None and len(getattr(b, k)) == n})
 
 
-def n_channels(kind: str, cfg: PipelineConfig, rr: bool = False) -> int:
-    """Channels normalized separately (``rr``: segments with the three RR channels)."""
+def n_channels(kind: str, cfg: PipelineConfig, rr: bool = False, rhythm: bool = False) -> int:
+    """Channels normalized separately (``rr``: segments with the three RR channels;
+    ``rhythm``: plus one per rhythm feature of the side input)."""
     shape = schema.example_shape(kind, cfg)
+    extra = len(schema.rhythm_names(cfg)) if rhythm else 0
     if kind == "segments":
-        return 1 + (len(schema.RR_FEATURES) if rr else 0)
-    return shape[0] if kind == "beats" else shape[-1]
+        return 1 + (len(schema.RR_FEATURES) if rr else 0) + extra
+    return (shape[0] if kind == "beats" else shape[-1]) + extra
 
 
 def fit(train_files: Sequence[str], cfg: PipelineConfig, kind: str, rr: bool = False,
-        include: Mapping[str, np.ndarray] | None = None) -> dict:
+        include: Mapping[str, np.ndarray] | None = None, rhythm: bool = False) -> dict:
     """Fits per-channel mean and scale on the training files of one kind (``include``: only
-    the masked examples, e.g. the training beats of an intra-patient split)."""
+    the masked examples, e.g. the training beats of an intra-patient split; ``rhythm``: the
+    rhythm features too, appended after the signal channels, see the module doc)."""
     rs = RunningStats(n_channels(kind, cfg, rr))
-    for block, axis in _blocks(list(train_files), kind, rr, include):
-        rs.update(block, axis)
-    std = rs.std
+    names = schema.rhythm_names(cfg) if rhythm else ()
+    rs_rr = RunningStats(len(names))
+    for f, b in _batches(list(train_files), kind, include):
+        values = _signal_values(b, kind, rr)
+        if values is not None:
+            rs.update(*values)
+        if rhythm:
+            rs_rr.update(rhythm_part(b.aux, len(names), f), -1)
+    mean, std = rs.mean, rs.std
+    extra: dict = {}
+    if rhythm:
+        mean, std = np.concatenate([mean, rs_rr.mean]), np.concatenate([std, rs_rr.std])
+        extra = {"rr_features": list(names), "rr_count": int(rs_rr.count)}
     scale = np.where(std < MIN_SCALE, 1.0, std)
     return {
         "kind": kind,
-        "mean": rs.mean.tolist(),
+        "mean": mean.tolist(),
         "scale": scale.tolist(),
         "count_per_channel": int(rs.count),
         "train_files": [Path(f).name for f in train_files],
+        **extra,
     }
 
 
@@ -131,13 +170,19 @@ def save(stats: dict, path: Path) -> None:
 
 
 def load(path: Path, kind: str | None = None, n_ch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Loads saved statistics, validating them (a damaged file raises, naming it)."""
+    """Loads saved statistics, validating them (a damaged file raises, naming it).
+
+    ``n_ch``: the signal channels expected; statistics with the rhythm features
+    (``rr_features`` in the file) hold one more entry per feature after them.
+    """
     d = read_json(path, "normalization statistics")
     try:
         mean = np.asarray(d["mean"], np.float64)
         scale = np.asarray(d["scale"], np.float64)
+        n_rr = len(d.get("rr_features") or ()) if isinstance(d, dict) else 0
     except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise PipelineError(f"{path}: normalization statistics lack mean/scale ({exc})") from exc
+    n_ch = None if n_ch is None else n_ch + n_rr
     if kind is not None and d.get("kind") != kind:
         raise PipelineError(f"{path}: statistics are for {d.get('kind')!r}, not {kind!r}")
     if mean.ndim != 1 or not len(mean) or mean.shape != scale.shape or (n_ch is not None and len(mean) != n_ch):

@@ -22,6 +22,10 @@ has no interval at all: every interval is ``NOMINAL_RR_S`` and every ratio 1.
 Post-RR looks one beat ahead, which is fine offline (the whole record is there) but not for
 streaming: ``causal=True`` drops every feature that uses it (:data:`CAUSAL_FEATURE_NAMES`),
 and the record's mean becomes the mean of the intervals seen so far.
+
+R amplitudes (:func:`r_amplitudes`) are measured on the beat lead at the record's own rate:
+the value at the R sample minus the median of the +-1 s around it (a baseline estimate that a
+wandering baseline moves with), so the windows stage and predict measure them the same way.
 """
 
 from __future__ import annotations
@@ -43,6 +47,53 @@ FEATURE_NAMES = (
 
 CAUSAL_FEATURE_NAMES = tuple(n for n in FEATURE_NAMES if "post" not in n)
 """Columns of the causal variant: everything that does not look at the next beat."""
+
+
+def feature_names(causal: bool = False) -> tuple[str, ...]:
+    """Column names of :func:`rhythm_features` for the offline or the causal variant."""
+    return CAUSAL_FEATURE_NAMES if causal else FEATURE_NAMES
+
+
+AMPLITUDE_CHUNK_BEATS = 512
+"""Beats whose neighbourhoods are stacked at once in :func:`r_amplitudes` (bounds memory)."""
+
+
+def r_amplitudes(lead: np.ndarray, samples: np.ndarray, fs_hz: float,
+                 half_window_s: float = 1.0) -> np.ndarray:
+    """R amplitude of each beat: ``lead[s]`` minus the median of ``lead[s - w : s + w + 1]``.
+
+    Args:
+        lead: (n_samples,) one lead at ``fs_hz`` (any unit; NaN marks invalid samples).
+        samples: (n_beats,) R-peak samples at ``fs_hz``.
+        fs_hz: sampling rate of ``lead``.
+        half_window_s: half-width ``w`` of the baseline neighbourhood in seconds (cut at the
+            record's edges).
+
+    Returns:
+        (n_beats,) float64; NaN where the R sample lies outside the lead or is NaN, or the
+        neighbourhood holds no valid sample.
+    """
+    x = np.asarray(lead, np.float64)
+    s = np.asarray(samples, np.int64)
+    if half_window_s <= 0:
+        raise ValueError(f"`half_window_s` must be > 0. Received: half_window_s={half_window_s}")
+    out = np.full(len(s), np.nan)
+    inside = (s >= 0) & (s < len(x))
+    if not inside.any():
+        return out
+    w = max(1, int(round(half_window_s * fs_hz)))
+    offsets = np.arange(-w, w + 1)
+    pos = np.flatnonzero(inside)
+    padded = np.concatenate([np.full(w, np.nan), x, np.full(w, np.nan)])
+    for lo in range(0, len(pos), AMPLITUDE_CHUNK_BEATS):
+        p = pos[lo : lo + AMPLITUDE_CHUNK_BEATS]
+        hood = padded[s[p, None] + w + offsets[None, :]]
+        valid = np.isfinite(hood).any(axis=1)
+        base = np.full(len(p), np.nan)
+        if valid.any():
+            base[valid] = np.nanmedian(hood[valid], axis=1)
+        out[p] = x[s[p]] - base
+    return out
 
 
 def trailing_mean(values: np.ndarray, n: int) -> np.ndarray:

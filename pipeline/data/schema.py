@@ -22,7 +22,9 @@ key                 type       meaning
 ``chunk_start``     int64      denoise only: sample of the record where the stored chunk
                                starts, so a window starts at ``chunk_start + index`` (else 0)
 ``aux_dim``         int64      float32 side features per example (0 when none)
-``aux``             bytes      float32 ``n * aux_dim`` (beats: pre-RR, post-RR, local RR s)
+``aux``             bytes      float32 ``n * aux_dim``, columns :func:`aux_names` (segments,
+                               beats: pre-RR, post-RR, local mean RR in s, then the
+                               rhythm features; PTB-XL: patient id; denoise: none)
 ``frame_length``    int64      denoise only: window length in samples (else 0)
 ``eval_grid``       bytes      denoise only: uint8 per window, 1 when the start lies on the
                                non-overlapping evaluation grid
@@ -31,6 +33,12 @@ key                 type       meaning
 Kinds: ``segments`` (2 s at 360 Hz, one lead), ``beats`` (Morlet scalograms of 187-sample
 beats; the loader forms sequences of consecutive beats), ``denoise`` (two-lead 360 Hz signal
 chunks from which 4 s windows are cut) and ``ptbxl`` (10 s, 12 leads, 100 Hz).
+
+The ``aux`` layout of segments and beats: the three RR values the ``*_rr`` tasks turn into
+constant channels (:data:`RR_AUX`, always first, so those tasks read ``aux[:, :3]`` whatever
+follows), then the windows stage's rhythm features (:func:`pipeline.data.rhythm.feature_names`
+of ``windows.rhythm_causal``), the ``rr`` side input of the ``*_rhythm`` tasks. The TFRecord
+manifest records the names (``aux_names``).
 """
 
 from __future__ import annotations
@@ -40,8 +48,11 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = 2
-"""2: ``chunk_start`` added (denoise windows can be located in their record)."""
+from pipeline.data import rhythm
+
+SCHEMA_VERSION = 3
+"""2: ``chunk_start`` added (denoise windows can be located in their record). 3: ``aux`` of
+segments and beats carries the rhythm features after the three RR values."""
 KINDS = ("segments", "beats", "denoise", "ptbxl")
 MAX_BATCH = 256
 DTYPES = {"float32": np.float32, "float16": np.float16}
@@ -249,20 +260,42 @@ def example_shape(kind: str, cfg: Any) -> tuple[int, ...]:
 
 
 RR_FEATURES = ("pre_rr_over_local", "post_rr_over_local", "local_rr_s")
+RR_AUX = ("rr_pre_s", "rr_post_s", "rr_local_s")
+"""The first three ``aux`` columns of segments and beats (what :data:`RR_FEATURES` come from)."""
+
+
+def rhythm_names(cfg: Any) -> tuple[str, ...]:
+    """The rhythm features the config's windows stage stores (the ``rr`` side input)."""
+    return rhythm.feature_names(cfg.windows.rhythm_causal)
+
+
+def aux_names(kind: str, cfg: Any) -> tuple[str, ...]:
+    """Column names of ``aux`` for ``kind`` under ``cfg`` (see the module doc)."""
+    if kind in ("segments", "beats"):
+        return (*RR_AUX, *rhythm_names(cfg))
+    if kind == "ptbxl":
+        return ("patient_id",)
+    if kind == "denoise":
+        return ()
+    raise SchemaError(f"unknown kind {kind!r}; known: {list(KINDS)}")
 
 
 def rr_features(aux: np.ndarray) -> np.ndarray:
-    """RR channels of segments from the stored aux (pre-RR, post-RR, local mean RR; s)."""
-    aux = np.asarray(aux, np.float32).reshape(-1, 3)
+    """RR channels of segments from the stored aux (pre-RR, post-RR, local mean RR; s).
+
+    ``aux``: ``(n, aux_dim)`` with the :data:`RR_AUX` columns first (or ``(n * 3,)``)."""
+    aux = np.asarray(aux, np.float32)
+    aux = aux.reshape(-1, 3) if aux.ndim == 1 else aux[:, :3]
     local = np.maximum(aux[:, 2:3], 1e-3)
     return np.concatenate([aux[:, 0:1] / local, aux[:, 1:2] / local, aux[:, 2:3]], axis=1)
 
 
-def rr_features_tf(aux: Any) -> Any:
-    """TensorFlow twin of :func:`rr_features` (same values)."""
+def rr_features_tf(aux: Any, aux_dim: int = 3) -> Any:
+    """TensorFlow twin of :func:`rr_features` (same values) on the raw ``aux`` values of
+    ``aux_dim`` columns per example."""
     import tensorflow as tf
 
-    aux = tf.reshape(tf.cast(aux, tf.float32), [-1, 3])
+    aux = tf.reshape(tf.cast(aux, tf.float32), [-1, aux_dim])[:, :3]
     local = tf.maximum(aux[:, 2:3], 1e-3)
     return tf.concat([aux[:, 0:1] / local, aux[:, 1:2] / local, aux[:, 2:3]], axis=1)
 

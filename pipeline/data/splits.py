@@ -1,8 +1,10 @@
 """Patient-wise splits, shared by every later script and saved as ``splits.json`` per run.
 
 * MIT-BIH inter-patient (default): DS1 train / DS2 test of de Chazal et al. 2004, paced records
-  102, 104, 107 and 217 excluded. A validation part of DS1 is held out by patient, class-
-  stratified (StratifiedGroupKFold), and k folds are formed the same way inside DS1.
+  102, 104, 107 and 217 excluded. A validation part of DS1 is held out by patient, stratified
+  on each patient's S and V counts (:func:`stratified_validation`: the few S- and V-rich
+  records, 209 above all, are spread instead of landing together in validation), and k folds
+  are formed inside DS1 by class-stratified grouped folds (StratifiedGroupKFold).
 * Records 201 and 202 come from one subject: they share a patient id and never cross a split.
 * Intra-patient (explicit option): beats of every record are split at random; all outputs of
   such a split are labelled ``leaky`` because one patient's beats sit in train and test.
@@ -98,6 +100,86 @@ def _grouped_folds(
     return folds
 
 
+BALANCED_CLASSES = (("S", "SVEB"), ("V", "VEB"))
+"""The classes :func:`stratified_validation` balances first (AAMI5 or AAMI4 names)."""
+BALANCE_WEIGHTS = np.array([1.0, 1.0, 0.5, 0.5])
+"""Weights of the S share, V share, beat share and patient share in the balancing."""
+
+
+def _patient_table(records: Sequence[str],
+                   class_counts: Mapping[str, Mapping[str, int]] | None) -> dict[str, np.ndarray]:
+    """Per patient: (S beats, V beats, all beats, 1) summed over the patient's records."""
+    table: dict[str, np.ndarray] = {}
+    for r in records:
+        counts = dict((class_counts or {}).get(r, {}))
+        row = [sum(max(int(counts.get(c, 0)), 0) for c in names) for names in BALANCED_CLASSES]
+        row += [sum(max(int(v), 0) for v in counts.values()), 0]
+        p = patient_of(r)
+        table[p] = table.get(p, np.zeros(4)) + np.asarray(row, np.float64)
+        table[p][3] = 1.0
+    return table
+
+
+def _balanced_folds(shares: dict[str, np.ndarray], n_folds: int, seed: int) -> list[list[str]]:
+    """Greedy largest-first assignment of patients into ``n_folds`` folds.
+
+    Patients go in order of S share, then V share, then beat share (largest first; the
+    seed breaks exact ties), each into the fold where it adds least to the weighted sum of
+    squared fold shares (the fold with the smallest dot product of its load and the
+    patient's shares; ties: the fold with fewer patients, then the lower index).
+    """
+    rng = np.random.default_rng(seed)
+    tie = {p: rng.random() for p in sorted(shares)}
+    order = sorted(shares, key=lambda p: (-shares[p][0], -shares[p][1], -shares[p][2], tie[p]))
+    loads = np.zeros((n_folds, 4))
+    folds: list[list[str]] = [[] for _ in range(n_folds)]
+    for p in order:
+        cost = loads @ (BALANCE_WEIGHTS * shares[p])
+        f = min(range(n_folds), key=lambda k: (round(float(cost[k]), 12), len(folds[k]), k))
+        loads[f] += shares[p]
+        folds[f].append(p)
+    return folds
+
+
+def stratified_validation(
+    records: Sequence[str],
+    class_counts: Mapping[str, Mapping[str, int]] | None,
+    val_fraction: float,
+    seed: int = 0,
+) -> tuple[list[str], list[str]]:
+    """Validation patients chosen by grouped stratification on S and V counts.
+
+    Patients (201 and 202 are one) are dealt into ``round(1 / val_fraction)`` folds by
+    :func:`_balanced_folds`, and the fold whose S and V shares (then beat share) are closest
+    to ``val_fraction`` becomes validation: the S- and V-rich records are spread over the
+    folds, and validation holds about its share of each instead of all or none of them.
+    Without class counts every share is the patient share.
+
+    Returns:
+        ``(train records, validation records)``, sorted.
+
+    Raises:
+        ValueError: fewer than 2 patients, or ``val_fraction`` outside (0, 1).
+    """
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"`val_fraction` must be in (0, 1). Received: val_fraction={val_fraction}")
+    records = sorted({str(r) for r in records})
+    table = _patient_table(records, class_counts)
+    if len(table) < 2:
+        raise ValueError(f"need at least 2 patients to hold validation out; got records {records}")
+    total = np.sum(list(table.values()), axis=0)
+    shares = {p: np.divide(v, total, out=np.zeros(4), where=total > 0) for p, v in table.items()}
+    folds = _balanced_folds(shares, max(2, min(round(1 / val_fraction), len(table))), seed)
+    folds = [f for f in folds if f]
+    # A class absent from every record counts as matched (its share is the target).
+    target = np.where(total > 0, val_fraction, 0.0)
+    gap = [float(np.abs(np.sum([shares[p] for p in f], axis=0) - target) @ BALANCE_WEIGHTS)
+           for f in folds]
+    val_patients = set(folds[int(np.argmin(gap))])
+    val = [r for r in records if patient_of(r) in val_patients]
+    return [r for r in records if patient_of(r) not in val_patients], val
+
+
 def mitdb_split(
     records: Sequence[str],
     class_counts: Mapping[str, Mapping[str, int]] | None = None,
@@ -159,9 +241,8 @@ def mitdb_split(
         train_pool, test = folds[0]
     if not train_pool or not test:
         raise ValueError(f"inter-patient split needs training and test records; got {records}")
-    n_val_folds = max(2, round(1 / val_fraction)) if val_fraction > 0 else 0
-    if n_val_folds and len({patient_of(r) for r in train_pool}) >= 2:
-        train, val = _grouped_folds(train_pool, class_counts, n_val_folds, seed)[0]
+    if 0 < val_fraction < 1 and len({patient_of(r) for r in train_pool}) >= 2:
+        train, val = stratified_validation(train_pool, class_counts, val_fraction, seed)
     else:
         train, val = list(train_pool), []
     folds = (
@@ -218,12 +299,13 @@ def validation_split(
     val_fraction: float,
     seed: int,
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Holds validation patients out of ``records`` (patient-grouped, class-stratified).
+    """Holds validation patients out of ``records`` (:func:`stratified_validation` on S and V
+    counts; ``val_fraction`` outside (0, 1) is taken as 0.5).
 
     Used inside a k-fold fold's training part, so that stopping and checkpoint choice never
     see the fold's held-out records. Returns ``(train, val)``, sorted; raises ``ValueError``
     when ``records`` hold fewer than 2 patients.
     """
-    n_val_folds = max(2, round(1 / val_fraction)) if val_fraction > 0 else 2
-    train, val = _grouped_folds(records, class_counts, n_val_folds, seed)[0]
+    fraction = val_fraction if 0 < val_fraction < 1 else 0.5
+    train, val = stratified_validation(records, class_counts, fraction, seed)
     return tuple(sorted(train)), tuple(sorted(val))

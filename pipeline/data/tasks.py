@@ -2,6 +2,12 @@
 
 A model can be trained on any task whose input it accepts (``ModelSpec.input_kind``); an
 impossible pairing fails at once with a clear message (:func:`check_pairing`).
+
+Three ways to give a beat classifier the rhythm: none (``mitdb_*_segments``,
+``mitdb_*_sequences``: the RR-free ablations), three constant RR channels appended to the
+segment (``*_rr``), or the windows stage's patient-relative rhythm vector as a second model
+input (``*_rhythm``: the loader yields ``({"ecg": x, "rr": r}, y)`` and the classifier is
+built with ``n_rr_features = len(r)``; for sequences ``r`` is the middle beat's vector).
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ class Task:
     rr_channels: bool = False
     """Segments only: append the beat's RR features as three constant channels (pre-RR and
     post-RR over the local mean RR, and the local mean RR in s) to the signal channel."""
+    rhythm: bool = False
+    """Segments and sequences: the beat's rhythm features (``pipeline.data.rhythm``, stored in
+    the TFRecords' ``aux``) as a second model input ``rr``, z-scored with training statistics."""
 
     @property
     def n_outputs(self) -> int:
@@ -53,7 +62,13 @@ TASKS = {
              accepts=("any1d", "segment"), rr_channels=True),
         Task("mitdb_aami4_segments_rr", "segments", labels.AAMI4_CLASSES, label_map=_AAMI5_TO_4,
              accepts=("any1d", "segment"), rr_channels=True),
+        Task("mitdb_aami5_segments_rhythm", "segments", labels.AAMI5_CLASSES,
+             accepts=("any1d", "segment"), rhythm=True),
+        Task("mitdb_aami4_segments_rhythm", "segments", labels.AAMI4_CLASSES,
+             label_map=_AAMI5_TO_4, accepts=("any1d", "segment"), rhythm=True),
         Task("mitdb_aami5_sequences", "beats", labels.AAMI5_CLASSES, accepts=("sequence",)),
+        Task("mitdb_aami5_sequences_rhythm", "beats", labels.AAMI5_CLASSES,
+             accepts=("sequence",), rhythm=True),
         Task("mitdb_aami4_sequences", "beats", labels.AAMI4_CLASSES, label_map=_AAMI5_TO_4,
              accepts=("sequence",)),
         Task("ptbxl_superdiagnostic", "ptbxl", labels.PTBXL_SUPERCLASSES, multilabel=True,

@@ -7,9 +7,12 @@ Example carries up to 256 examples of one record (see :mod:`pipeline.schema`), s
 list of files and no file mixes patients. PTB-XL files hold whole patients of one
 ``strat_fold`` (up to 256 records per file; a patient never spans two files).
 
-A ``manifest.json`` per kind lists files, example counts, class counts, shapes, bytes and
-SHA-256 content hashes. Files are written to a temporary name and renamed; a rerun skips files
-already written for the same inputs and config, so an interrupted run resumes.
+Segments and beats carry, per example, the three RR values and the windows stage's rhythm
+features in ``aux`` (layout in :mod:`pipeline.data.schema`; names in the manifest's
+``aux_names``). A ``manifest.json`` per kind lists files, example counts, class counts,
+shapes, bytes and SHA-256 content hashes. Files are written to a temporary name and renamed; a
+rerun skips files already written for the same inputs and config, so an interrupted run
+resumes.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ from pipeline.data import labels, schema
 from pipeline.data.paths import raw_dir, scalogram_dir, shard_name, tfrecord_dir, windows_dir
 from pipeline.data.signal import rr_for_beats
 
-__all__ = ["PRODUCERS", "available_kinds", "run_kind", "shard_name", "tfrecord_dir", "write_file"]
+__all__ = ["PRODUCERS", "available_kinds", "rhythm_of", "run_kind", "shard_name", "tfrecord_dir",
+           "write_file"]
 
 log = logging.getLogger("ecg.tfrecords")
 
@@ -50,11 +54,32 @@ def _chunks(n: int, size: int) -> Iterator[slice]:
 # ------------------------------------------------------------------------ batch producers
 
 
+def rhythm_of(cfg: PipelineConfig, rec: str, w: dict[str, np.ndarray], key: str) -> np.ndarray:
+    """A windows file's rhythm features ``key`` (``rhythm``: segments, ``beat_rhythm``: beats),
+    checked against the config's feature names.
+
+    Raises:
+        PipelineError: the file predates the rhythm features or holds another variant.
+    """
+    want = schema.rhythm_names(cfg)
+    if key not in w or "rhythm_names" not in w:
+        raise PipelineError(f"record {rec}: windows file has no rhythm features ({key}); rerun "
+                            "`python -m pipeline.windows --force`")
+    names = tuple(str(n) for n in w["rhythm_names"])
+    values = np.asarray(w[key], np.float32)
+    if names != want or values.ndim != 2 or values.shape[1] != len(want):
+        raise PipelineError(f"record {rec}: windows file holds rhythm features {list(names)} of "
+                            f"shape {values.shape}, the config wants {list(want)}; rerun "
+                            "`python -m pipeline.windows --force`")
+    return values
+
+
 def _segment_batches(cfg: PipelineConfig, rec: str) -> Iterator[schema.Batch]:
     from pipeline.data.windowing import load_record
 
     w = load_record(cfg, rec)
-    rr = rr_for_beats(w, w["segment_beat_index"])
+    rr = np.concatenate([rr_for_beats(w, w["segment_beat_index"]),
+                         rhythm_of(cfg, rec, w, "rhythm")], axis=1)
     for sl in _chunks(len(w["segment_label"]), cfg.tfrecords.examples_per_batch):
         yield schema.Batch("segments", rec, w["segments"][sl].astype(np.float32),
                            w["segment_label"][sl], w["segment_beat_index"][sl], rr[sl])
@@ -74,7 +99,8 @@ def _beat_batches(cfg: PipelineConfig, rec: str) -> Iterator[schema.Batch]:
     want = schema.example_shape("beats", cfg)
     if tuple(sc.shape[1:]) != want:
         raise PipelineError(f"record {rec}: scalograms of shape {sc.shape[1:]}, config says {want}")
-    rr = np.stack([w["rr_pre_s"], w["rr_post_s"], w["rr_local_s"]], axis=1)
+    rr = np.concatenate([np.stack([w[k] for k in schema.RR_AUX], axis=1),
+                         rhythm_of(cfg, rec, w, "beat_rhythm")], axis=1).astype(np.float32)
     dtype = schema.DTYPES[cfg.scalograms.dtype]
     for sl in _chunks(len(sc), cfg.tfrecords.examples_per_batch):
         yield schema.Batch("beats", rec, sc[sl].astype(dtype), w["beat_label"][sl],
@@ -284,6 +310,7 @@ def _manifest(cfg: PipelineConfig, kind: str, ckey: str, files: list[dict], wall
         "example_shape": list(schema.example_shape(kind, cfg)),
         "dtype": cfg.scalograms.dtype if kind == "beats" else "float32",
         "classes": classes if kind != "denoise" else [],
+        "aux_names": list(schema.aux_names(kind, cfg)),
         "label_scheme": "multilabel" if kind == "ptbxl" else cfg.windows.label_scheme,
         "files": files,
         "examples": n_examples,

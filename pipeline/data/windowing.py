@@ -12,6 +12,14 @@ Per MIT-BIH record (records in parallel, one process per core) it writes
   later stages form sequences of consecutive beats. Per beat: AAMI label, symbol, R sample (at
   360 Hz) and pre-RR, post-RR and local mean RR (mean of the previous 10 RR intervals) in s.
   The first beat's pre-RR is its post-RR and the last beat's post-RR its pre-RR.
+* **rhythm features** (:mod:`pipeline.data.rhythm`): per beat, patient-relative RR intervals,
+  means and ratios, and the R amplitude over the record's median, computed on the native-rate
+  annotation times of *all* annotated beats before any beat is dropped (so every interval is
+  a real one). The amplitude is the beat lead's value at the R sample minus the median of the
+  +-1 s around it (``windows.rhythm_amplitude_window_s``). Stored aligned with the kept
+  segments as ``rhythm`` and with the kept beats as ``beat_rhythm``; column names in
+  ``rhythm_names`` and in the manifest. ``windows.rhythm_causal`` keeps only the features
+  that do not look at the next beat.
 * **segments** (1-D classifiers): 2 s of lead MLII at 360 Hz (720 samples) centred on the R
   peak (samples r-360 ... r+359).
 * **denoising windows**: the two-lead signal at 360 Hz, high-passed at 0.5 Hz (zero-phase;
@@ -30,7 +38,6 @@ from __future__ import annotations
 
 import ast
 import collections
-import json
 import logging
 import os
 import time
@@ -57,12 +64,13 @@ from pipeline.core.io_utils import (
     safe_name,
     stage_done,
 )
-from pipeline.data import labels, signal
+from pipeline.data import labels, rhythm, signal
 from pipeline.data.paths import raw_dir, windows_dir
 
-__all__ = ["beat_annotations", "cut_beats", "cut_segments", "cut_windows", "format_totals",
-           "list_records", "load_record", "output_hash", "process_ptbxl", "process_record",
-           "ptbxl_superclasses", "raw_dir", "run_mitdb", "windows_dir"]
+__all__ = ["OUTPUT_VERSION", "beat_annotations", "cut_beats", "cut_segments", "cut_windows",
+           "format_totals", "list_records", "load_record", "output_hash", "process_ptbxl",
+           "process_record", "ptbxl_superclasses", "raw_dir", "record_rhythm", "run_mitdb",
+           "windows_dir"]
 
 log = logging.getLogger("ecg.windows")
 
@@ -73,9 +81,16 @@ FS_RANGE_HZ = (20.0, 20_000.0)
 with a tiny rate (``1e-05``) would otherwise ask for a resampling buffer of many gigabytes."""
 
 
+OUTPUT_VERSION = 2
+"""Layout of the per-record files; part of :func:`output_hash`, so a change recomputes old
+outputs. 2: rhythm features (``rhythm``, ``beat_rhythm``, ``rhythm_names``) and
+``segment_sample`` added."""
+
+
 def output_hash(wcfg: WindowsConfig) -> str:
-    """Hash of the settings that shape the outputs (``workers`` does not)."""
-    return config_hash({k: v for k, v in to_dict(wcfg).items() if k != "workers"})
+    """Hash of the settings that shape the outputs (``workers`` does not) and the layout."""
+    return config_hash({**{k: v for k, v in to_dict(wcfg).items() if k != "workers"},
+                        "output_version": OUTPUT_VERSION})
 
 
 def list_records(folder: Path, wanted: tuple[str, ...] = ()) -> list[str]:
@@ -251,6 +266,32 @@ def _beat_table(ann: Any, fs: float, rec: str, wcfg: WindowsConfig) -> dict[str,
             "rr": (pre, post, local)}  # fmt: skip
 
 
+def record_rhythm(lead: np.ndarray, native: np.ndarray, fs: float, wcfg: WindowsConfig,
+                  rec: str) -> np.ndarray:
+    """Rhythm features of every beat of a record (see the module doc).
+
+    Args:
+        lead: (n_samples,) the beat lead at the record's own rate ``fs`` (NaN: invalid).
+        native: (n_beats,) R samples at ``fs``, all annotated (or detected) beats in order.
+        rec: record name, for the error message.
+
+    Returns:
+        float32 ``(n_beats, len(rhythm.feature_names(wcfg.rhythm_causal)))``.
+
+    Raises:
+        PipelineError: two beats at the same sample or out of time order.
+    """
+    native = np.asarray(native, np.int64)
+    step = np.diff(native)
+    if np.any(step <= 0):
+        k = int(np.flatnonzero(step <= 0)[0])
+        raise PipelineError(f"record {rec}: beat annotations are not in strictly increasing "
+                            f"time order (sample {int(native[k + 1])} follows {int(native[k])})")
+    amps = rhythm.r_amplitudes(lead, native, fs, wcfg.rhythm_amplitude_window_s)
+    return rhythm.rhythm_features(native / fs, amps, n_local=wcfg.rr_local_beats,
+                                  n_running=wcfg.rhythm_running_beats, causal=wcfg.rhythm_causal)
+
+
 def _dropped(rec: str, beats: dict[str, Any], why: dict[str, list]) -> list[dict]:
     return [
         {"record": rec, "dataset": dataset, "beat_index": int(i),
@@ -272,6 +313,7 @@ def process_record(
     names = [str(n) for n in record.sig_name]
     lead = names.index(wcfg.lead) if wcfg.lead in names else 0
     b = _beat_table(ann, fs, rec, wcfg)
+    b["rhythm"] = record_rhythm(sig[:, lead], b["native"], fs, wcfg, rec)
     # Everything below works at 360 Hz (segments / denoising) and 125 Hz (beats).
     if abs(fs - wcfg.segment_fs_hz) > 1e-9:
         log.info("record %s: resampling %.6g Hz -> %.6g Hz", rec, fs, wcfg.segment_fs_hz)
@@ -284,19 +326,8 @@ def process_record(
     if np.isnan(dn).any():
         n_nan = int(np.isnan(dn).any(axis=1).sum())
         log.warning("record %s: %d NaN samples; windows touching them are skipped", rec, n_nan)
-    label, (pre, post, local), f32 = b["label"], b["rr"], np.float32
     arrays = {
-        "beats": beats,
-        "beat_label": label[keep_b],
-        "beat_symbol": np.asarray([b["symbols"][i] for i in keep_b], dtype="<U1"),
-        "beat_index": keep_b.astype(np.int32),
-        "beat_sample": b["r360"][keep_b],
-        "rr_pre_s": pre[keep_b].astype(f32),
-        "rr_post_s": post[keep_b].astype(f32),
-        "rr_local_s": local[keep_b].astype(f32),
-        "segments": segs,
-        "segment_label": label[keep_s],
-        "segment_beat_index": keep_s.astype(np.int32),
+        **_beat_arrays(b, beats, keep_b, segs, keep_s, wcfg),
         "denoise_signal": np.nan_to_num(dn, nan=0.0),
         "denoise_train_starts": train_starts,
         "denoise_eval_starts": eval_starts,
@@ -304,7 +335,7 @@ def process_record(
         "lead_names": np.asarray(names, dtype="<U16"),
         "beat_lead": np.asarray(names[lead], dtype="<U16"),
     }
-    classes = b["classes"]
+    label, classes = b["label"], b["classes"]
     counts_atr = collections.Counter(classes[i] for i in label)
     entry = {
         "record": rec,
@@ -320,6 +351,29 @@ def process_record(
         "dropped": _dropped(rec, b, {"beats": why_b, "segments": why_s}),
     }
     return arrays, entry
+
+
+def _beat_arrays(b: dict[str, Any], beats: np.ndarray, keep_b: np.ndarray, segs: np.ndarray,
+                 keep_s: np.ndarray, wcfg: WindowsConfig) -> dict[str, np.ndarray]:
+    """The per-beat and per-segment arrays of a record file (kept rows only)."""
+    label, (pre, post, local), f32 = b["label"], b["rr"], np.float32
+    return {
+        "beats": beats,
+        "beat_label": label[keep_b],
+        "beat_symbol": np.asarray([b["symbols"][i] for i in keep_b], dtype="<U1"),
+        "beat_index": keep_b.astype(np.int32),
+        "beat_sample": b["r360"][keep_b],
+        "rr_pre_s": pre[keep_b].astype(f32),
+        "rr_post_s": post[keep_b].astype(f32),
+        "rr_local_s": local[keep_b].astype(f32),
+        "beat_rhythm": b["rhythm"][keep_b],
+        "segments": segs,
+        "segment_label": label[keep_s],
+        "segment_beat_index": keep_s.astype(np.int32),
+        "segment_sample": b["r360"][keep_s],
+        "rhythm": b["rhythm"][keep_s],
+        "rhythm_names": np.asarray(rhythm.feature_names(wcfg.rhythm_causal), dtype="<U32"),
+    }
 
 
 def _worker(args: tuple[str, str, dict, str]) -> dict:
@@ -462,6 +516,8 @@ def run_mitdb(cfg: PipelineConfig, force: bool = False, db: str = "mitdb") -> di
         "dataset": db,
         "label_scheme": wcfg.label_scheme,
         "classes": list(classes),
+        "output_version": OUTPUT_VERSION,
+        "rhythm_names": list(rhythm.feature_names(wcfg.rhythm_causal)),
         "config": to_dict(wcfg),
         "records": {r: {k: v for k, v in e.items() if k != "dropped"} for r, e in entries.items()},
         "totals": totals,
