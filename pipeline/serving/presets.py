@@ -377,8 +377,8 @@ def save_preset(run_dir: str | Path, name: str, description: str, smoke: bool = 
                                       smoke=smoke, warning=warning)
         card["model_file"] = {"name": MODEL_FILE, "sha256": sha256_file(tmp / MODEL_FILE),
                               "bytes": (tmp / MODEL_FILE).stat().st_size,
-                              "optimizer_state": False, "load": "keras.saving.load_model("
-                              "path, compile=False, safe_mode=True)"}
+                              "optimizer_state": False,
+                              "load": "keras.saving.load_model(path, safe_mode=True)"}
         atomic_write_json(tmp / CARD_FILE, card)
         open_preset_folder(tmp, name)  # everything a user will load, checked before the rename
         _promote(tmp, final)
