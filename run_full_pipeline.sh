@@ -14,7 +14,9 @@ usage() {
 Usage: ./run_full_pipeline.sh [options]
 
 Runs every stage in order; each is skipped when already done unless --force is given, and the
-run stops at the first failure, naming the stage. Ends with a table of what each stage took.
+run stops at the first failure, naming the stage. Starts with the plan (each stage and run with
+its budget and estimated end time); ends with a table of what each stage took (summed over
+resumed parts) and the headline test result of each model.
 
 Stages (inputs -> outputs, under the data folder):
   setup       requirements.lock -> .venv (exact versions; created when missing, refreshed when
@@ -36,9 +38,28 @@ Stages (inputs -> outputs, under the data folder):
               records (<task>_<model>_final/), the others' best checkpoints are evaluated;
               metrics_test.json, report.md, bootstrap 95 % intervals, plots
 
+Profiles (pipeline/configs/<name>.yaml; each training run has its own time budget, so the
+total is bounded whatever the machine's speed; the plan is printed at start and written to
+<runs_dir>/plan.json, the stage times and each model's headline test result at the end, to
+<runs_dir>/summary.json, summed over interrupted and resumed parts):
+  cpu    the default without a GPU: about 3 h on 2 cores (profile.budget_hours: 3). unet1d
+         denoiser 45 min (mixed levels, SNR-in-dB loss), liteecgnet with rhythm features
+         20 min, narrow conformer on rhythm sequences 25 min, narrow PTB-XL cnn 5 min; tuning
+         8 trials x 4 epochs x 10,240 segments; k-fold 4 folds x 10 epochs x 10,240; final
+         evaluation of every model plus the classic baseline
+  gpu    the default where TensorFlow sees a GPU: the same models at the builders' widths,
+         full passes, more epochs and trials (profile.budget_hours: 8): unet1d 2 h,
+         liteecgnet 40 min, conformer 1 h, cnn 30 min; tuning 20 trials x 10 epochs; 5 folds
+  quick  a handful of records, one or two epochs, the smallest models: minutes
+  See every run's budget: python -m pipeline.profile plan --config cpu [--budget-hours H]
+
 Options:
-  --quick             quick profile (pipeline/configs/quick.yaml): a handful of records
-  --config FILE       config file or name in pipeline/configs (default: full)
+  --profile NAME      cpu, gpu or quick (default: chosen by python -m pipeline.core.hardware,
+                      after set-up: gpu when TensorFlow sees a GPU, else cpu)
+  --quick             the same as --profile quick
+  --budget-hours H    scale every training budget of the profile (each run's time budget,
+                      the tune and k-fold examples per epoch) by H / its nominal hours
+  --config FILE       another config file or name in pipeline/configs (e.g. full)
   --mirror DIR_OR_URL PhysioNet mirror laid out like shared/data (or set ECG_MIRROR)
   --data-dir DIR      data folder (default from the config; or set ECG_DATA_DIR)
   --set SECTION.KEY=VALUE
@@ -53,7 +74,10 @@ USAGE
 }
 
 VALID_STAGES=(download windows scalograms tfrecords train tune kfold final_eval)
-CONFIG="full"
+PROFILES=(cpu gpu quick)
+START_S="$(date +%s)"
+CONFIG=""
+BUDGET=()
 STAGES="${VALID_STAGES[*]}"
 ALL_MODELS=()
 FORCE=()
@@ -69,6 +93,13 @@ need_value() {
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) CONFIG="quick"; shift ;;
+    --profile) need_value "$1" $# "${2-}"
+      [[ " ${PROFILES[*]} " == *" $2 "* ]] || die "unknown profile '$2'; known: ${PROFILES[*]}"
+      CONFIG="$2"; shift 2 ;;
+    --budget-hours) need_value "$1" $# "${2-}"
+      [[ "$2" =~ ^[0-9]*[.]?[0-9]+$ && "$2" =~ [1-9] ]] ||
+        die "--budget-hours needs a number of hours > 0, got '$2'"
+      BUDGET=(--budget-hours "$2"); shift 2 ;;
     --config) need_value "$1" $# "${2-}"; CONFIG="$2"; shift 2 ;;
     --mirror) need_value "$1" $# "${2-}"; COMMON+=(--mirror "$2"); shift 2 ;;
     --data-dir) need_value "$1" $# "${2-}"; COMMON+=(--data-dir "$2"); shift 2 ;;
@@ -150,33 +181,53 @@ setup_venv() {
   echo "$want" > "$stamp"
 }
 
-declare -a SUMMARY=()
+# record STAGE SECONDS [--failed]: adds the stage's wall time to <runs_dir>/timings.json (a
+# failure to record is reported, never fatal: the timings are a report, not a result).
+record() {
+  [[ -n "$CONFIG" ]] || return 0
+  "$PY" -m pipeline.profile record --config "$CONFIG" "${COMMON[@]}" --stage "$1" \
+    --seconds "$2" "${@:3}" || echo "warning: could not record the time of stage '$1'" >&2
+}
+
+SETUP_S=0
 run_stage() {
   local name="$1"; shift
   local t0=$SECONDS
   echo "=== stage: $name"
   if ! "$@"; then
+    [[ "$name" == setup ]] || record "$name" "$((SECONDS - t0))" --failed
     echo "error: stage '$name' failed (command: $*)" >&2
     exit 1
   fi
-  SUMMARY+=("$(printf '%-12s %6ss' "$name" "$((SECONDS - t0))")")
+  if [[ "$name" == setup ]]; then SETUP_S=$((SECONDS - t0)); else record "$name" "$((SECONDS - t0))"; fi
 }
 
 run_stage setup setup_venv
 [[ $SETUP_ONLY -eq 1 ]] && exit 0
 
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+if [[ -z "$CONFIG" ]]; then
+  CONFIG="$("$PY" -m pipeline.core.hardware)" && [[ -n "$CONFIG" ]] ||
+    die "could not tell cpu from gpu (python -m pipeline.core.hardware); pass --profile"
+  echo "profile: $CONFIG (chosen by python -m pipeline.core.hardware; --profile overrides)"
+fi
+echo "=== plan"
+"$PY" -m pipeline.profile plan --config "$CONFIG" "${COMMON[@]}" "${BUDGET[@]}" \
+  --stages "${STAGE_LIST[*]}" --begin "$START_S" || die "the plan of profile '$CONFIG' failed (see above)"
+record setup "$SETUP_S"
 for stage in "${STAGE_LIST[@]}"; do
   case "$stage" in
     download|windows|scalograms|tfrecords)
       run_stage "$stage" "$PY" -m "pipeline.$stage" --config "$CONFIG" "${COMMON[@]}" "${FORCE[@]}" ;;
     train|tune|kfold|final_eval)
       run_stage "$stage" "$PY" -m pipeline.profile "$stage" --config "$CONFIG" "${COMMON[@]}" \
-        "${FORCE[@]}" "${ALL_MODELS[@]}" ;;
+        "${BUDGET[@]}" "${FORCE[@]}" "${ALL_MODELS[@]}" ;;
   esac
 done
 
 echo
 echo "=== summary (config: $CONFIG)"
-printf '%s\n' "${SUMMARY[@]}"
+"$PY" -m pipeline.profile summary --config "$CONFIG" "${COMMON[@]}" ||
+  echo "warning: the summary could not be written" >&2
+echo
 "$PY" -m data_tools.compare_runs --config "$CONFIG" "${COMMON[@]}" || true

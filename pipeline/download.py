@@ -44,7 +44,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--workers", type=int, default=DEFAULT_WORKERS, help="parallel HTTP downloads"
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
 

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from pipeline.core.config import add_config_args, config_from_args
-from pipeline.core.io_utils import mark_done, run_cli, setup_logging, stage_done
+from pipeline.core import cli
+from pipeline.core.io_utils import mark_done, stage_done
 from pipeline.data.windowing import (
     format_totals,
     log,
@@ -23,23 +22,19 @@ from pipeline.data.windowing import (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m pipeline.windows",
-        description="Cut downloaded records into beats (125 Hz, 187 samples), 2 s segments, "
+    p = cli.command_parser(
+        "windows",
+        "Cut downloaded records into beats (125 Hz, 187 samples), 2 s segments, "
         "4 s two-lead denoising windows and PTB-XL examples, with AAMI labels.",
     )
-    add_config_args(p)
     p.add_argument("--databases", nargs="+", default=None, choices=["mitdb", "ptbxl"],
                    help="datasets to cut (default: those downloaded among mitdb, ptbxl)")
     p.add_argument("--force", action="store_true", help="redo even when outputs are up to date")
-    p.add_argument("-v", "--verbose", action="store_true")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    cfg = config_from_args(args)
+    args, cfg = cli.parse(build_parser(), argv)
     dbs = args.databases or [d for d in ("mitdb", "ptbxl") if d in cfg.data.databases]
     for db in dbs:
         if db == "mitdb":
@@ -67,4 +62,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    cli.run(main)

@@ -47,7 +47,8 @@ def test_help_exits_before_setup(tmp_path):
     assert not venv.exists()
 
 
-@pytest.mark.parametrize("option", ["--config", "--mirror", "--data-dir", "--set", "--stages"])
+@pytest.mark.parametrize("option", ["--config", "--mirror", "--data-dir", "--set", "--stages",
+                                    "--profile", "--budget-hours"])
 def test_option_without_value_is_refused(tmp_path, option):
     venv = tmp_path / "venv"
     assert_refused(run_script(venv, "--quick", option), venv, f"{option} needs a value")

@@ -1,27 +1,40 @@
 """Model stages of ``run_full_pipeline.sh``: train, tune, kfold, final_eval over a profile.
 
-``python -m pipeline.profile STAGE [--config quick] [--all-models] [--force]``
+``python -m pipeline.profile STAGE [--config cpu] [--budget-hours H] [--all-models] [--force]``
 
 The profile (config section ``profile``) names ``task:model`` pairs. Every run goes to a fixed
 folder ``<profile.runs_dir>/<task>_<model>`` so a rerun resumes an interrupted run or skips a
 finished one. Each model runs in its own process (TensorFlow memory is returned between
 models). ``--all-models`` trains every registered model on every task it accepts, as the seed
 projects' run-all scripts did.
+
+This module owns the settings of each run (:func:`run_settings`: model kwargs, per-run
+``train_overrides``, per-stage ``stage_overrides``) and the budget scaling of
+``--budget-hours`` (:func:`budget_factor`, :func:`scale_budgets`): every
+``train.max_train_seconds`` and, for tune and k-fold (whose work is trials or folds x epochs x
+examples), ``train.examples_per_epoch`` are multiplied by H / ``profile.budget_hours``. A
+training run that spent its time budget in an earlier part of an interrupted pipeline is not
+given a new one (:func:`remaining_train_seconds`), so the total stays bounded across resumes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from pipeline.core.config import PipelineConfig
-from pipeline.core.io_utils import PipelineError
+from pipeline.core.config import ConfigError, PipelineConfig, from_dict, to_dict
+from pipeline.core.io_utils import PipelineError, read_json
 from pipeline.data.tasks import TASKS
+from pipeline.training.checkpoints import STATE_FILE
 
 log = logging.getLogger("ecg.profile")
 
@@ -54,17 +67,119 @@ def all_pairs(cfg: PipelineConfig) -> list[tuple[str, str]]:
     return pairs
 
 
-def _sets(cfg: PipelineConfig, task: str, model: str) -> list[str]:
-    """``--set`` arguments for one run: model kwargs and per-run training overrides."""
-    out = []
+# ------------------------------------------------------------------ settings and budgets
+
+
+def budget_factor(cfg: PipelineConfig, budget_hours: float | None) -> float:
+    """H / ``profile.budget_hours`` for ``--budget-hours H`` (1.0 without it).
+
+    Raises:
+        PipelineError: H not a positive number, or a profile that states no nominal hours.
+    """
+    if budget_hours is None:
+        return 1.0
+    if not (isinstance(budget_hours, (int, float)) and math.isfinite(budget_hours) and budget_hours > 0):
+        raise PipelineError(f"--budget-hours must be a number of hours > 0. Received: {budget_hours!r}")
+    if cfg.profile.budget_hours <= 0:
+        raise PipelineError(f"--budget-hours {budget_hours:g}: this profile states no "
+                            "profile.budget_hours, so its budgets cannot be scaled")
+    return float(budget_hours) / cfg.profile.budget_hours
+
+
+def flat_sections(sections: Any, where: str) -> dict[str, Any]:
+    """``{"train": {"epochs": 3}}`` -> ``{"train.epochs": 3}``, keys and values checked.
+
+    Raises:
+        ConfigError: an unknown section or key, or a bad value, naming ``where``.
+    """
+    if not isinstance(sections, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of config sections, got {sections!r}")
+    from_dict(sections, where)
+    return {f"{section}.{key}": value for section, values in sections.items()
+            for key, value in (values or {}).items()}
+
+
+def run_settings(cfg: PipelineConfig, stage: str, task: str, model: str,
+                 factor: float = 1.0) -> dict[str, Any]:
+    """``section.key -> value`` of one run of ``stage``: the model's kwargs, then
+    ``train_overrides`` of the task and of ``task:model``, then ``stage_overrides[stage]``,
+    with the budgets scaled by ``factor``."""
+    out: dict[str, Any] = {}
     kw = dict(cfg.profile.model_kwargs.get(model, {}))
     if kw:
-        out += ["--set", f"train.model_kwargs={json.dumps(kw)}"]
-    over = {**cfg.profile.train_overrides.get(task, {}),
-            **cfg.profile.train_overrides.get(f"{task}:{model}", {})}
-    for k, v in over.items():
-        out += ["--set", f"train.{k}={json.dumps(v)}"]
+        out["train.model_kwargs"] = kw
+    for key in (task, f"{task}:{model}"):
+        over = cfg.profile.train_overrides.get(key, {})
+        out.update(flat_sections({"train": over}, f"profile.train_overrides.{key}"))
+    out.update(stage_settings(cfg, stage))
+    return scale_budgets(cfg, stage, out, factor)
+
+
+def stage_settings(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
+    """``profile.stage_overrides[stage]`` as ``section.key -> value``."""
+    unknown = sorted(set(cfg.profile.stage_overrides) - set(STAGES))
+    if unknown:
+        raise PipelineError(f"profile.stage_overrides: unknown stage(s) {unknown}; known: {list(STAGES)}")
+    return flat_sections(cfg.profile.stage_overrides.get(stage, {}),
+                         f"profile.stage_overrides.{stage}")
+
+
+def scale_budgets(cfg: PipelineConfig, stage: str, settings: Mapping[str, Any],
+                  factor: float) -> dict[str, Any]:
+    """``settings`` with ``train.max_train_seconds`` (any stage) and, for tune and kfold,
+    ``train.examples_per_epoch`` multiplied by ``factor`` (0, no limit / a full pass, stays)."""
+    out = dict(settings)
+    if factor == 1.0:
+        return out
+    seconds = float(out.get("train.max_train_seconds", cfg.train.max_train_seconds))
+    if seconds > 0:
+        out["train.max_train_seconds"] = round(seconds * factor, 1)
+    if stage in ("tune", "kfold"):
+        n = int(out.get("train.examples_per_epoch", cfg.train.examples_per_epoch))
+        if n > 0:
+            out["train.examples_per_epoch"] = max(1, round(n * factor))
     return out
+
+
+def apply_settings(cfg: PipelineConfig, settings: Mapping[str, Any]) -> PipelineConfig:
+    """The config one run sees: ``cfg`` with ``settings`` (``section.key``) applied."""
+    raw = to_dict(cfg)
+    for key, value in settings.items():
+        section, name = key.split(".", 1)
+        raw[section][name] = value
+    return from_dict(raw, "profile settings")
+
+
+def set_args(settings: Mapping[str, Any]) -> list[str]:
+    """``--set section.key=<JSON value>`` arguments (JSON is YAML)."""
+    out = []
+    for key, value in settings.items():
+        out += ["--set", f"{key}={json.dumps(value)}"]
+    return out
+
+
+def remaining_train_seconds(run_dir: Path, budget_s: float) -> float | None:
+    """What is left of a training run's time budget (``budget_s``; 0: no limit).
+
+    ``None``: the run stopped at its budget in an earlier part of the pipeline (skip it);
+    ``budget_s``: a new run, or no limit; otherwise the budget minus the training time
+    recorded so far (at least 1 s: one more epoch), so an interrupted run is not given a
+    whole new budget.
+    """
+    summary_path, state_path = Path(run_dir) / "summary.json", Path(run_dir) / STATE_FILE
+    if budget_s <= 0 or not state_path.is_file():
+        return budget_s
+    state = read_json(state_path, "training state")
+    if not isinstance(state, dict) or state.get("finished"):
+        return budget_s
+    if summary_path.is_file():
+        summary = read_json(summary_path, "run summary")
+        if isinstance(summary, dict) and str(summary.get("stop_reason", "")).startswith("time budget"):
+            return None
+    return max(1.0, round(budget_s - float(state.get("train_seconds", 0.0)), 1))
+
+
+# ------------------------------------------------------------------------------ stages
 
 
 def _run(cmd: list[str], what: str) -> None:
@@ -77,45 +192,108 @@ def _run(cmd: list[str], what: str) -> None:
     log.info("%s: done in %.0f s", what, time.perf_counter() - t0)
 
 
+@dataclasses.dataclass(frozen=True)
+class StageRun:
+    """What every run of a stage shares: config, command prefix, ``--force``, budget factor."""
+
+    cfg: PipelineConfig
+    base_args: list[str]
+    force: bool = False
+    factor: float = 1.0
+
+    @property
+    def runs(self) -> Path:
+        return Path(self.cfg.profile.runs_dir)
+
+    def command(self, module: str, *args: str) -> list[str]:
+        return [sys.executable, "-m", module, *self.base_args, *args]
+
+    def settings(self, stage: str, task: str, model: str) -> dict[str, Any]:
+        return run_settings(self.cfg, stage, task, model, self.factor)
+
+
+def train_one(sr: StageRun, task: str, model: str) -> bool:
+    """Trains one run (resumed with what is left of its budget); False: budget spent."""
+    name, settings = f"{task}_{model}", sr.settings("train", task, model)
+    budget = float(settings.get("train.max_train_seconds", sr.cfg.train.max_train_seconds))
+    left = remaining_train_seconds(sr.runs / name, budget)
+    if left is None:
+        print(f"train {name}: stopped at its time budget in an earlier part; skipped "
+              f"(python -m pipeline.train --run-dir {sr.runs / name} ... trains it further)")
+        return False
+    if left != budget:
+        log.info("train %s: resumed with %.0f s left of its %.0f s budget", name, left, budget)
+        settings["train.max_train_seconds"] = left
+    _run(sr.command("pipeline.train", "--task", task, "--model", model,
+                    "--run-dir", str(sr.runs / name), *set_args(settings)), f"train {name}")
+    return True
+
+
+def final_one(sr: StageRun, task: str, model: str) -> None:
+    """The final held-out evaluation of one profile entry (retrain when it was tuned)."""
+    name, runs, force = f"{task}_{model}", sr.runs, ["--force"] if sr.force else []
+    tuned = runs / "tuning" / name / "best_hparams.json"
+    if tuned.is_file():  # retrain on all training records with the tuned settings
+        out = runs / f"{name}_final"
+        if sr.force or not (out / "metrics_test.json").is_file():
+            kf = runs / f"{name}_kfold"
+            _run(sr.command("pipeline.final_eval", "--task", task, "--model", model,
+                            "--hparams", str(tuned), "--out", str(out),
+                            *(["--kfold", str(kf)] if (kf / "kfold.json").is_file() else []),
+                            *force, *set_args(sr.settings("final_eval", task, model))),
+                 f"final {name}")
+        return
+    out = runs / name  # evaluate the trained run's best checkpoint once on test
+    if not (out / "summary.json").is_file():
+        raise PipelineError(f"{out}: not trained yet; run the train stage first")
+    if sr.force or not (out / "metrics_test.json").is_file():
+        extra = (["--max-test-windows", str(sr.cfg.profile.max_test_windows)]
+                 if task == "mitdb_denoise" else [])
+        _run(sr.command("pipeline.final_eval", "--task", task, "--run", str(out), *extra, *force),
+             f"final {name}")
+
+
+def classic_one(sr: StageRun, task: str) -> None:
+    """The classic baseline of ``task`` (``final_eval --classic``) into ``<task>_classic``."""
+    if task not in TASKS:
+        raise PipelineError(f"profile.classic: unknown task {task!r}; known: {sorted(TASKS)}")
+    out = sr.runs / f"{task}_classic"
+    if sr.force or not (out / "metrics_test.json").is_file():
+        _run(sr.command("pipeline.final_eval", "--task", task, "--classic", "--out", str(out),
+                        *(["--force"] if sr.force else [])), f"classic {task}")
+
+
+def stage_pairs(cfg: PipelineConfig, stage: str, all_models: bool) -> list[tuple[str, str]]:
+    if all_models and stage in ("train", "final_eval"):
+        return all_pairs(cfg)
+    return [parse_pair(p) for p in (cfg.profile.tune if stage in ("tune", "kfold") else cfg.profile.train)]
+
+
 def run_stage(cfg: PipelineConfig, stage: str, base_args: list[str], all_models: bool,
-              force: bool) -> list[dict]:
-    pairs = all_pairs(cfg) if all_models and stage in ("train", "final_eval") else [
-        parse_pair(p) for p in (cfg.profile.tune if stage in ("tune", "kfold") else cfg.profile.train)]
-    runs = Path(cfg.profile.runs_dir)
-    py = [sys.executable, "-m"]
+              force: bool, factor: float = 1.0) -> list[dict]:
+    """Runs ``stage`` over the profile's entries; returns one row per entry."""
+    sr = StageRun(cfg, list(base_args), force, factor)
     done = []
-    for task, model in pairs:
+    for task, model in stage_pairs(cfg, stage, all_models):
         name = f"{task}_{model}"
-        sets = _sets(cfg, task, model)
+        row = {"stage": stage, "task": task, "model": model}
         if stage == "train":
-            _run(py + ["pipeline.train", *base_args, "--task", task, "--model", model,
-                       "--run-dir", str(runs / name), *sets], f"train {name}")
+            row["trained"] = train_one(sr, task, model)
         elif stage == "tune":
-            _run(py + ["pipeline.tune", *base_args, "--task", task, "--model", model,
-                       "--out", str(runs / "tuning" / name), *sets], f"tune {name}")
+            _run(sr.command("pipeline.tune", "--task", task, "--model", model,
+                            "--out", str(sr.runs / "tuning" / name),
+                            *set_args(sr.settings("tune", task, model))), f"tune {name}")
         elif stage == "kfold":
-            hp = runs / "tuning" / name / "best_hparams.json"
-            _run(py + ["pipeline.kfold", *base_args, "--task", task, "--model", model,
-                       "--out", str(runs / f"{name}_kfold"),
-                       *(["--hparams", str(hp)] if hp.is_file() else []), *sets], f"k-fold {name}")
-        elif stage == "final_eval":
-            tuned = runs / "tuning" / name / "best_hparams.json"
-            if tuned.is_file():  # retrain on all training records with the tuned settings
-                out = runs / f"{name}_final"
-                if force or not (out / "metrics_test.json").is_file():
-                    kf = runs / f"{name}_kfold"
-                    _run(py + ["pipeline.final_eval", *base_args, "--task", task, "--model", model,
-                               "--hparams", str(tuned), "--out", str(out),
-                               *(["--kfold", str(kf)] if (kf / "kfold.json").is_file() else []),
-                               *(["--force"] if force else []), *sets], f"final {name}")
-            else:  # evaluate the trained run's best checkpoint once on test
-                out = runs / name
-                if not (out / "summary.json").is_file():
-                    raise PipelineError(f"{out}: not trained yet; run the train stage first")
-                if force or not (out / "metrics_test.json").is_file():
-                    extra = (["--max-test-windows", str(cfg.profile.max_test_windows)]
-                             if task == "mitdb_denoise" else [])
-                    _run(py + ["pipeline.final_eval", *base_args, "--task", task, "--run", str(out),
-                               *extra, *(["--force"] if force else [])], f"final {name}")
-        done.append({"stage": stage, "task": task, "model": model})
+            hp = sr.runs / "tuning" / name / "best_hparams.json"
+            _run(sr.command("pipeline.kfold", "--task", task, "--model", model,
+                            "--out", str(sr.runs / f"{name}_kfold"),
+                            *(["--hparams", str(hp)] if hp.is_file() else []),
+                            *set_args(sr.settings("kfold", task, model))), f"k-fold {name}")
+        else:
+            final_one(sr, task, model)
+        done.append(row)
+    if stage == "final_eval":
+        for task in cfg.profile.classic:
+            classic_one(sr, task)
+            done.append({"stage": stage, "task": task, "model": "classic"})
     return done

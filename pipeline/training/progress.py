@@ -98,13 +98,20 @@ class ProgressLogger(keras.callbacks.Callback):
 
 def progress_callbacks(run_dir: Path, *, batch_size: int, steps_per_epoch: int | None,
                        epochs: int, initial_epoch: int = 0, every_s: float = 30.0,
-                       tensorboard: bool = True) -> list[keras.callbacks.Callback]:
-    """Progress lines, a CSV history beside ``history.json`` and TensorBoard event files."""
+                       tensorboard: bool = True,
+                       csv_history: bool = True) -> list[keras.callbacks.Callback]:
+    """Progress lines, a CSV history beside ``history.json`` and TensorBoard event files.
+
+    ``csv_history=False`` leaves out the CSVLogger (the Trainer writes ``history.csv`` from
+    its own history, which holds the validation metrics that ``fit`` never sees).
+    """
     out: list[keras.callbacks.Callback] = [
         ProgressLogger(batch_size, steps_per_epoch, epochs, initial_epoch=initial_epoch,
                        every_s=every_s),
-        keras.callbacks.CSVLogger(str(Path(run_dir) / "history.csv"), append=initial_epoch > 0),
     ]
+    if csv_history:
+        out.append(keras.callbacks.CSVLogger(str(Path(run_dir) / "history.csv"),
+                                             append=initial_epoch > 0))
     if tensorboard:
         out.append(keras.callbacks.TensorBoard(log_dir=str(Path(run_dir) / "tensorboard"),
                                                write_graph=False, profile_batch=0))

@@ -50,7 +50,7 @@ RESUMABLE_KEYS = ("train.epochs", "train.max_train_seconds", "train.distribution
 IGNORED_SECTIONS = ("tune", "eval", "profile", "loader")
 IGNORED_KEYS = ("data.mirror", "data.base_url", "data.databases", "data.timeout_s",
                 "data.retries", "windows.workers", "scalograms.workers",
-                "scalograms.chunk_beats")
+                "scalograms.chunk_beats", "train.progress_every_s")
 
 _TEST_ACCESS: list[str] = []
 
@@ -295,10 +295,10 @@ def check_existing_run(cfg: PipelineConfig, run_dir: Path) -> str:
 def clear_run(run_dir: Path) -> None:
     """``--force``: removes what training wrote in ``run_dir`` (other files stay)."""
     run_dir = Path(run_dir)
-    for name in ("checkpoints", "plots"):
+    for name in ("checkpoints", "plots", "tensorboard"):
         shutil.rmtree(run_dir / name, ignore_errors=True)
     for name in (STATE_FILE, "model.json", "summary.json", "history.json", "normalization.json",
-                 "splits.json", "config.yaml", "env.json"):
+                 "splits.json", "config.yaml", "env.json", "history.csv"):
         (run_dir / name).unlink(missing_ok=True)
 
 

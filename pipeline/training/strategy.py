@@ -4,7 +4,8 @@ temporary folders that they delete).
 
 MultiWorkerMirroredStrategy must exist before TensorFlow runs its first operation, so the
 trainer creates the strategy first (before normalization, datasets or the model) and
-decides who is chief from ``TF_CONFIG`` alone, without TensorFlow.
+decides who is chief from ``TF_CONFIG`` alone, without TensorFlow. Keras 3 cannot ``fit``
+under it; :mod:`pipeline.training.distributed_loop` trains there instead.
 """
 
 from __future__ import annotations
@@ -46,6 +47,14 @@ def cluster_role(cfg: PipelineConfig) -> tuple[str, int]:
         cluster = dict(tf_config["cluster"])
     except (ValueError, KeyError, TypeError) as exc:
         raise PipelineError(f"TF_CONFIG is not a valid cluster description ({exc})") from None
+    if kind not in ("chief", "worker"):
+        raise PipelineError(f"TF_CONFIG task type {kind!r}: multi-worker training runs chief "
+                            "and worker tasks only")
+    members = cluster.get(kind)
+    if not isinstance(members, list) or not 0 <= index < len(members):
+        size = len(members) if isinstance(members, list) else 0
+        raise PipelineError(f"TF_CONFIG task {kind} {index} is not in its cluster "
+                            f"({size} {kind} address(es))")
     if kind == "worker" and index == 0 and "chief" not in cluster:
         return "chief", 0
     return kind, index
