@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 OUTPUT_ACTIVATIONS = ("softmax", "sigmoid", "linear")
@@ -96,6 +96,17 @@ DENOISER = Checker(
     bool_text="a bool",
 )
 """Checks with the denoiser builders' (and the custom layers') wording."""
+
+
+def check_fields(instance: Any, **checkers: Callable[[str, Any], Any]) -> None:
+    """Replaces fields of a frozen dataclass by their checked canonical values.
+
+    Called from ``__post_init__``: ``check_fields(self, filters=CLASSIFIER.positive_ints)``
+    checks ``self.filters`` under its own name (``"`filters` must be ... Received:
+    filters=[0]"``) and stores the tuple the check returns.
+    """
+    for name, checker in checkers.items():
+        object.__setattr__(instance, name, checker(name, getattr(instance, name)))
 
 
 def non_negative_int(name: str, value: Any) -> int:

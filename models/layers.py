@@ -6,7 +6,7 @@ Every layer here is registered with ``@keras.saving.register_keras_serializable`
 ``PositionEmbedding``, registered as ``ecg_classifiers>PositionEmbedding`` as in the files the
 classifiers have already saved.
 
-Layers:
+Layers (all keep their input's shape, :class:`ShapeKeepingLayer`):
     PositionalEmbedding: learned position vectors added to a token sequence (denoisers; the
         table length is an argument, inputs may be shorter).
     PositionEmbedding: learned position vectors, table length fixed by the input at build
@@ -29,8 +29,15 @@ from models import checks
 check = checks.DENOISER
 
 
+class ShapeKeepingLayer(keras.layers.Layer):
+    """Base of the layers here: each returns a tensor of its input's shape."""
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
 @keras.saving.register_keras_serializable(package="ecg")
-class PositionalEmbedding(keras.layers.Layer):
+class PositionalEmbedding(ShapeKeepingLayer):
     """Adds a learned position vector to every token of a sequence.
 
     Args:
@@ -72,9 +79,6 @@ class PositionalEmbedding(keras.layers.Layer):
         table = ops.cast(self.embeddings[:tokens], inputs.dtype)
         return inputs + table
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -85,7 +89,7 @@ class PositionalEmbedding(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="ecg_classifiers")
-class PositionEmbedding(keras.layers.Layer):
+class PositionEmbedding(ShapeKeepingLayer):
     """Adds a learned position embedding to a sequence of tokens.
 
     The sequence length is fixed when the layer is built: the builders know it from
@@ -119,9 +123,6 @@ class PositionEmbedding(keras.layers.Layer):
     def call(self, inputs: Any) -> Any:
         return inputs + ops.cast(self.embeddings, inputs.dtype)
 
-    def compute_output_shape(self, input_shape: tuple[Any, ...]) -> tuple[Any, ...]:
-        return input_shape
-
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(initializer=keras.initializers.serialize(self.initializer))
@@ -129,7 +130,7 @@ class PositionEmbedding(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="ecg")
-class TransformerBlock(keras.layers.Layer):
+class TransformerBlock(ShapeKeepingLayer):
     """Pre-norm Transformer encoder block.
 
     ``x = x + Dropout(MHA(LN(x)))`` then ``x = x + Dropout(W2 act(W1 LN(x)))``. The model
@@ -203,9 +204,6 @@ class TransformerBlock(keras.layers.Layer):
         h = self.ff_outer(self.ff_inner(self.ff_norm(x)))
         return x + self.ff_dropout(h, training=training)
 
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -219,7 +217,7 @@ class TransformerBlock(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="ecg")
-class VectorQuantizer(keras.layers.Layer):
+class VectorQuantizer(ShapeKeepingLayer):
     """Vector quantizer (VQ-VAE) with a straight-through estimator and usage tracking.
 
     Each vector of the last axis is replaced by its nearest (Euclidean) codebook entry.
@@ -361,9 +359,6 @@ class VectorQuantizer(keras.layers.Layer):
         self.perplexity_tracker.update_state(perplexity)
         self.codes_used_tracker.update_state(codes_used)
         return inputs + ops.stop_gradient(quantized - inputs)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
     def compute_output_spec(self, inputs, training=None):
         return keras.KerasTensor(inputs.shape, dtype=self.compute_dtype)

@@ -1,9 +1,14 @@
 """Classifier-specific contract (the shared build/train/save test is in test_models.py):
 the task's output activation is honoured, argument and input-shape errors are clear, the
-conformer presets are real ablations, the centre-beat readout reads the centre beat, and the
-light MIT-BIH models stay light."""
+conformer presets are real ablations, the centre-beat readout reads the centre beat, the
+light MIT-BIH models stay light, the frame every builder shares (signature, docstring, argument
+bundles, refused bodies) holds, and every architecture matches its stored fingerprint."""
 
 from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -222,3 +227,153 @@ def test_parameter_counts_are_reasonable(name):
     shape, bound = PARAM_BOUNDS[name]
     n_params = registry.build("classifier", name, shape, 5).count_params()
     assert 1_000 < n_params < bound, f"{name}: {n_params:,} parameters on {shape}"
+
+
+# The frame every builder shares (models/classifiers/builder.py) and its argument bundles.
+
+
+@pytest.mark.parametrize(
+    "name,kwargs,match",
+    [
+        ("se_ecgnet", {"pool_size": 0}, r"`pool_size` must be an integer >= 1\. .*pool_size=0"),
+        ("cnn", {"dense_units": 0}, r"`dense_units` must be .*Received: dense_units=0"),
+        ("deepecgnet", {"head_dropout": 1.5}, r"`head_dropout` must .*Received: head_dropout=1\.5"),
+        ("conformer", {"ff_expansion": 0}, r"Received: ff_expansion=0"),
+        ("conformer", {"d_model": 30}, r"Received: d_model=30, num_heads=4"),
+        ("liteecgnet", {"stem_stride": 0}, r"Received: stem_stride=0"),
+    ],
+)
+def test_bad_bundle_arguments_raise_with_the_value(name, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        _small(name, **kwargs)
+
+
+def test_unknown_keyword_argument_raises_naming_it():
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'filterz'"):
+        registry.build("classifier", "cnn", (96, 1), 3, filterz=(8, 16))
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'dense_units'"):
+        registry.build("classifier", "deepecgnet", (96, 1), 3, dense_units=32)
+
+
+@pytest.mark.parametrize("name", BASE_MODELS)
+def test_builder_signature_and_docstring_show_every_argument(name):
+    import inspect
+
+    build = registry.get("classifier", name).build
+    params = inspect.signature(build).parameters
+    assert list(params)[:2] == ["input_shape", "n_outputs"]
+    assert list(params)[-2:] == ["n_rr_features", "output_activation"]
+    assert params["n_rr_features"].default == 0
+    assert params["output_activation"].default == "softmax"
+    assert build.__name__ == "build" and build.__module__ == f"models.classifiers.{name}"
+    doc = build.__doc__
+    for arg in params:
+        assert f"{arg}:" in doc or f"{arg}," in doc, f"{name}: {arg} is not documented"
+    assert f"``keras.Model`` named ``{name}``" in doc
+
+
+def test_head_arguments_follow_the_declared_head():
+    from models.classifiers import cnn, deepecgnet
+
+    cnn_defaults = registry.get("classifier", "cnn").default_kwargs()
+    deep_defaults = registry.get("classifier", "deepecgnet").default_kwargs()
+    assert (cnn_defaults["dense_units"], cnn_defaults["dropout"]) == (128, 0.5)
+    assert cnn_defaults["filters"] == cnn.CONV.filters
+    assert "dense_units" not in deep_defaults
+    assert deep_defaults["head_dropout"] == deepecgnet.HEAD.dropout == 0.3
+    assert deep_defaults["dropout"] == 0.1  # the transformer's own dropout
+
+
+def test_conv_stack_bundle_checks_and_keeps_a_tuple():
+    from models.classifiers import blocks
+
+    conv = blocks.ConvStack(filters=[8, 16], kernel_size=3, pool_size=2)
+    assert conv.filters == (8, 16)
+    assert conv.replaced({"kernel_size": 5}).kernel_size == 5
+    with pytest.raises(ValueError, match=r"Received: filters=\[8, 0\]"):
+        blocks.ConvStack(filters=[8, 0], kernel_size=3, pool_size=2)
+    with pytest.raises(ValueError, match=r"Received: kernel_size=0"):
+        conv.replaced({"kernel_size": 0})
+    with pytest.raises(ValueError, match=r"`head_dropout` must be a number in \[0, 1\)"):
+        blocks.Head(dropout=1.0, dropout_name="head_dropout")
+
+
+def test_widths_space_keeps_the_default_ratios():
+    kt = pytest.importorskip("keras_tuner")
+    from models.classifiers import blocks
+
+    default = (32, 64, 96, 128)
+    assert blocks.widths_space(kt.HyperParameters(), default, (16, 32)) == default
+    hp = kt.HyperParameters()
+    hp.Fixed("filters_base", 48)
+    assert blocks.widths_space(hp, (32, 64, 96, 128), (16, 32, 48)) == (48, 96, 144, 192)
+
+
+def test_body_that_skips_its_bundle_is_refused():
+    from models.classifiers import blocks
+    from models.classifiers.builder import classifier
+
+    conv = blocks.ConvStack(filters=(8,), kernel_size=3, pool_size=2)
+
+    def body(ecg, *, units=8):
+        return ecg
+
+    with pytest.raises(TypeError, match=r"then its bundles \['conv'\].*Received: .*body\("):
+        classifier("never_registered", dict, head=blocks.Head(), conv=conv)(body)
+    assert "never_registered" not in registry.names("classifier")
+
+
+def test_body_keyword_that_repeats_a_bundle_field_is_refused():
+    from models.classifiers import blocks
+    from models.classifiers.builder import classifier
+
+    conv = blocks.ConvStack(filters=(8,), kernel_size=3, pool_size=2)
+
+    def body(ecg, conv, *, filters=8):
+        return ecg
+
+    with pytest.raises(ValueError, match=r"duplicate parameter name: 'filters'"):
+        classifier("never_registered", dict, head=blocks.Head(), conv=conv)(body)
+    assert "never_registered" not in registry.names("classifier")
+
+
+# Architecture fingerprints: layer names, types and weight shapes, parameter count, input names
+# and output shape of every registered classifier on SMALL_SHAPES, without and with RR
+# features. The file was written from the code of commit 10e38f7 (before the builders were made
+# declarative) with `write_architecture_fingerprints()`; rewrite it the same way only when an
+# architecture is meant to change, and say so in the commit.
+FINGERPRINTS = Path(__file__).with_name("classifier_architectures.json")
+
+
+def architecture_fingerprint(model) -> dict:
+    # Top-level layers only: those inside MultiHeadAttention and wrappers take process-wide
+    # automatic names; their weights are counted in their parent's shapes.
+    rows = [
+        [layer.name, type(layer).__name__, [list(w.shape) for w in layer.weights]]
+        for layer in model.layers
+    ]
+    digest = hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+    return {
+        "layers": digest,
+        "n_layers": len(rows),
+        "params": model.count_params(),
+        "inputs": [i.name for i in model.inputs],
+        "output_shape": list(model.outputs[0].shape),
+    }
+
+
+def _fingerprints(name) -> dict:
+    models = {n_rr: _small(name, n_rr_features=n_rr)[0] for n_rr in (0, 8)}
+    return {f"rr{n_rr}": architecture_fingerprint(model) for n_rr, model in models.items()}
+
+
+def write_architecture_fingerprints(path=FINGERPRINTS) -> None:
+    table = {name: _fingerprints(name) for name in registry.names("classifier")}
+    path.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
+
+
+@pytest.mark.parametrize("name", registry.names("classifier"))
+def test_architecture_matches_its_fingerprint(name):
+    expected = json.loads(FINGERPRINTS.read_text())
+    assert name in expected, f"{name}: no fingerprint in {FINGERPRINTS.name}"
+    assert _fingerprints(name) == expected[name]

@@ -2,36 +2,24 @@
 
 from __future__ import annotations
 
-import keras
 from keras import layers
 
 from models.checks import CLASSIFIER as check
 from models.classifiers import blocks
-from models.registry import register
+from models.classifiers.builder import classifier
 
-NAME = "bilstm"
+HEAD = blocks.Head(dense_units=64, dropout=0.3)
 
 
 def search_space(hp):
-    """Builder kwargs sampled from ``hp``; ``HyperParameters()`` gives the builder defaults."""
+    """Builder kwargs sampled from ``hp``; ``HyperParameters()`` gives the builder defaults.
+    Every stacked layer gets the same width."""
     units = hp.Choice("units", [64, 128], default=128)
-    return dict(
-        units=(units, units),
-        **blocks.head_space(hp, dropout=0.3, dense_units=64),
-    )
+    return {"units": (units, units), **blocks.head_space(hp, HEAD, dense_choices=(32, 64, 128))}
 
 
-@register(NAME, kind="classifier", search_space=search_space, input_kind="any1d")
-def build(
-    input_shape,
-    n_outputs,
-    *,
-    units=(128, 128),
-    dense_units=64,
-    dropout=0.3,
-    n_rr_features=0,
-    output_activation="softmax",
-) -> keras.Model:
+@classifier("bilstm", search_space, head=HEAD)
+def build(ecg, *, units=(128, 128)):
     """Stacked BiLSTM: ``BiLSTM(128, seq) -> BiLSTM(128, last) -> Dense -> Dropout -> out``.
 
     Each recurrent layer reads the sequence in both directions and concatenates the two
@@ -44,20 +32,12 @@ def build(
         input_shape: ``(n_samples, n_leads)``, e.g. ``(1000, 12)`` or ``(720, 1)``.
         units: LSTM units per direction, one entry per stacked layer.
         dense_units: units of the dense layer of the head.
-        dropout, n_outputs, n_rr_features, output_activation: as in :func:`blocks.classifier_io`.
-
-    Returns:
-        ``keras.Model`` named ``bilstm``: ``(batch, *input_shape)`` -> ``(batch, n_outputs)``.
     """
     units = check.positive_ints("units", units)
-    io = blocks.classifier_io(
-        NAME, input_shape, n_outputs, output_activation, n_rr_features, dense_units, dropout
-    )
-
-    x = io.ecg
+    x = ecg
     for i, u in enumerate(units, start=1):
         last = i == len(units)
         x = layers.Bidirectional(
             layers.LSTM(u, return_sequences=not last, name=f"lstm{i}"), name=f"bilstm{i}"
         )(x)
-    return io.model(x)
+    return x

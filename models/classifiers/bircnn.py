@@ -2,41 +2,26 @@
 
 from __future__ import annotations
 
-import keras
 from keras import layers
 
 from models.checks import CLASSIFIER as check
 from models.classifiers import blocks
-from models.registry import register
+from models.classifiers.builder import classifier
 
-NAME = "bircnn"
+CONV = blocks.ConvStack(filters=(32, 64), kernel_size=7, pool_size=4)
+HEAD = blocks.Head(dense_units=64, dropout=0.3)
 
 
 def search_space(hp):
     """Builder kwargs sampled from ``hp``; ``HyperParameters()`` gives the builder defaults."""
-    base = hp.Choice("filters_base", [16, 32], default=32)
-    return dict(
-        filters=(base, 2 * base),
-        kernel_size=hp.Choice("kernel_size", [5, 7, 9], default=7),
-        gru_units=hp.Choice("gru_units", [32, 64], default=32),
-        **blocks.head_space(hp, dropout=0.3, dense_units=64, dense_choices=(32, 64)),
-    )
+    space = blocks.conv_space(hp, CONV, bases=(16, 32), kernel_sizes=(5, 7, 9))
+    gru_units = hp.Choice("gru_units", [32, 64], default=32)
+    head = blocks.head_space(hp, HEAD, dense_choices=(32, 64))
+    return {**space, "gru_units": gru_units, **head}
 
 
-@register(NAME, kind="classifier", search_space=search_space, input_kind="any1d")
-def build(
-    input_shape,
-    n_outputs,
-    *,
-    filters=(32, 64),
-    kernel_size=7,
-    pool_size=4,
-    gru_units=32,
-    dense_units=64,
-    dropout=0.3,
-    n_rr_features=0,
-    output_activation="softmax",
-) -> keras.Model:
+@classifier("bircnn", search_space, head=HEAD, conv=CONV)
+def build(ecg, conv, *, gru_units=32):
     """BiRCNN-style fusion of a conv branch and a bidirectional recurrent branch.
 
     Design (after the bidirectional recurrent CNNs for heartbeat classification, kept light):
@@ -58,23 +43,13 @@ def build(
         pool_size: max-pool size after each conv block (``padding="same"``).
         gru_units: GRU units per direction.
         dense_units: units of the fusion dense layer.
-        dropout, n_outputs, n_rr_features, output_activation: as in :func:`blocks.classifier_io`.
-
-    Returns:
-        ``keras.Model`` named ``bircnn``: ``(batch, *input_shape)`` -> ``(batch, n_outputs)``.
     """
-    filters, kernel_size, pool_size = blocks.conv_stack_args(filters, kernel_size, pool_size)
     gru_units = check.positive_int("gru_units", gru_units)
-    io = blocks.classifier_io(
-        NAME, input_shape, n_outputs, output_activation, n_rr_features, dense_units, dropout
-    )
-
-    x = blocks.conv_stack(io.ecg, filters, kernel_size, pool_size=pool_size)
+    x = conv(ecg)
     conv_summary = layers.GlobalAveragePooling1D(name="conv_gap")(x)
     r = layers.Bidirectional(
         layers.GRU(gru_units, return_sequences=True, name="gru"), name="bigru"
     )(x)
     rnn_mean = layers.GlobalAveragePooling1D(name="rnn_gap")(r)
     rnn_max = layers.GlobalMaxPooling1D(name="rnn_gmp")(r)
-    x = layers.Concatenate(name="fusion")([conv_summary, rnn_mean, rnn_max])
-    return io.model(x)
+    return layers.Concatenate(name="fusion")([conv_summary, rnn_mean, rnn_max])

@@ -1,21 +1,22 @@
 """Functional building blocks shared by the classifier builders (every layer named).
 
-This module owns what every classifier does the same way: the checked common arguments and
-the model inputs (:func:`classifier_io`), the conv block and conv stack, and the head,
-including the one place where scalar side inputs (RR features) join it
-(:func:`join_side_inputs`). The helpers only wire built-in Keras layers; names are
-``<prefix>_<layer>`` so a block's layers are easy to find in ``model.summary()`` and in saved
-files.
+This module owns what the classifiers wire the same way: the conv block and conv stack, self
+attention, and the head, including the one place where scalar side inputs (RR features) join
+it (:func:`join_side_inputs`). It also owns the argument bundles that several builders take
+(:class:`ConvStack`, :class:`Head`: frozen dataclasses, checked once when made) and the search
+spaces over them (:func:`conv_space`, :func:`head_space`), whose defaults are read from the
+bundle a builder declares, so they cannot drift apart. The helpers only wire built-in Keras
+layers; names are ``<prefix>_<layer>`` so a block's layers are easy to find in
+``model.summary()`` and in saved files. How a builder is put together from these:
+:mod:`models.classifiers.builder`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import keras
 from keras import layers
 
 from models import checks
@@ -121,44 +122,6 @@ def self_attention(
     return layers.Add(name=f"{prefix}_add")([x, h])
 
 
-def conv_stack_args(filters: Any, kernel_size: Any, pool_size: Any) -> tuple:
-    """Checks the arguments of :func:`conv_stack`; returns ``(filters, kernel_size, pool_size)``
-    as a tuple of ints and two ints."""
-    return (
-        check.positive_ints("filters", filters),
-        check.positive_int("kernel_size", kernel_size),
-        check.positive_int("pool_size", pool_size),
-    )
-
-
-def head_space(
-    hp,
-    *,
-    dropout: float,
-    dense_units: int | None = None,
-    dense_choices: Sequence[int] = (32, 64, 128),
-    dropout_name: str = "dropout",
-) -> dict[str, Any]:
-    """Search space of the dense head; the keyword values are the defaults.
-
-    Args:
-        hp: ``keras_tuner.HyperParameters``.
-        dropout: Default dropout before the output layer (searched in 0 to 0.5, step 0.1).
-        dense_units: Default width of the head's hidden layer; ``None``: not searched.
-        dense_choices: Widths the search picks ``dense_units`` from.
-        dropout_name: Name of the dropout argument (``head_dropout`` where the body has its
-            own ``dropout``).
-
-    Returns:
-        ``{"dense_units": ..., dropout_name: ...}`` (``dense_units`` only when searched).
-    """
-    space = {}
-    if dense_units is not None:
-        space["dense_units"] = hp.Choice("dense_units", list(dense_choices), default=dense_units)
-    space[dropout_name] = hp.Float(dropout_name, 0.0, 0.5, step=0.1, default=dropout)
-    return space
-
-
 def join_side_inputs(features: Any, rr: Any | None) -> Any:
     """The one hook where scalar side inputs join a classifier's pooled features.
 
@@ -172,123 +135,121 @@ def join_side_inputs(features: Any, rr: Any | None) -> Any:
     return layers.Concatenate(name="rr_join")([features, side])
 
 
-def classifier_head(
-    x: Any,
-    n_outputs: int,
-    output_activation: str,
-    *,
-    dense_units: int = 0,
-    dropout: float = 0.0,
-    rr: Any | None = None,
-) -> Any:
-    """``[join rr] -> [Dense(dense_units, relu)] -> Dropout -> Dense(n_outputs, activation)``.
+class Arguments:
+    """Base of the argument bundles: frozen dataclasses whose fields a builder takes as
+    keyword arguments of the same names (checked in the subclass's ``__post_init__``)."""
 
-    The last layer is ``predictions`` and computes in float32 (safe under mixed precision).
-    """
-    x = join_side_inputs(x, rr)
-    if dense_units:
-        x = layers.Dense(dense_units, activation="relu", name="head_dense")(x)
-    if dropout:
-        x = layers.Dropout(dropout, name="head_dropout")(x)
-    return layers.Dense(
-        n_outputs, activation=output_activation, dtype="float32", name="predictions"
-    )(x)
+    def arguments(self) -> dict[str, Any]:
+        """The builder keyword arguments this bundle stands for, with its values."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def replaced(self, values: Mapping[str, Any]) -> Any:
+        """A checked copy with the builder's keyword ``values`` (keys of :meth:`arguments`)."""
+        return dataclasses.replace(self, **values)
 
 
 @dataclasses.dataclass(frozen=True)
-class ClassifierIO:
-    """A classifier's checked common arguments and its input tensors.
+class ConvStack(Arguments):
+    """The arguments of a conv front end (:func:`conv_stack`); calling it wires the stack.
 
     Attributes:
-        name: Model name (the registry key).
-        n_outputs: Number of classes or labels.
-        output_activation: ``softmax``, ``sigmoid`` or ``linear``.
-        dense_units: Width of the head's hidden layer (``0``: none).
-        dropout: Dropout rate before the output layer.
-        inputs: What ``keras.Model`` takes: the ECG input, or ``{"ecg": ..., "rr": ...}``.
-        ecg: The ECG (or scalogram) input tensor, where the builder's layers start.
-        rr: The RR input tensor ``(batch, n_rr_features)``, or ``None``.
+        filters: Width of each block (a YAML list is accepted and stored as a tuple).
+        kernel_size: Conv kernel length in samples.
+        pool_size: Max-pool size closing each block (``padding="same"``).
     """
 
-    name: str
-    n_outputs: int
-    output_activation: str
-    dense_units: int
-    dropout: float
-    inputs: Any
-    ecg: Any
-    rr: Any | None
+    filters: tuple[int, ...]
+    kernel_size: int
+    pool_size: int
 
-    def model(self, features: Any) -> Any:
-        """The head (:func:`classifier_head`, RR joined) on ``features``, and the model."""
-        outputs = classifier_head(
-            features,
-            self.n_outputs,
-            self.output_activation,
-            dense_units=self.dense_units,
-            dropout=self.dropout,
-            rr=self.rr,
+    def __post_init__(self) -> None:
+        checks.check_fields(
+            self,
+            filters=check.positive_ints,
+            kernel_size=check.positive_int,
+            pool_size=check.positive_int,
         )
-        return keras.Model(self.inputs, outputs, name=self.name)
+
+    def __call__(self, x: Any, **options: Any) -> Any:
+        """:func:`conv_stack` over ``x``; ``options``: its ``prefix``, ``convs_per_block``,
+        ``separable``, ``block_end``."""
+        return conv_stack(x, self.filters, self.kernel_size, pool_size=self.pool_size, **options)
 
 
-_INPUTS = {
-    # input_kind -> (input-shape check, name of the single input without RR)
-    "any1d": (checks.input_1d, "ecg"),
-    "sequence": (checks.input_sequence, "scalograms"),
-}
+@dataclasses.dataclass(frozen=True)
+class Head(Arguments):
+    """The dense head: ``[join rr] -> [Dense(dense_units, relu)] -> Dropout -> output``.
+
+    Attributes:
+        dense_units: Width of the hidden layer; ``None``: no hidden layer (and the builder
+            takes no ``dense_units`` argument when its default head has none).
+        dropout: Dropout rate before the output layer, in ``[0, 1)``.
+        dropout_name: The builder's name for ``dropout`` (``head_dropout`` where the body has
+            its own ``dropout``); messages use it.
+    """
+
+    dense_units: int | None = None
+    dropout: float = 0.0
+    dropout_name: str = "dropout"
+
+    def __post_init__(self) -> None:
+        if self.dense_units is not None:
+            checks.check_fields(self, dense_units=check.positive_int)
+        object.__setattr__(self, "dropout", check.rate(self.dropout_name, self.dropout))
+
+    def arguments(self) -> dict[str, Any]:
+        hidden = {} if self.dense_units is None else {"dense_units": self.dense_units}
+        return {**hidden, self.dropout_name: self.dropout}
+
+    def replaced(self, values: Mapping[str, Any]) -> Head:
+        dense_units = values.get("dense_units", self.dense_units)
+        return dataclasses.replace(self, dense_units=dense_units, dropout=values[self.dropout_name])
+
+    def __call__(self, features: Any, n_outputs: int, output_activation: str, rr: Any) -> Any:
+        """The head on ``features`` (``rr``: the RR input or ``None``). The last layer is
+        ``predictions`` and computes in float32 (safe under mixed precision)."""
+        x = join_side_inputs(features, rr)
+        if self.dense_units:
+            x = layers.Dense(self.dense_units, activation="relu", name="head_dense")(x)
+        if self.dropout:
+            x = layers.Dropout(self.dropout, name="head_dropout")(x)
+        return layers.Dense(
+            n_outputs, activation=output_activation, dtype="float32", name="predictions"
+        )(x)
 
 
-def _model_inputs(shape: tuple[int, ...], n_rr_features: int, single_name: str) -> tuple:
-    """``(inputs, ecg, rr)``: one input without RR features, else ``{"ecg", "rr"}``."""
-    if not n_rr_features:
-        ecg = keras.Input(shape=shape, name=single_name)
-        return ecg, ecg, None
-    ecg = keras.Input(shape=shape, name="ecg")
-    rr = keras.Input(shape=(n_rr_features,), name="rr")
-    return {"ecg": ecg, "rr": rr}, ecg, rr
+def widths_space(hp, filters: Sequence[int], bases: Sequence[int]) -> tuple[int, ...]:
+    """Searches ``filters_base`` in ``bases`` (default ``filters[0]``) and returns ``filters``
+    scaled to it, ratios kept: ``(64, 128, 256)`` with base 32 gives ``(32, 64, 128)``."""
+    base = hp.Choice("filters_base", list(bases), default=filters[0])
+    return tuple(base * f // filters[0] for f in filters)
 
 
-def classifier_io(
-    name: str,
-    input_shape: Any,
-    n_outputs: Any,
-    output_activation: Any,
-    n_rr_features: Any,
-    dense_units: Any = None,
-    dropout: Any = 0.0,
-    *,
-    input_kind: str = "any1d",
-) -> ClassifierIO:
-    """Checks the arguments every classifier takes (input, head, RR) and makes its inputs.
+def conv_space(hp, conv: ConvStack, *, bases: Sequence[int], kernel_sizes: Sequence[int]):
+    """``filters`` (:func:`widths_space`) and ``kernel_size`` searched around ``conv``."""
+    return dict(
+        filters=widths_space(hp, conv.filters, bases),
+        kernel_size=hp.Choice("kernel_size", list(kernel_sizes), default=conv.kernel_size),
+    )
+
+
+def head_space(hp, head: Head, dense_choices: Sequence[int] | None = None) -> dict[str, Any]:
+    """Search space of the head; its defaults are ``head``'s values.
 
     Args:
-        name: Model name, used in input-shape errors.
-        input_shape: ``any1d``: ``(n_samples, n_leads)``; ``sequence``: ``(n_beats,
-            n_scales, n_time, 1)``; batch axis excluded.
-        n_outputs: Number of classes (softmax) or labels (sigmoid).
-        output_activation: ``softmax`` (single-label), ``sigmoid`` (multi-label) or ``linear``.
-        n_rr_features: ``0``: one input, named ``ecg`` (``scalograms`` for sequences), as in
-            the models saved so far. ``> 0``: the model takes a dict ``{"ecg": (batch,
-            *input_shape), "rr": (batch, n_rr_features)}`` (two inputs named ``ecg`` and
-            ``rr``), and the RR vector joins the head through :func:`join_side_inputs`.
-        dense_units: Width of the head's hidden layer; ``None`` for a head without one.
-        dropout: Dropout rate before the output layer, in ``[0, 1)`` (a builder that names it
-            otherwise, e.g. ``head_dropout``, checks it under its own name first).
-        input_kind: ``any1d`` or ``sequence``, as registered.
+        hp: ``keras_tuner.HyperParameters``.
+        head: The builder's default head.
+        dense_choices: Widths ``dense_units`` is picked from; ``None``: not searched.
 
     Returns:
-        The checked values and the input tensors; ``.model(features)`` finishes the model.
+        ``{"dense_units": ..., head.dropout_name: ...}`` (``dense_units`` only when
+        searched); the dropout is searched in 0 to 0.5, step 0.1.
     """
-    check_shape, single_name = _INPUTS[input_kind]
-    dense_units = 0 if dense_units is None else check.positive_int("dense_units", dense_units)
-    dropout = check.rate("dropout", dropout)
-    output_activation = checks.output_activation(output_activation)
-    n_outputs = check.positive_int("n_outputs", n_outputs)
-    n_rr_features = checks.non_negative_int("n_rr_features", n_rr_features)
-    inputs, ecg, rr = _model_inputs(check_shape(name, input_shape), n_rr_features, single_name)
-    return ClassifierIO(name, n_outputs, output_activation, dense_units, dropout, inputs, ecg, rr)
-
-
-sequence_io = functools.partial(classifier_io, input_kind="sequence")
-""":func:`classifier_io` for beat-scalogram sequences ``(n_beats, n_scales, n_time, 1)``."""
+    space = {}
+    if dense_choices is not None:
+        space["dense_units"] = hp.Choice(
+            "dense_units", list(dense_choices), default=head.dense_units
+        )
+    name = head.dropout_name
+    space[name] = hp.Float(name, 0.0, 0.5, step=0.1, default=head.dropout)
+    return space

@@ -2,41 +2,27 @@
 
 from __future__ import annotations
 
-import keras
 from keras import layers
 
 from models.checks import CLASSIFIER as check
 from models.classifiers import blocks
-from models.registry import register
+from models.classifiers.builder import classifier
 
-NAME = "cnn_lstm"
+CONV = blocks.ConvStack(filters=(64, 128, 128), kernel_size=5, pool_size=2)
+HEAD = blocks.Head(dense_units=64, dropout=0.3)
 
 
 def search_space(hp):
     """Builder kwargs sampled from ``hp``; ``HyperParameters()`` gives the builder defaults."""
-    base = hp.Choice("filters_base", [32, 64], default=64)
     return dict(
-        filters=(base, 2 * base, 2 * base),
-        kernel_size=hp.Choice("kernel_size", [3, 5, 7], default=5),
+        **blocks.conv_space(hp, CONV, bases=(32, 64), kernel_sizes=(3, 5, 7)),
         lstm_units=hp.Choice("lstm_units", [64, 128], default=128),
-        **blocks.head_space(hp, dropout=0.3, dense_units=64),
+        **blocks.head_space(hp, HEAD, dense_choices=(32, 64, 128)),
     )
 
 
-@register(NAME, kind="classifier", search_space=search_space, input_kind="any1d")
-def build(
-    input_shape,
-    n_outputs,
-    *,
-    filters=(64, 128, 128),
-    kernel_size=5,
-    pool_size=2,
-    lstm_units=128,
-    dense_units=64,
-    dropout=0.3,
-    n_rr_features=0,
-    output_activation="softmax",
-) -> keras.Model:
+@classifier("cnn_lstm", search_space, head=HEAD, conv=CONV)
+def build(ecg, conv, *, lstm_units=128):
     """CNN-LSTM: ``[Conv1D -> BN -> ReLU -> MaxPool] x 3 -> BiLSTM(128) -> Dense -> out``.
 
     The conv blocks learn local waveform features and shorten the sequence by
@@ -51,17 +37,7 @@ def build(
         pool_size: max-pool size after each conv block (``padding="same"``).
         lstm_units: LSTM units per direction (the layer outputs 2 x lstm_units features).
         dense_units: units of the dense layer of the head.
-        dropout, n_outputs, n_rr_features, output_activation: as in :func:`blocks.classifier_io`.
-
-    Returns:
-        ``keras.Model`` named ``cnn_lstm``: ``(batch, *input_shape)`` -> ``(batch, n_outputs)``.
     """
-    filters, kernel_size, pool_size = blocks.conv_stack_args(filters, kernel_size, pool_size)
     lstm_units = check.positive_int("lstm_units", lstm_units)
-    io = blocks.classifier_io(
-        NAME, input_shape, n_outputs, output_activation, n_rr_features, dense_units, dropout
-    )
-
-    x = blocks.conv_stack(io.ecg, filters, kernel_size, pool_size=pool_size)
-    x = layers.Bidirectional(layers.LSTM(lstm_units, name="lstm"), name="bilstm")(x)
-    return io.model(x)
+    x = conv(ecg)
+    return layers.Bidirectional(layers.LSTM(lstm_units, name="lstm"), name="bilstm")(x)

@@ -7,17 +7,59 @@ the CNN front end and the centre-beat head only).
 
 from __future__ import annotations
 
-import keras
+import dataclasses
+
 from keras import layers
 
 from models import checks
 from models.checks import CLASSIFIER as check
 from models.classifiers import blocks
+from models.classifiers.builder import classifier
 from models.layers import PositionEmbedding
-from models.registry import register, register_preset
+from models.registry import register_preset
 
 NAME = "conformer"
 POOLINGS = ("center", "mean")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConformerBlock(blocks.Arguments):
+    """The arguments of every Conformer block (:func:`_conformer_block`), checked when made.
+
+    Attributes:
+        d_model: Width of the beat embedding and of the blocks; a multiple of ``num_heads``.
+        num_heads: Attention heads (each ``d_model // num_heads`` wide).
+        ff_expansion: Hidden width of the feed-forward modules, in multiples of ``d_model``.
+        conv_kernel_size: Kernel of the depthwise conv over beats.
+        dropout: Dropout inside the blocks.
+        use_attention: Whether the self-attention module is there (an ablation switch).
+        use_conv_module: Whether the convolution module is there (an ablation switch).
+    """
+
+    d_model: int = 64
+    num_heads: int = 4
+    ff_expansion: int = 4
+    conv_kernel_size: int = 3
+    dropout: float = 0.1
+    use_attention: bool = True
+    use_conv_module: bool = True
+
+    def __post_init__(self) -> None:
+        d_model, num_heads = checks.attention_dims(self.d_model, self.num_heads)
+        object.__setattr__(self, "d_model", d_model)
+        object.__setattr__(self, "num_heads", num_heads)
+        checks.check_fields(
+            self,
+            ff_expansion=check.positive_int,
+            conv_kernel_size=check.positive_int,
+            dropout=check.rate,
+            use_attention=check.boolean,
+            use_conv_module=check.boolean,
+        )
+
+
+BLOCK = ConformerBlock()
+HEAD = blocks.Head(dense_units=64, dropout=0.3, dropout_name="head_dropout")
 
 
 def search_space(hp):
@@ -26,16 +68,14 @@ def search_space(hp):
     The ablation switches (``use_attention``, ``use_conv_module``, ``use_conformer``) are not
     searched: they are fixed by the presets.
     """
-    base = hp.Choice("filters_base", [8, 16, 32], default=16)
-    return dict(
-        filters=(base, 2 * base, 4 * base),
-        d_model=hp.Choice("d_model", [32, 64, 128], default=64),
-        n_blocks=hp.Int("n_blocks", 1, 4, default=2),
-        num_heads=hp.Choice("num_heads", [2, 4], default=4),
-        conv_kernel_size=hp.Choice("conv_kernel_size", [3, 5], default=3),
-        dropout=hp.Float("dropout", 0.0, 0.3, step=0.1, default=0.1),
-        **blocks.head_space(hp, dropout=0.3, dropout_name="head_dropout"),
-    )
+    filters = blocks.widths_space(hp, (16, 32, 64), bases=(8, 16, 32))
+    d_model = hp.Choice("d_model", [32, 64, 128], default=BLOCK.d_model)
+    n_blocks = hp.Int("n_blocks", 1, 4, default=2)
+    num_heads = hp.Choice("num_heads", [2, 4], default=BLOCK.num_heads)
+    kernel = hp.Choice("conv_kernel_size", [3, 5], default=BLOCK.conv_kernel_size)
+    dropout = hp.Float("dropout", 0.0, 0.3, step=0.1, default=BLOCK.dropout)
+    space = dict(filters=filters, d_model=d_model, n_blocks=n_blocks, num_heads=num_heads)
+    return {**space, "conv_kernel_size": kernel, "dropout": dropout, **blocks.head_space(hp, HEAD)}
 
 
 def _feed_forward(x, d_model: int, expansion: int, dropout: float, *, prefix: str):
@@ -70,25 +110,15 @@ def _conv_module(x, d_model: int, kernel_size: int, dropout: float, *, prefix: s
     return layers.Add(name=f"{prefix}_add")([x, h])
 
 
-def _conformer_block(
-    x,
-    *,
-    d_model: int,
-    num_heads: int,
-    ff_expansion: int,
-    conv_kernel_size: int,
-    dropout: float,
-    use_attention: bool,
-    use_conv_module: bool,
-    prefix: str,
-):
+def _conformer_block(x, block: ConformerBlock, *, prefix: str):
     """Conformer block (Gulati et al. 2020): FFN/2 -> MHSA -> Conv -> FFN/2 -> LayerNorm."""
-    x = _feed_forward(x, d_model, ff_expansion, dropout, prefix=f"{prefix}_ffn1")
-    if use_attention:
-        x = blocks.self_attention(x, d_model, num_heads, dropout, prefix=f"{prefix}_mhsa")
-    if use_conv_module:
-        x = _conv_module(x, d_model, conv_kernel_size, dropout, prefix=f"{prefix}_conv")
-    x = _feed_forward(x, d_model, ff_expansion, dropout, prefix=f"{prefix}_ffn2")
+    d_model, dropout = block.d_model, block.dropout
+    x = _feed_forward(x, d_model, block.ff_expansion, dropout, prefix=f"{prefix}_ffn1")
+    if block.use_attention:
+        x = blocks.self_attention(x, d_model, block.num_heads, dropout, prefix=f"{prefix}_mhsa")
+    if block.use_conv_module:
+        x = _conv_module(x, d_model, block.conv_kernel_size, dropout, prefix=f"{prefix}_conv")
+    x = _feed_forward(x, d_model, block.ff_expansion, dropout, prefix=f"{prefix}_ffn2")
     return layers.LayerNormalization(epsilon=1e-6, name=f"{prefix}_ln")(x)
 
 
@@ -110,11 +140,11 @@ def _beat_encoder(x, filters, d_model: int):
     return layers.Dense(d_model, name="beat_embedding")(x)
 
 
-def _conformer_encoder(x, n_blocks: int, block_args: dict):
+def _conformer_encoder(x, n_blocks: int, block: ConformerBlock):
     """Learned beat positions, then ``n_blocks`` Conformer blocks over the beat sequence."""
     x = PositionEmbedding(name="beat_position_embedding")(x)
     for b in range(1, n_blocks + 1):
-        x = _conformer_block(x, **block_args, prefix=f"conformer{b}")
+        x = _conformer_block(x, block, prefix=f"conformer{b}")
     return x
 
 
@@ -128,43 +158,10 @@ def _readout(x, pooling: str, n_beats: int):
     return layers.GlobalAveragePooling1D(name="beat_mean")(x)
 
 
-def _checked_block_args(
-    d_model, num_heads, ff_expansion, conv_kernel_size, dropout, use_attention, use_conv_module
-) -> dict:
-    """Checks the Conformer-block arguments; returns them as ``_conformer_block`` kwargs."""
-    d_model, num_heads = checks.attention_dims(d_model, num_heads)
-    return dict(
-        d_model=d_model,
-        num_heads=num_heads,
-        ff_expansion=check.positive_int("ff_expansion", ff_expansion),
-        conv_kernel_size=check.positive_int("conv_kernel_size", conv_kernel_size),
-        dropout=check.rate("dropout", dropout),
-        use_attention=check.boolean("use_attention", use_attention),
-        use_conv_module=check.boolean("use_conv_module", use_conv_module),
-    )
-
-
-@register(NAME, kind="classifier", search_space=search_space, input_kind="sequence")
+@classifier(NAME, search_space, head=HEAD, input_kind="sequence", block=BLOCK)
 def build(
-    input_shape,
-    n_outputs,
-    *,
-    filters=(16, 32, 64),
-    d_model=64,
-    n_blocks=2,
-    num_heads=4,
-    ff_expansion=4,
-    conv_kernel_size=3,
-    dropout=0.1,
-    pooling="center",
-    dense_units=64,
-    head_dropout=0.3,
-    use_attention=True,
-    use_conv_module=True,
-    use_conformer=True,
-    n_rr_features=0,
-    output_activation="softmax",
-) -> keras.Model:
+    scalograms, block, *, filters=(16, 32, 64), n_blocks=2, pooling="center", use_conformer=True
+):
     """Scalogram-sequence Conformer: classify the centre beat of a short run of beats.
 
     Design: a beat encoder shared by all beats (:func:`_beat_encoder`) turns each beat's
@@ -189,32 +186,18 @@ def build(
         dropout: dropout inside the Conformer blocks.
         pooling: ``center`` (the centre beat's embedding) or ``mean`` (mean over beats).
         dense_units: units of the dense layer of the head.
-        head_dropout: dropout rate before the output layer.
         use_attention, use_conv_module, use_conformer: include the self-attention module, the
             convolution module, the encoder (position embedding and Conformer blocks).
-        n_outputs, n_rr_features, output_activation: as in :func:`blocks.classifier_io`.
-
-    Returns:
-        ``keras.Model`` named ``conformer`` (presets: the preset's name) mapping
-        ``(batch, *input_shape)`` to ``(batch, n_outputs)``.
     """
     filters = check.positive_ints("filters", filters)
     n_blocks = check.positive_int("n_blocks", n_blocks)
-    block_args = _checked_block_args(
-        d_model, num_heads, ff_expansion, conv_kernel_size, dropout, use_attention, use_conv_module
-    )
     pooling = checks.one_of("pooling", pooling, POOLINGS)
     use_conformer = check.boolean("use_conformer", use_conformer)
-    head_dropout = check.rate("head_dropout", head_dropout)
-    io = blocks.sequence_io(
-        NAME, input_shape, n_outputs, output_activation, n_rr_features, dense_units, head_dropout
-    )
 
-    x = _beat_encoder(io.ecg, filters, block_args["d_model"])
+    x = _beat_encoder(scalograms, filters, block.d_model)
     if use_conformer:
-        x = _conformer_encoder(x, n_blocks, block_args)
-    x = _readout(x, pooling, n_beats=io.ecg.shape[1])
-    return io.model(x)
+        x = _conformer_encoder(x, n_blocks, block)
+    return _readout(x, pooling, n_beats=scalograms.shape[1])
 
 
 register_preset(

@@ -2,29 +2,27 @@
 
 from __future__ import annotations
 
-import keras
 from keras import layers
 
 from models import checks
 from models.checks import CLASSIFIER as check
 from models.classifiers import blocks
+from models.classifiers.builder import classifier
 from models.layers import PositionEmbedding
-from models.registry import register
 
-NAME = "deepecgnet"
+CONV = blocks.ConvStack(filters=(16, 32, 64), kernel_size=7, pool_size=2)
+HEAD = blocks.Head(dropout=0.3, dropout_name="head_dropout")
 
 
 def search_space(hp):
-    """Builder kwargs sampled from ``hp``; ``HyperParameters()`` gives the builder defaults."""
+    """Builder kwargs sampled from ``hp``; ``HyperParameters()`` gives the builder defaults.
+    The conv front end is not searched; the feed-forward width is ``2 * d_model``."""
     d_model = hp.Choice("d_model", [32, 64, 96], default=64)
-    return dict(
-        d_model=d_model,
-        n_blocks=hp.Int("n_blocks", 1, 3, default=1),
-        num_heads=hp.Choice("num_heads", [2, 4], default=4),
-        ff_dim=2 * d_model,
-        dropout=hp.Float("dropout", 0.0, 0.3, step=0.1, default=0.1),
-        **blocks.head_space(hp, dropout=0.3, dropout_name="head_dropout"),
-    )
+    n_blocks = hp.Int("n_blocks", 1, 3, default=1)
+    num_heads = hp.Choice("num_heads", [2, 4], default=4)
+    dropout = hp.Float("dropout", 0.0, 0.3, step=0.1, default=0.1)
+    space = dict(d_model=d_model, n_blocks=n_blocks, num_heads=num_heads, ff_dim=2 * d_model)
+    return {**space, "dropout": dropout, **blocks.head_space(hp, HEAD)}
 
 
 def _transformer_block(x, d_model: int, num_heads: int, ff_dim: int, dropout: float, *, prefix):
@@ -39,23 +37,8 @@ def _transformer_block(x, d_model: int, num_heads: int, ff_dim: int, dropout: fl
     return layers.Add(name=f"{prefix}_ffn_add")([x, h])
 
 
-@register(NAME, kind="classifier", search_space=search_space, input_kind="any1d")
-def build(
-    input_shape,
-    n_outputs,
-    *,
-    filters=(16, 32, 64),
-    kernel_size=7,
-    pool_size=2,
-    d_model=64,
-    n_blocks=1,
-    num_heads=4,
-    ff_dim=128,
-    dropout=0.1,
-    head_dropout=0.3,
-    n_rr_features=0,
-    output_activation="softmax",
-) -> keras.Model:
+@classifier("deepecgnet", search_space, head=HEAD, conv=CONV)
+def build(ecg, conv, *, d_model=64, n_blocks=1, num_heads=4, ff_dim=128, dropout=0.1):
     """DeepECGNet-style hybrid: a conv tokenizer followed by transformer encoder blocks.
 
     Design:
@@ -82,27 +65,16 @@ def build(
         num_heads: attention heads (each of width ``d_model // num_heads``).
         ff_dim: hidden width of the feed-forward layers.
         dropout: dropout inside the transformer blocks (attention weights and outputs).
-        head_dropout: dropout rate before the output layer.
-        n_outputs, n_rr_features, output_activation: as in :func:`blocks.classifier_io`.
-
-    Returns:
-        ``keras.Model`` named ``deepecgnet``: ``(batch, *input_shape)`` -> ``(batch, n_outputs)``.
     """
-    filters, kernel_size, pool_size = blocks.conv_stack_args(filters, kernel_size, pool_size)
     d_model, num_heads = checks.attention_dims(d_model, num_heads)
     n_blocks = check.positive_int("n_blocks", n_blocks)
     ff_dim = check.positive_int("ff_dim", ff_dim)
     dropout = check.rate("dropout", dropout)
-    head_dropout = check.rate("head_dropout", head_dropout)
-    io = blocks.classifier_io(
-        NAME, input_shape, n_outputs, output_activation, n_rr_features, dropout=head_dropout
-    )
 
-    x = blocks.conv_stack(io.ecg, filters, kernel_size, pool_size=pool_size, prefix="conv")
+    x = conv(ecg, prefix="conv")
     x = layers.Dense(d_model, name="token_projection")(x)
     x = PositionEmbedding(name="position_embedding")(x)
     for b in range(1, n_blocks + 1):
         x = _transformer_block(x, d_model, num_heads, ff_dim, dropout, prefix=f"transformer{b}")
     x = layers.LayerNormalization(epsilon=1e-6, name="final_ln")(x)
-    x = layers.GlobalAveragePooling1D(name="gap")(x)
-    return io.model(x)
+    return layers.GlobalAveragePooling1D(name="gap")(x)

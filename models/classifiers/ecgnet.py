@@ -2,41 +2,27 @@
 
 from __future__ import annotations
 
-import keras
 from keras import layers
 
 from models.checks import CLASSIFIER as check
 from models.classifiers import blocks
-from models.registry import register
+from models.classifiers.builder import classifier
 
-NAME = "ecgnet"
+CONV = blocks.ConvStack(filters=(32, 64, 128), kernel_size=5, pool_size=2)
+HEAD = blocks.Head(dense_units=64, dropout=0.3)
 
 
 def search_space(hp):
     """Builder kwargs sampled from ``hp``; ``HyperParameters()`` gives the builder defaults."""
-    base = hp.Choice("filters_base", [16, 32], default=32)
-    return dict(
-        filters=(base, 2 * base, 4 * base),
-        convs_per_block=hp.Int("convs_per_block", 1, 2, default=2),
-        kernel_size=hp.Choice("kernel_size", [3, 5, 7], default=5),
-        **blocks.head_space(hp, dropout=0.3, dense_units=64),
-    )
+    filters = blocks.widths_space(hp, CONV.filters, bases=(16, 32))
+    convs_per_block = hp.Int("convs_per_block", 1, 2, default=2)
+    kernel_size = hp.Choice("kernel_size", [3, 5, 7], default=CONV.kernel_size)
+    space = dict(filters=filters, convs_per_block=convs_per_block, kernel_size=kernel_size)
+    return {**space, **blocks.head_space(hp, HEAD, dense_choices=(32, 64, 128))}
 
 
-@register(NAME, kind="classifier", search_space=search_space, input_kind="any1d")
-def build(
-    input_shape,
-    n_outputs,
-    *,
-    filters=(32, 64, 128),
-    convs_per_block=2,
-    kernel_size=5,
-    pool_size=2,
-    dense_units=64,
-    dropout=0.3,
-    n_rr_features=0,
-    output_activation="softmax",
-) -> keras.Model:
+@classifier("ecgnet", search_space, head=HEAD, conv=CONV)
+def build(ecg, conv, *, convs_per_block=2):
     """ECGNet-style plain conv stack (VGG pattern, no skips, no attention).
 
     Design: ``len(filters)`` blocks, each ``convs_per_block`` x ``Conv1D(f, kernel_size) ->
@@ -52,19 +38,7 @@ def build(
         kernel_size: conv kernel length in samples.
         pool_size: max-pool size after each block (``padding="same"``).
         dense_units: units of the dense layer of the head.
-        dropout, n_outputs, n_rr_features, output_activation: as in :func:`blocks.classifier_io`.
-
-    Returns:
-        ``keras.Model`` named ``ecgnet``: ``(batch, *input_shape)`` -> ``(batch, n_outputs)``.
     """
-    filters, kernel_size, pool_size = blocks.conv_stack_args(filters, kernel_size, pool_size)
     convs_per_block = check.positive_int("convs_per_block", convs_per_block)
-    io = blocks.classifier_io(
-        NAME, input_shape, n_outputs, output_activation, n_rr_features, dense_units, dropout
-    )
-
-    x = blocks.conv_stack(
-        io.ecg, filters, kernel_size, pool_size=pool_size, convs_per_block=convs_per_block
-    )
-    x = layers.GlobalAveragePooling1D(name="gap")(x)
-    return io.model(x)
+    x = conv(ecg, convs_per_block=convs_per_block)
+    return layers.GlobalAveragePooling1D(name="gap")(x)

@@ -2,40 +2,28 @@
 
 from __future__ import annotations
 
-import keras
 from keras import layers
 
 from models.checks import CLASSIFIER as check
 from models.classifiers import blocks
-from models.registry import register
+from models.classifiers.builder import classifier
 
-NAME = "ldcnn"
+HEAD = blocks.Head(dropout=0.2)
 
 
 def search_space(hp):
-    """Builder kwargs sampled from ``hp``; ``HyperParameters()`` gives the builder defaults."""
+    """Builder kwargs sampled from ``hp``; ``HyperParameters()`` gives the builder defaults.
+    The dilations double from 1: ``n_dilations`` residual blocks."""
     n_dilations = hp.Int("n_dilations", 3, 6, default=5)
-    return dict(
-        filters=hp.Choice("filters", [16, 32, 48], default=32),
-        dilations=tuple(2**i for i in range(n_dilations)),
-        kernel_size=hp.Choice("kernel_size", [3, 5], default=3),
-        **blocks.head_space(hp, dropout=0.2),
-    )
+    filters = hp.Choice("filters", [16, 32, 48], default=32)
+    dilations = tuple(2**i for i in range(n_dilations))
+    kernel_size = hp.Choice("kernel_size", [3, 5], default=3)
+    space = dict(filters=filters, dilations=dilations, kernel_size=kernel_size)
+    return {**space, **blocks.head_space(hp, HEAD)}
 
 
-@register(NAME, kind="classifier", search_space=search_space, input_kind="any1d")
-def build(
-    input_shape,
-    n_outputs,
-    *,
-    filters=32,
-    stem_kernel_size=7,
-    dilations=(1, 2, 4, 8, 16),
-    kernel_size=3,
-    dropout=0.2,
-    n_rr_features=0,
-    output_activation="softmax",
-) -> keras.Model:
+@classifier("ldcnn", search_space, head=HEAD)
+def build(ecg, *, filters=32, stem_kernel_size=7, dilations=(1, 2, 4, 8, 16), kernel_size=3):
     """LDCNN: a narrow stack of dilated residual convolutions (WaveNet/TCN pattern).
 
     Design:
@@ -54,23 +42,15 @@ def build(
         stem_kernel_size: kernel length of the stem conv, in samples.
         dilations: dilation rate of each residual block.
         kernel_size: kernel length of the dilated convs.
-        dropout, n_outputs, n_rr_features, output_activation: as in :func:`blocks.classifier_io`.
-
-    Returns:
-        ``keras.Model`` named ``ldcnn``: ``(batch, *input_shape)`` -> ``(batch, n_outputs)``.
     """
     filters = check.positive_int("filters", filters)
     stem_kernel_size = check.positive_int("stem_kernel_size", stem_kernel_size)
     dilations = check.positive_ints("dilations", dilations)
     kernel_size = check.positive_int("kernel_size", kernel_size)
-    io = blocks.classifier_io(
-        NAME, input_shape, n_outputs, output_activation, n_rr_features, dropout=dropout
-    )
 
-    x = blocks.conv_bn_act(io.ecg, filters, stem_kernel_size, strides=2, prefix="stem")
+    x = blocks.conv_bn_act(ecg, filters, stem_kernel_size, strides=2, prefix="stem")
     x = blocks.max_pool(x, 2, prefix="stem")
     for i, d in enumerate(dilations, start=1):
         h = blocks.conv_bn_act(x, filters, kernel_size, dilation_rate=d, prefix=f"dilated{i}")
         x = layers.Add(name=f"dilated{i}_add")([x, h])
-    x = layers.GlobalAveragePooling1D(name="gap")(x)
-    return io.model(x)
+    return layers.GlobalAveragePooling1D(name="gap")(x)

@@ -2,41 +2,27 @@
 
 from __future__ import annotations
 
-import keras
 from keras import layers
 
 from models.checks import CLASSIFIER as check
 from models.classifiers import blocks
-from models.registry import register
+from models.classifiers.builder import classifier
 
-NAME = "liteecgnet"
+CONV = blocks.ConvStack(filters=(32, 64, 96, 128), kernel_size=7, pool_size=2)
+HEAD = blocks.Head(dropout=0.2)
 
 
 def search_space(hp):
     """Builder kwargs sampled from ``hp``; ``HyperParameters()`` gives the builder defaults."""
-    base = hp.Choice("filters_base", [16, 32, 48], default=32)
-    return dict(
-        stem_filters=hp.Choice("stem_filters", [8, 16, 32], default=16),
-        filters=(base, 2 * base, 3 * base, 4 * base),
-        kernel_size=hp.Choice("kernel_size", [5, 7, 9], default=7),
-        **blocks.head_space(hp, dropout=0.2),
-    )
+    filters = blocks.widths_space(hp, CONV.filters, bases=(16, 32, 48))
+    stem_filters = hp.Choice("stem_filters", [8, 16, 32], default=16)
+    kernel_size = hp.Choice("kernel_size", [5, 7, 9], default=CONV.kernel_size)
+    space = dict(stem_filters=stem_filters, filters=filters, kernel_size=kernel_size)
+    return {**space, **blocks.head_space(hp, HEAD)}
 
 
-@register(NAME, kind="classifier", search_space=search_space, input_kind="any1d")
-def build(
-    input_shape,
-    n_outputs,
-    *,
-    stem_filters=16,
-    stem_stride=2,
-    filters=(32, 64, 96, 128),
-    kernel_size=7,
-    pool_size=2,
-    dropout=0.2,
-    n_rr_features=0,
-    output_activation="softmax",
-) -> keras.Model:
+@classifier("liteecgnet", search_space, head=HEAD, conv=CONV)
+def build(ecg, conv, *, stem_filters=16, stem_stride=2):
     """LiteECGNet-style lightweight CNN built from depthwise-separable convolutions.
 
     Design (a reconstruction in the spirit of the published light ECG nets, not a copy of
@@ -59,19 +45,9 @@ def build(
         filters: filters of each separable conv block.
         kernel_size: kernel length in samples of the stem and of the separable convs.
         pool_size: max-pool size after each block (``padding="same"``).
-        dropout, n_outputs, n_rr_features, output_activation: as in :func:`blocks.classifier_io`.
-
-    Returns:
-        ``keras.Model`` named ``liteecgnet``: ``(batch, *input_shape)`` -> ``(batch, n_outputs)``.
     """
     stem_filters = check.positive_int("stem_filters", stem_filters)
     stem_stride = check.positive_int("stem_stride", stem_stride)
-    filters, kernel_size, pool_size = blocks.conv_stack_args(filters, kernel_size, pool_size)
-    io = blocks.classifier_io(
-        NAME, input_shape, n_outputs, output_activation, n_rr_features, dropout=dropout
-    )
-
-    x = blocks.conv_bn_act(io.ecg, stem_filters, kernel_size, strides=stem_stride, prefix="stem")
-    x = blocks.conv_stack(x, filters, kernel_size, pool_size=pool_size, separable=True)
-    x = layers.GlobalAveragePooling1D(name="gap")(x)
-    return io.model(x)
+    x = blocks.conv_bn_act(ecg, stem_filters, conv.kernel_size, strides=stem_stride, prefix="stem")
+    x = conv(x, separable=True)
+    return layers.GlobalAveragePooling1D(name="gap")(x)

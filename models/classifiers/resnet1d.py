@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import keras
 from keras import layers
 
 from models.checks import CLASSIFIER as check
 from models.classifiers import blocks
-from models.registry import register
+from models.classifiers.builder import classifier
 
-NAME = "resnet1d"
+HEAD = blocks.Head(dropout=0.3)
 
 
 def search_space(hp):
     """Builder kwargs sampled from ``hp``; ``HyperParameters()`` gives the builder defaults."""
-    base = hp.Choice("filters_base", [32, 64], default=64)
-    return dict(
-        filters=(base, 2 * base, 4 * base),
-        blocks_per_stage=hp.Int("blocks_per_stage", 1, 2, default=1),
-        **blocks.head_space(hp, dropout=0.3),
-    )
+    filters = blocks.widths_space(hp, (64, 128, 256), bases=(32, 64))
+    blocks_per_stage = hp.Int("blocks_per_stage", 1, 2, default=1)
+    return {"filters": filters, "blocks_per_stage": blocks_per_stage, **blocks.head_space(hp, HEAD)}
 
 
 def _basic_block(x, filters: int, kernel_sizes: tuple[int, int], strides: int, *, prefix: str):
@@ -40,19 +36,10 @@ def _basic_block(x, filters: int, kernel_sizes: tuple[int, int], strides: int, *
     return layers.Activation("relu", name=f"{prefix}_out")(y)
 
 
-@register(NAME, kind="classifier", search_space=search_space, input_kind="any1d")
+@classifier("resnet1d", search_space, head=HEAD)
 def build(
-    input_shape,
-    n_outputs,
-    *,
-    filters=(64, 128, 256),
-    blocks_per_stage=1,
-    stem_kernel_size=7,
-    kernel_sizes=(5, 3),
-    dropout=0.3,
-    n_rr_features=0,
-    output_activation="softmax",
-) -> keras.Model:
+    ecg, *, filters=(64, 128, 256), blocks_per_stage=1, stem_kernel_size=7, kernel_sizes=(5, 3)
+):
     """1-D ResNet after ``resnet1d_wang`` (Wang et al. 2017; PTB-XL benchmark, Strodthoff 2021).
 
     Design:
@@ -72,10 +59,6 @@ def build(
         blocks_per_stage: residual blocks per stage.
         stem_kernel_size: kernel length of the stem conv, in samples.
         kernel_sizes: kernel lengths of the two convs of a residual block.
-        dropout, n_outputs, n_rr_features, output_activation: as in :func:`blocks.classifier_io`.
-
-    Returns:
-        ``keras.Model`` named ``resnet1d``: ``(batch, *input_shape)`` -> ``(batch, n_outputs)``.
     """
     filters = check.positive_ints("filters", filters)
     blocks_per_stage = check.positive_int("blocks_per_stage", blocks_per_stage)
@@ -86,16 +69,12 @@ def build(
             "`kernel_sizes` must hold 2 kernel lengths (one per conv of a block). "
             f"Received: kernel_sizes={kernel_sizes!r}"
         )
-    io = blocks.classifier_io(
-        NAME, input_shape, n_outputs, output_activation, n_rr_features, dropout=dropout
-    )
 
-    x = blocks.conv_bn_act(io.ecg, filters[0], stem_kernel_size, prefix="stem")
+    x = blocks.conv_bn_act(ecg, filters[0], stem_kernel_size, prefix="stem")
     for s, f in enumerate(filters, start=1):
         for b in range(1, blocks_per_stage + 1):
             strides = 2 if (s > 1 and b == 1) else 1
             x = _basic_block(x, f, kernel_sizes, strides, prefix=f"stage{s}_block{b}")
-    x = layers.Concatenate(name="concat_pool")(
+    return layers.Concatenate(name="concat_pool")(
         [layers.GlobalAveragePooling1D(name="gap")(x), layers.GlobalMaxPooling1D(name="gmp")(x)]
     )
-    return io.model(x)

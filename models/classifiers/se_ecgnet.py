@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import keras
 from keras import layers
 
 from models.checks import CLASSIFIER as check
 from models.classifiers import blocks
-from models.registry import register
+from models.classifiers.builder import classifier
 
-NAME = "se_ecgnet"
+CONV = blocks.ConvStack(filters=(32, 64, 128), kernel_size=5, pool_size=2)
+HEAD = blocks.Head(dropout=0.3)
 
 
 def search_space(hp):
     """Builder kwargs sampled from ``hp``; ``HyperParameters()`` gives the builder defaults."""
-    base = hp.Choice("filters_base", [16, 32], default=32)
-    return dict(
-        filters=(base, 2 * base, 4 * base),
-        kernel_size=hp.Choice("kernel_size", [3, 5, 7], default=5),
-        se_ratio=hp.Choice("se_ratio", [4, 8, 16], default=8),
-        **blocks.head_space(hp, dropout=0.3),
-    )
+    space = blocks.conv_space(hp, CONV, bases=(16, 32), kernel_sizes=(3, 5, 7))
+    se_ratio = hp.Choice("se_ratio", [4, 8, 16], default=8)
+    return {**space, "se_ratio": se_ratio, **blocks.head_space(hp, HEAD)}
 
 
 def _squeeze_excite(x, filters: int, ratio: int, *, prefix: str):
@@ -32,19 +28,8 @@ def _squeeze_excite(x, filters: int, ratio: int, *, prefix: str):
     return layers.Multiply(name=f"{prefix}_se_scale")([x, s])
 
 
-@register(NAME, kind="classifier", search_space=search_space, input_kind="any1d")
-def build(
-    input_shape,
-    n_outputs,
-    *,
-    filters=(32, 64, 128),
-    kernel_size=5,
-    se_ratio=8,
-    pool_size=2,
-    dropout=0.3,
-    n_rr_features=0,
-    output_activation="softmax",
-) -> keras.Model:
+@classifier("se_ecgnet", search_space, head=HEAD, conv=CONV)
+def build(ecg, conv, *, se_ratio=8):
     """SE-ECGNet: conv blocks, each ending in a squeeze-and-excitation gate.
 
     Design: ``len(filters)`` blocks of ``Conv1D -> BN -> ReLU -> Conv1D -> BN -> ReLU ->
@@ -61,24 +46,11 @@ def build(
         kernel_size: conv kernel length in samples.
         se_ratio: channel reduction of the SE bottleneck.
         pool_size: max-pool size after each block (``padding="same"``).
-        dropout, n_outputs, n_rr_features, output_activation: as in :func:`blocks.classifier_io`.
-
-    Returns:
-        ``keras.Model`` named ``se_ecgnet``: ``(batch, *input_shape)`` -> ``(batch, n_outputs)``.
     """
-    filters, kernel_size, pool_size = blocks.conv_stack_args(filters, kernel_size, pool_size)
     se_ratio = check.positive_int("se_ratio", se_ratio)
-    io = blocks.classifier_io(
-        NAME, input_shape, n_outputs, output_activation, n_rr_features, dropout=dropout
-    )
-
-    x = blocks.conv_stack(
-        io.ecg,
-        filters,
-        kernel_size,
-        pool_size=pool_size,
+    x = conv(
+        ecg,
         convs_per_block=2,
         block_end=lambda h, f, prefix: _squeeze_excite(h, f, se_ratio, prefix=prefix),
     )
-    x = layers.GlobalAveragePooling1D(name="gap")(x)
-    return io.model(x)
+    return layers.GlobalAveragePooling1D(name="gap")(x)
