@@ -12,15 +12,7 @@ from typing import Any
 
 from pipeline.core import cli
 from pipeline.core.io_utils import PipelineError, atomic_write_json
-from pipeline.serving.cost import (
-    DEFAULT_N_OUTPUTS,
-    log,
-    markdown_table,
-    measure_here,
-    measure_model_subprocess,
-    run_meta,
-    write_table,
-)
+from pipeline.serving import cost as cost_lib
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--builder", help="MODULE:FUNCTION or FILE.py:FUNCTION of an unregistered builder"
     )
     p.add_argument("--input-shape", help="one example's shape, e.g. 720,1 (default per model)")
-    p.add_argument("--n-outputs", type=int, default=DEFAULT_N_OUTPUTS)
+    p.add_argument("--n-outputs", type=int, default=cost_lib.DEFAULT_N_OUTPUTS)
     p.add_argument("--kwargs", default="{}", help="builder keyword arguments as JSON")
     p.add_argument("--batch", type=int, default=64, help="batched latency's batch size")
     p.add_argument("--runs", type=int, default=30)
@@ -61,10 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         shape = tuple(int(s) for s in args.input_shape.split(",")) if args.input_shape else None
         rows: list[dict[str, Any]] = []
         for i, name in enumerate(names, 1):
-            log.info("[%d/%d] profiling %s %s", i, len(names), args.kind, name)
+            cost_lib.log.info("[%d/%d] profiling %s %s", i, len(names), args.kind, name)
             try:
                 rows.append(
-                    measure_model_subprocess(
+                    cost_lib.measure_model_subprocess(
                         args.kind,
                         name,
                         shape,
@@ -79,23 +71,23 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 )
             except PipelineError as exc:
-                log.error("%s", exc)
+                cost_lib.log.error("%s", exc)
                 rows.append({"name": name, "kind": args.kind, "error": str(exc)})
         failed = [r["name"] for r in rows if "error" in r]
         if args.out:
-            write_table(args.out, rows, run_meta(args))
+            cost_lib.write_table(args.out, rows, cost_lib.run_meta(args))
         else:
-            print(markdown_table(rows, run_meta(args)), end="")
+            print(cost_lib.markdown_table(rows, cost_lib.run_meta(args)), end="")
         if failed:
-            log.error("%d of %d models failed: %s", len(failed), len(rows), failed)
+            cost_lib.log.error("%d of %d models failed: %s", len(failed), len(rows), failed)
             return 1
         return 0
 
-    prof = measure_here(args)
+    prof = cost_lib.measure_here(args)
     if args.json_out:
         atomic_write_json(args.json_out, prof)
     if args.out:
-        write_table(args.out, [prof], run_meta(args))
+        cost_lib.write_table(args.out, [prof], cost_lib.run_meta(args))
     if not args.json_out:
         print(json.dumps(prof, indent=2))
     return 0

@@ -10,14 +10,7 @@ import argparse
 from pipeline.core import cli
 from pipeline.core.config import config_from_args
 from pipeline.core.io_utils import setup_logging
-from pipeline.data.download import (
-    DATABASES,
-    DEFAULT_WORKERS,
-    download_database,
-    get_database,
-    log,
-    write_synthetic,
-)
+from pipeline.data import download as download_lib
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--databases",
         nargs="+",
-        choices=sorted(DATABASES),
+        choices=sorted(download_lib.DATABASES),
         default=None,
         help="databases to fetch (default: data.databases of the config)",
     )
@@ -42,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="physionet (or the mirror) or offline seeded synthetic MIT-BIH-like records",
     )
     parser.add_argument(
-        "--workers", type=int, default=DEFAULT_WORKERS, help="parallel HTTP downloads"
+        "--workers", type=int, default=download_lib.DEFAULT_WORKERS, help="parallel HTTP downloads"
     )
     return parser
 
@@ -56,15 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config_from_args(args)
     names = list(dict.fromkeys(args.databases or cfg.data.databases))
     for name in names:
-        get_database(name)
+        download_lib.get_database(name)
     if args.source == "synthetic":
         skipped = [n for n in names if n != "mitdb"]
         if skipped:
-            log.warning("--source synthetic provides mitdb only; skipping %s", ", ".join(skipped))
-        write_synthetic(cfg, force=args.force)
+            download_lib.log.warning("--source synthetic provides mitdb only; skipping %s", ", ".join(skipped))
+        download_lib.write_synthetic(cfg, force=args.force)
         return 0
     for name in names:
-        download_database(cfg, name, force=args.force, workers=args.workers)
+        download_lib.download_database(cfg, name, force=args.force, workers=args.workers)
     return 0
 
 

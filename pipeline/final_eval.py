@@ -13,13 +13,7 @@ from pathlib import Path
 from pipeline.core import cli
 from pipeline.core.io_utils import PipelineError
 from pipeline.data.tasks import check_model, get_task
-from pipeline.protocol.final import (
-    Request,
-    evaluate_classic,
-    evaluate_ensemble,
-    evaluate_run,
-    retrain_and_evaluate,
-)
+from pipeline.protocol import final as final_lib
 from pipeline.protocol.run_settings import load_run_settings
 
 
@@ -59,14 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _request(args: argparse.Namespace, n_boot_default: int) -> Request:
+def _request(args: argparse.Namespace, n_boot_default: int) -> final_lib.Request:
     n_boot = args.bootstrap if args.bootstrap is not None else n_boot_default
     if n_boot < 0 or args.max_test_windows < 0:
         raise PipelineError(f"--bootstrap and --max-test-windows must be >= 0. Received: "
                             f"{n_boot}, {args.max_test_windows}")
     if args.run is None and (args.external or args.lead):
         raise PipelineError("--external and --lead score a trained run: give --run RUN")
-    return Request(max_windows=args.max_test_windows, n_boot=n_boot, force=args.force,
+    return final_lib.Request(max_windows=args.max_test_windows, n_boot=n_boot, force=args.force,
                    external=Path(args.external) if args.external else None, lead=args.lead)
 
 
@@ -76,7 +70,7 @@ def _ensemble(args: argparse.Namespace, cfg) -> Path:
                             "--external, --hparams or --kfold")
     members = [load_run_settings(Path(r), cfg, args.overrides, task_name=args.task)
                for r in args.ensemble]
-    return evaluate_ensemble(members, Path(args.out),
+    return final_lib.evaluate_ensemble(members, Path(args.out),
                              _request(args, members[0].cfg.eval.bootstrap_samples))
 
 
@@ -86,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         out = _ensemble(args, cfg)
     elif args.classic:
         request = _request(args, cfg.eval.bootstrap_samples)
-        out = evaluate_classic(cfg, get_task(args.task or cfg.train.task),
+        out = final_lib.evaluate_classic(cfg, get_task(args.task or cfg.train.task),
                                out_dir=Path(args.out) if args.out else None, tag=args.tag,
                                request=request)
     elif args.run is not None:
@@ -96,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_run_settings(Path(args.run), cfg, args.overrides,
                                      task_name=args.task, model_name=args.model)
         request = _request(args, settings.cfg.eval.bootstrap_samples)
-        out = evaluate_run(settings, request)
+        out = final_lib.evaluate_run(settings, request)
     else:
         try:
             task = get_task(args.task or cfg.train.task)
@@ -104,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             raise PipelineError(str(exc.args[0])) from exc
         check_model(task, args.model or cfg.train.model)  # before any data is read
         request = _request(args, cfg.eval.bootstrap_samples)
-        out = retrain_and_evaluate(cfg, task, args.model or cfg.train.model,
+        out = final_lib.retrain_and_evaluate(cfg, task, args.model or cfg.train.model,
                                    hparams=Path(args.hparams) if args.hparams else None,
                                    out_dir=Path(args.out) if args.out else None, tag=args.tag,
                                    kfold_run=Path(args.kfold) if args.kfold else None,

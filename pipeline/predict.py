@@ -13,17 +13,9 @@ from pathlib import Path
 
 from pipeline.core import cli
 from pipeline.core.io_utils import PipelineError
+from pipeline.serving import predict as predict_lib
 from pipeline.serving import presets
 from pipeline.serving.outputs import prepare_out_dir
-from pipeline.serving.predict import (
-    PredictOptions,
-    list_inputs,
-    load_run,
-    one_line_summary,
-    parse_span,
-    predict_folder,
-    predict_record,
-)
 from pipeline.serving.reader import USER_UNITS
 from pipeline.serving.run_loader import CHECKPOINTS
 
@@ -54,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CSV/NumPy inputs with --units adu: ADC units per mV")
     p.add_argument("--leads", default=None,
                    help="NumPy inputs: lead names of the array's columns, comma-separated")
-    p.add_argument("--span-s", type=parse_span, default=(0.0, 10.0),
+    p.add_argument("--span-s", type=predict_lib.parse_span, default=(0.0, 10.0),
                    help="START,END in s of the plotted span (default 0,10): denoised over input, or "
                    "the predicted beat classes")
     p.add_argument("--beats", choices=["auto", "atr", "detect"], default="auto",
@@ -76,7 +68,7 @@ def _model(args: argparse.Namespace):
         return (preset.run, preset.path / "predictions",
                 f"preset {preset.name}: {preset.card['task']} / {preset.card['model']} "
                 f"({preset.path}){warn}")
-    run = load_run(args.run, checkpoint=args.checkpoint)
+    run = predict_lib.load_run(args.run, checkpoint=args.checkpoint)
     return (run, run.path / "predictions",
             f"run {run.path}: {run.task.name} / {run.model_name}, checkpoint {run.checkpoint}")
 
@@ -89,20 +81,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.input is None:
         raise PipelineError("--input is required (a WFDB record, an .edf/.csv/.npy file or a folder)")
-    options = PredictOptions.from_args(args)  # flag ranges, before any file is touched
+    options = predict_lib.PredictOptions.from_args(args)  # flag ranges, before any file is touched
     target = Path(args.input)
-    inputs = list_inputs(target)
+    inputs = predict_lib.list_inputs(target)
     run, default_out, header = _model(args)
     out_dir = prepare_out_dir(Path(args.out) if args.out else default_out)
     print(header)
     if not target.is_dir():
-        print(one_line_summary(predict_record(run, inputs[0], out_dir, options)))
+        print(predict_lib.one_line_summary(predict_lib.predict_record(run, inputs[0], out_dir, options)))
         return 0
 
     def echo(line: str, ok: bool) -> None:
         print(line if ok else f"error: {line}", file=sys.stdout if ok else sys.stderr)
 
-    summary = predict_folder(run, target, out_dir, options, echo)
+    summary = predict_lib.predict_folder(run, target, out_dir, options, echo)
     n, failed = len(summary["records"]), summary["failed"]
     print(f"{n - failed} of {n} records done; summary in {out_dir / 'predict_summary.json'}")
     return 2 if failed else 0

@@ -10,15 +10,7 @@ import json
 
 from pipeline.core import cli
 from pipeline.core.io_utils import mark_done, stage_done
-from pipeline.data.windowing import (
-    format_totals,
-    log,
-    output_hash,
-    process_ptbxl,
-    raw_dir,
-    run_mitdb,
-    windows_dir,
-)
+from pipeline.data import windowing
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,24 +30,24 @@ def main(argv: list[str] | None = None) -> int:
     dbs = args.databases or [d for d in ("mitdb", "ptbxl") if d in cfg.data.databases]
     for db in dbs:
         if db == "mitdb":
-            m = run_mitdb(cfg, force=args.force)
+            m = windowing.run_mitdb(cfg, force=args.force)
             print(f"windows mitdb: {len(m['records'])} records, label scheme {m['label_scheme']}")
-            print(format_totals(m))
+            print(windowing.format_totals(m))
             print(f"dropped: {m['dropped_by_reason'] or 'none'}")
         elif db == "ptbxl":
-            if not (raw_dir(cfg, "ptbxl") / "ptbxl_database.csv").is_file():
-                log.info("windows ptbxl: not downloaded; skipped")
+            if not (windowing.raw_dir(cfg, "ptbxl") / "ptbxl_database.csv").is_file():
+                windowing.log.info("windows ptbxl: not downloaded; skipped")
                 continue
-            marker = windows_dir(cfg, "ptbxl") / "_stage.json"
-            folder = raw_dir(cfg, "ptbxl")
-            key = {"config": output_hash(cfg.windows),
+            marker = windowing.windows_dir(cfg, "ptbxl") / "_stage.json"
+            folder = windowing.raw_dir(cfg, "ptbxl")
+            key = {"config": windowing.output_hash(cfg.windows),
                    "files": sum(1 for _ in folder.rglob("*.hea")),
                    "csv": (folder / "ptbxl_database.csv").stat().st_size}
             if (not args.force and stage_done(marker, key)
-                    and (windows_dir(cfg, "ptbxl") / "manifest.json").is_file()):
+                    and (windowing.windows_dir(cfg, "ptbxl") / "manifest.json").is_file()):
                 print("windows ptbxl: up to date; nothing to do")
                 continue
-            m = process_ptbxl(cfg)
+            m = windowing.process_ptbxl(cfg)
             mark_done(marker, key)
             print(f"windows ptbxl: folds {json.dumps(m['folds'])}")
     return 0

@@ -158,7 +158,7 @@ def test_cli_all_writes_table_and_json(tmp_path, monkeypatch):
             "inference_peak_delta_mb": 3.0,
         }
 
-    monkeypatch.setattr(cost_cmd, "measure_model_subprocess", fake)
+    monkeypatch.setattr(cost, "measure_model_subprocess", fake)
     out = tmp_path / "cost" / "table.md"
     rc = cost_cmd.main(["--kind", "classifier", "--all", "--batch", "16", "--out", str(out)])
     assert rc == 1  # one model failed

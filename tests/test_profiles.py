@@ -174,7 +174,7 @@ def test_cpu_plan_fits_its_nominal_three_hours(tmp_path):
 
 def test_plan_lists_every_run_with_its_budget_and_end_time(tmp_path):
     cfg = cpu_config(tmp_path)
-    now = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
     plan = profile_plan.make_plan(cfg, "cpu", ALL_STAGES, now=now)
     runs = [(s["stage"], s["run"]) for s in plan["steps"]]
     want = ([(s, "") for s in profile_plan.DATA_STAGES]

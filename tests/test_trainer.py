@@ -25,8 +25,11 @@ from pipeline import train as train_cmd  # noqa: E402
 from pipeline.core.config import load_config  # noqa: E402
 from pipeline.core.io_utils import PipelineError, run_cli  # noqa: E402
 from pipeline.data.tasks import get_task  # noqa: E402
-from pipeline.training import run_folder, selection  # noqa: E402
-from pipeline.training import trainer  # noqa: E402
+from pipeline.training import (  # noqa: E402
+    run_folder,
+    selection,
+    trainer,  # noqa: E402
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SEG = "mitdb_aami5_segments"

@@ -31,8 +31,8 @@ from pipeline.core.io_utils import (  # noqa: E402
     run_cli,
 )
 from pipeline.data import labels as L  # noqa: E402
-from pipeline.data import splits as S  # noqa: E402
 from pipeline.data import signal  # noqa: E402
+from pipeline.data import splits as S  # noqa: E402
 from pipeline.data import windowing as W  # noqa: E402
 
 CLASSES = L.AAMI5_CLASSES

@@ -19,22 +19,16 @@ from __future__ import annotations
 import keras
 
 from models import checks
-from models.denoisers.common import (
-    check_output_mode,
-    conv_head,
-    denoiser_output,
-    int_tuple_space,
-    output_mode_space,
-)
+from models.denoisers import common
 from models.registry import register
 
 
 def search_space(hp):
     """Builder kwargs sampled from ``hp``; an empty ``HyperParameters()`` gives the defaults."""
     return dict(
-        filters=int_tuple_space(hp, "filters", (720, 360, 360), [45, 90, 180, 360, 720], max_len=4),
+        filters=common.int_tuple_space(hp, "filters", (720, 360, 360), [45, 90, 180, 360, 720], max_len=4),
         kernel_size=hp.Choice("kernel_size", [3, 5, 7, 9], default=3),
-        **output_mode_space(hp),
+        **common.output_mode_space(hp),
     )
 
 
@@ -55,7 +49,7 @@ def build(input_shape, *, filters=(720, 360, 360), kernel_size=3, output_mode="d
     samples, leads, filters = checks.conv_window_args(
         input_shape, filters, kernel_size, halvings="max-pool blocks"
     )
-    check_output_mode(output_mode)
+    common.check_output_mode(output_mode)
 
     inputs = keras.Input((samples, leads), name="ecg")
     x = inputs
@@ -75,5 +69,5 @@ def build(input_shape, *, filters=(720, 360, 360), kernel_size=3, output_mode="d
         x = keras.layers.Conv1D(
             filters[i], kernel_size, padding="same", activation="relu", name=f"dec{i}_conv"
         )(x)
-    outputs = denoiser_output(inputs, x, output_mode, conv_head(leads))
+    outputs = common.denoiser_output(inputs, x, output_mode, common.conv_head(leads))
     return keras.Model(inputs, outputs, name="cnn")

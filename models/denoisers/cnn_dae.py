@@ -20,23 +20,17 @@ import keras
 
 from models import checks
 from models.checks import DENOISER as check
-from models.denoisers.common import (
-    check_output_mode,
-    conv_head,
-    denoiser_output,
-    int_tuple_space,
-    output_mode_space,
-)
+from models.denoisers import common
 from models.registry import register
 
 
 def search_space(hp):
     """Builder kwargs sampled from ``hp``; an empty ``HyperParameters()`` gives the defaults."""
     return dict(
-        filters=int_tuple_space(hp, "filters", (16, 32, 64), [8, 16, 32, 64, 128], max_len=5),
+        filters=common.int_tuple_space(hp, "filters", (16, 32, 64), [8, 16, 32, 64, 128], max_len=5),
         kernel_size=hp.Choice("kernel_size", [5, 9, 15], default=9),
         skip=hp.Boolean("skip", default=True),
-        **output_mode_space(hp),
+        **common.output_mode_space(hp),
     )
 
 
@@ -60,7 +54,7 @@ def build(input_shape, *, filters=(16, 32, 64), kernel_size=9, skip=True, output
         input_shape, filters, kernel_size, halvings="stride-2 convs"
     )
     check.boolean("skip", skip)
-    check_output_mode(output_mode)
+    common.check_output_mode(output_mode)
 
     inputs = keras.Input((samples, leads), name="ecg")
     x = inputs
@@ -77,5 +71,5 @@ def build(input_shape, *, filters=(16, 32, 64), kernel_size=9, skip=True, output
         )(x)
         if skip:
             x = keras.layers.Concatenate(name=f"skip{i}")([x, skips[i]])
-    outputs = denoiser_output(inputs, x, output_mode, conv_head(leads, kernel_size))
+    outputs = common.denoiser_output(inputs, x, output_mode, common.conv_head(leads, kernel_size))
     return keras.Model(inputs, outputs, name="cnn_dae")

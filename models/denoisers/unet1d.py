@@ -29,26 +29,20 @@ import keras
 
 from models import checks
 from models.checks import DENOISER as check
-from models.denoisers.common import (
-    check_output_mode,
-    conv_head,
-    denoiser_output,
-    int_tuple_space,
-    output_mode_space,
-)
+from models.denoisers import common
 from models.registry import register
 
 
 def search_space(hp):
     """Builder kwargs sampled from ``hp``; an empty ``HyperParameters()`` gives the defaults."""
     return dict(
-        filters=int_tuple_space(hp, "filters", (16, 32, 64, 64), [8, 16, 32, 64, 128], max_len=5),
+        filters=common.int_tuple_space(hp, "filters", (16, 32, 64, 64), [8, 16, 32, 64, 128], max_len=5),
         kernel_size=hp.Choice("kernel_size", [5, 9, 15], default=9),
-        dilations=int_tuple_space(hp, "dilations", (1, 2, 4, 8), [1, 2, 4, 8, 16], max_len=5),
+        dilations=common.int_tuple_space(hp, "dilations", (1, 2, 4, 8), [1, 2, 4, 8, 16], max_len=5),
         batch_norm=hp.Boolean("batch_norm", default=False),
         dropout=hp.Float("dropout", 0.0, 0.3, step=0.1, default=0.0),
         noise_gate=hp.Boolean("noise_gate", default=True),
-        **output_mode_space(hp),
+        **common.output_mode_space(hp),
     )
 
 
@@ -174,7 +168,7 @@ def build(
     check.rate("dropout", dropout)
     check.boolean("input_skip", input_skip)
     check.boolean("noise_gate", noise_gate)
-    check_output_mode(output_mode)
+    common.check_output_mode(output_mode)
     direct = output_mode == "direct"
 
     inputs = keras.Input((samples, leads), name="ecg")
@@ -185,5 +179,5 @@ def build(
     if direct:
         outputs = _output(inputs, x, leads, input_skip, gate)
     else:
-        outputs = denoiser_output(inputs, x, output_mode, conv_head(leads))
+        outputs = common.denoiser_output(inputs, x, output_mode, common.conv_head(leads))
     return keras.Model(inputs, outputs, name="unet1d")

@@ -82,7 +82,7 @@ def make_train_step(model: Any, strategy: Any) -> Any:
             if model.losses:  # regularizers and add_loss terms, as fit adds them
                 loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
         grads = tape.gradient(loss, model.trainable_variables)
-        model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        model.optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
         return loss
 
     @tf.function

@@ -29,7 +29,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-
 import yaml
 
 from pipeline.core.config import PipelineConfig, dump_config, to_dict

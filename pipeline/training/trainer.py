@@ -42,8 +42,7 @@ import numpy as np
 
 from pipeline.core.config import PipelineConfig
 from pipeline.core.io_utils import PipelineError, atomic_write_json, read_json
-from pipeline.data import normalization
-from pipeline.data import schema
+from pipeline.data import normalization, schema
 from pipeline.data.tasks import Task, check_pairing, get_task
 from pipeline.training import distributed_loop, history_files, run_folder, selection, validation
 from pipeline.training.checkpoints import (  # noqa: F401 - public names of this module too
@@ -116,8 +115,7 @@ def make_optimizer(task: Task, cfg: PipelineConfig, learning_rate: float | None 
 
 
 def make_loss(task: Task, cfg: PipelineConfig) -> Any:
-    from pipeline.training.losses import (DenoiseLoss, SNRLoss, WithSpectralTerm,
-                                          classification_loss)
+    from pipeline.training.losses import DenoiseLoss, SNRLoss, WithSpectralTerm, classification_loss
 
     if task.denoising:
         loss = cfg.train.denoise_loss
