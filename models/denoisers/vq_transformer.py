@@ -1,17 +1,11 @@
 """Vector-quantized patch Transformer denoiser.
 
 Architecture:
-    The window is cut into ``samples / patch_len`` patches of ``patch_len`` samples of all
-    leads, projected to ``embed_dim`` (patch embedding, linear) and vector-quantized against
-    a learned codebook of ``num_codes`` entries (``models.layers.VectorQuantizer`` named
-    ``"vq"``: straight-through gradient, codebook + ``beta`` * commitment loss added to
-    ``model.losses``, dead-code restarts). The codes are projected to ``d_model``, given a
-    learned positional embedding and passed through ``num_layers`` pre-norm
-    ``TransformerBlock`` layers (``num_heads`` heads, feed-forward width
-    ``ff_mult * d_model``, GELU) and a final LayerNorm; a linear patch decoder (Dense to
-    ``patch_len * leads``) is reshaped back to ``(samples, leads)``: the denoised window, or
-    with ``output_mode`` ``residual`` or ``gated`` the predicted noise, subtracted from the
-    input (:func:`models.denoisers.common.denoiser_output`).
+    The patch Transformer of :mod:`models.denoisers.transformer` with one change: each
+    patch is projected to ``embed_dim`` (linear) and vector-quantized against a learned
+    codebook of ``num_codes`` entries (``models.layers.VectorQuantizer`` named ``"vq"``:
+    straight-through gradient, codebook + ``beta`` * commitment loss added to
+    ``model.losses``, dead-code restarts) before the projection to ``d_model``.
 
 Codebook usage:
     ``fit``/``evaluate`` logs carry ``vq_perplexity`` and ``vq_codes_used`` (per-epoch means;
@@ -21,9 +15,7 @@ Codebook usage:
     perplexity near 1 or a falling ``codes_used`` means codebook collapse.
 
 Shapes:
-    Input ``(batch, samples, leads)``, normalized amplitudes at the window rate (360 Hz for
-    MIT-BIH), ``samples`` divisible by ``patch_len``. Codes ``(batch, samples / patch_len,
-    embed_dim)``. Output: same shape and units as the input.
+    As the patch Transformer's; codes are ``(batch, samples / patch_len, embed_dim)``.
 """
 
 from __future__ import annotations
