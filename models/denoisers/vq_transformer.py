@@ -47,39 +47,23 @@ def search_space(hp):
 
 
 @register("vq_transformer", kind="denoiser", search_space=search_space, input_kind="window")
-def build(
-    input_shape,
-    *,
-    patch_len=10,
-    embed_dim=128,
-    num_codes=1024,
-    beta=0.25,
-    restart_dead_codes=True,
-    d_model=300,
-    num_heads=5,
-    num_layers=5,
-    ff_mult=4,
-    dropout=0.1,
-    output_mode="direct",
-):
+def build(input_shape, *, patch_len=10, embed_dim=128, num_codes=1024, beta=0.25,
+          restart_dead_codes=True, d_model=300, num_heads=5, num_layers=5, ff_mult=4,
+          dropout=0.1, output_mode="direct"):
     """Builds the VQ patch Transformer denoiser.
 
     Args:
-        input_shape: ``(samples, leads)``; ``samples`` divisible by ``patch_len``.
-        patch_len: Samples per patch (token).
+        input_shape, patch_len, d_model, num_heads, num_layers, ff_mult, dropout,
+            output_mode: as for :func:`models.denoisers.transformer.build`.
         embed_dim: Patch-embedding (code) width.
         num_codes: Codebook size.
         beta: Commitment-loss weight (>= 0).
         restart_dead_codes: Whether training re-seeds unused codes from batch encodings
             (the first training batch then initializes the codebook from data).
-        d_model, num_heads, num_layers, ff_mult, dropout: the encoder's, as in
-            :class:`models.denoisers.common.PatchEncoder`.
-        output_mode: ``direct``, ``residual`` or ``gated``
-            (:func:`models.denoisers.common.denoiser_output`).
 
     Returns:
-        ``keras.Model`` named ``"vq_transformer"`` mapping ``(batch, samples, leads)`` to
-        the same shape; its ``"vq"`` layer is the quantizer.
+        ``keras.Model`` named ``"vq_transformer"`` (shapes as the transformer's); its ``"vq"``
+        layer is the quantizer.
     """
     embed_dim = check.positive_int("embed_dim", embed_dim)
     num_codes = check.positive_int("num_codes", num_codes)
