@@ -285,8 +285,8 @@ def open_preset_folder(folder: Path, name: str) -> Preset:
                                      normalization.n_channels(task.kind, cfg, task.rr_channels))
     model = load_model_file(model_path)
     shape = tuple(int(s) for s in card["input"]["input_shape"])
-    if tuple(model.input_shape[1:]) != shape:
-        raise PipelineError(f"{model_path}: model input {tuple(model.input_shape[1:])} differs "
+    if signal_input_shape(model) != shape:
+        raise PipelineError(f"{model_path}: model input {signal_input_shape(model)} differs "
                             f"from the card's input_shape {shape}")
     run = Run(folder, task, str(card["model"]), cfg, mean, scale, shape, model, model_path)
     return Preset(name, folder, card, run)
@@ -306,6 +306,14 @@ def load_preset(name: str, root: str | Path | None = None) -> Preset:
 # ------------------------------------------------------------------------------- saving
 
 
+def signal_input_shape(model: Any) -> tuple[int, ...]:
+    """Shape of one example of the model's signal input (``ecg``; the rhythm vector ``rr`` of
+    two-input beat classifiers is not part of the card's ``input_shape``)."""
+    by_name = {t.name.split(":")[0]: t for t in model.inputs}
+    t = by_name.get("ecg", model.inputs[0])
+    return tuple(int(d) for d in t.shape[1:])
+
+
 def _best_checkpoint(run_dir: Path) -> Path:
     try:
         return checkpoint_path(run_dir, "best")
@@ -322,7 +330,10 @@ def _write_model(ckpt: Path, dst: Path, run_dir: Path, max_bytes: int) -> Any:
     if size > max_bytes:
         raise PipelineError(f"{run_dir}: model.keras would be {size / 2**20:.2f} MiB, above the "
                             f"{max_bytes / 2**20:.3g} MiB preset limit (train a smaller model)")
-    x = np.random.default_rng(0).standard_normal((2, *model.input_shape[1:])).astype(np.float32)
+    rng = np.random.default_rng(0)
+    x = {t.name.split(":")[0]: rng.standard_normal((2, *t.shape[1:])).astype(np.float32)
+         for t in model.inputs}  # one entry per input (beat classifiers with rhythm take two)
+    x = next(iter(x.values())) if len(x) == 1 else x
     back = load_model_file(dst)
     diff = float(np.max(np.abs(np.asarray(model.predict_on_batch(x))
                                - np.asarray(back.predict_on_batch(x)))))
@@ -338,6 +349,7 @@ def _promote(tmp: Path, final: Path) -> None:
     if final.exists():
         final.rename(old)
     tmp.rename(final)
+    final.chmod(0o755)  # the temporary folder was private (mkdtemp)
     shutil.rmtree(old, ignore_errors=True)
 
 
