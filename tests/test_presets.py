@@ -47,7 +47,7 @@ def check_preset(root: Path, name: str) -> presets.Preset:
     assert not presets.has_optimizer_state(folder / presets.MODEL_FILE)
     preset = presets.load_preset(name, root)
     assert preset.card["model_file"]["sha256"] == presets.sha256_file(folder / presets.MODEL_FILE)
-    assert tuple(preset.model.input_shape[1:]) == tuple(card["input"]["input_shape"])
+    assert presets.signal_input_shape(preset.model) == tuple(card["input"]["input_shape"])
     if not card["metrics"]["evaluated"]:
         assert card["metrics"]["headline"] == preset_card.NOT_EVALUATED
         assert "numbers" not in card["metrics"] and "bootstrap_95ci" not in card["metrics"]
