@@ -92,11 +92,30 @@ def _model_inputs(preset: Any, result: Any, duration_s: float) -> int:
     return pairs * len(range(0, total - win + 1, hop))
 
 
+def _inputs(model: Any, n: int) -> dict[str, np.ndarray]:
+    """Seeded random inputs for every model input (two for beat classifiers with rhythm)."""
+    rng = np.random.default_rng(0)
+    return {t.name.split(":")[0]: rng.standard_normal((max(n, 1), *t.shape[1:])).astype(np.float32)
+            for t in model.inputs}
+
+
+def _predict_all(model: Any, x: dict[str, np.ndarray]) -> None:
+    n = len(next(iter(x.values())))
+    one = len(x) == 1
+    for i in range(0, n, BATCH):
+        part = {k: v[i : i + BATCH] for k, v in x.items()}
+        model.predict_on_batch(next(iter(part.values())) if one else part)
+
+
 def _model_only(preset: Any, n: int, rounds: int, tflite: bool) -> dict:
-    x = np.random.default_rng(0).standard_normal((max(n, 1), *preset.run.input_shape)).astype(np.float32)
-    preset.run.predict(x[:BATCH], BATCH)  # warm-up (tracing)
-    keras_s, _ = _median_time(lambda: preset.run.predict(x, BATCH), rounds)
+    inputs = _inputs(preset.model, n)
+    _predict_all(preset.model, {k: v[:BATCH] for k, v in inputs.items()})  # warm-up (tracing)
+    keras_s, _ = _median_time(lambda: _predict_all(preset.model, inputs), rounds)
     out = {"n": n, "keras_s": keras_s, "tflite_s": None}
+    if len(inputs) > 1:
+        out["tflite_error"] = "two inputs (ecg, rr): export handles single-input models only"
+        tflite = False
+    x = next(iter(inputs.values()))
     if tflite:
         from pipeline.serving import export
 

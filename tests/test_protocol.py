@@ -455,3 +455,13 @@ def test_classic_baseline_is_chosen_on_validation_and_scored_once_on_test(tmp_pa
     assert len(_ledger(out)) == 1 and _ledger(out)[0]["model"] == "classic_hgb"
     rc, err = _final(argv, capsys)
     assert rc == 2 and "already evaluated" in err
+
+
+def test_recompute_reads_a_gzip_compressed_predictions_file(segments_run, capsys):
+    import gzip
+
+    assert _final(["--run", str(segments_run)], capsys)[0] == 0
+    plain = segments_run / "predictions_test.csv"
+    (segments_run / "predictions_test.csv.gz").write_bytes(gzip.compress(plain.read_bytes()))
+    plain.unlink()
+    assert _recompute(segments_run) == 0

@@ -13,11 +13,15 @@ Every final evaluation leaves one file from which each headline number of its
   one row per model-denoised test window and condition (``start``: first sample of the window
   in its record at ``windows.denoise_fs_hz``); floats are written as Python's shortest exact
   repr, so the means recompute bit for bit.
+
+A file may be committed gzip-compressed as ``<name>.gz`` (the classifiers' files of the full
+DS2 are about 4 MB); the readers take either.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -70,10 +74,19 @@ def classifier_csv(records: Sequence[str], samples: Sequence[int], y: np.ndarray
     return buf.getvalue()
 
 
+def _open_text(path: Path):
+    """``path``, or its gzip copy ``<path>.gz`` (large committed prediction files are kept
+    compressed; the evaluation itself writes plain CSV)."""
+    gz = path.with_name(path.name + ".gz")
+    if not path.exists() and gz.exists():
+        return gzip.open(gz, "rt", newline="", encoding="utf-8")
+    return open(path, newline="", encoding="utf-8")
+
+
 def _rows(path: Path, columns: Sequence[str]) -> list[list[str]]:
-    """Rows of a CSV file whose header must be exactly ``columns``."""
+    """Rows of a CSV file (or its ``.gz`` copy) whose header must be exactly ``columns``."""
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        with _open_text(path) as fh:
             rows = list(csv.reader(fh))
     except FileNotFoundError as exc:
         raise PipelineError(f"{path}: predictions file not found") from exc
