@@ -267,7 +267,8 @@ def evaluate_classic(cfg: PipelineConfig, task: Task, *, out_dir: Path | None, t
     with run_folder.test_split_access("final_eval"):
         test = classic.load_table(windowing.windows_dir(cfg, "mitdb"), split.test,
                                   cfg.windows.segment_fs_hz)
-        probs = classic.probabilities(model, test.x, len(classes))
+        # float32, as the predictions file stores them (so recompute gets the same numbers)
+        probs = classic.probabilities(model, test.x, len(classes)).astype("float32")
     res = metrics.single_label_metrics(test.y, probs, classes)
     res["bootstrap_95ci"] = metrics.headline_bootstrap(
         test.y, probs, classes, multilabel=False, n=request.n_boot, seed=cfg.eval.seed,
