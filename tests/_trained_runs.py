@@ -111,3 +111,21 @@ def write_run_config(dst: Path, overrides: dict) -> None:
     for sec, vals in overrides.items():
         cfg.setdefault(sec, {}).update(vals)
     (dst / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+def assert_predict_matches_evaluation(run, root: Path, rec: str = "s01"):
+    """``predict`` on raw record ``rec`` gives the evaluation pipeline's probabilities for
+    every beat the evaluation classifies (same beats, rtol 1e-4); returns the prediction."""
+    import numpy as np
+
+    from pipeline.data.paths import shard_name, tfrecord_dir
+    from pipeline.evaluation.evaluate import predict_classifier
+    from pipeline.serving import predict_beats
+
+    pred = predict_beats.classify_beats(run, root / "raw" / "mitdb" / rec)
+    f = str(tfrecord_dir(run.cfg, run.task.kind) / shard_name(rec))
+    ev = predict_classifier(run.model, [f], run.cfg, run.task, run.mean, run.scale)
+    assert pred.source == "atr" and len(ev["index"]) > 10
+    np.testing.assert_array_equal(np.flatnonzero(pred.classified), np.sort(ev["index"]))
+    np.testing.assert_allclose(pred.probs[ev["index"]], ev["probs"], rtol=1e-4, atol=1e-5)
+    return pred

@@ -55,18 +55,9 @@ def write_table(dst_dir, name, rec, p_signal, ann=None, sig_name=None, fmt="212"
 
 @pytest.mark.parametrize("which", ["segments", "segments_rr", "sequences"])
 def test_probabilities_equal_the_evaluation_pipeline(tmp_path_factory, root, which):
-    from pipeline.data.tfrecord_writer import shard_name, tfrecord_dir
-    from pipeline.evaluation.evaluate import predict_classifier
-
     run = load_run(TR.trained_run(tmp_path_factory, which))
-    rec = "s01"
-    pred = predict_beats.classify_beats(run, root / "raw" / "mitdb" / rec)
-    f = str(tfrecord_dir(run.cfg, run.task.kind) / shard_name(rec))
-    ev = predict_classifier(run.model, [f], run.cfg, run.task, run.mean, run.scale)
-    assert pred.source == "atr" and len(ev["index"]) > 10
     # every beat the evaluation classifies is classified here, with the same probabilities
-    np.testing.assert_array_equal(np.flatnonzero(pred.classified), np.sort(ev["index"]))
-    np.testing.assert_allclose(pred.probs[ev["index"]], ev["probs"], rtol=1e-4, atol=1e-5)
+    pred = TR.assert_predict_matches_evaluation(run, root)
     # the others are the edge beats, with a reason
     assert all(r for r, ok in zip(pred.reason, pred.classified, strict=True) if not ok)
 

@@ -354,18 +354,9 @@ def test_trainer_builds_the_model_with_ecg_and_rr_inputs(tmp_path_factory, which
 
 @pytest.mark.parametrize("which", sorted(RHYTHM_RUNS))
 def test_predict_gives_the_evaluation_pipelines_probabilities(tmp_path_factory, root, which):
-    from pipeline.evaluation.evaluate import predict_classifier
-    from pipeline.serving import predict_beats
     from pipeline.serving.run_loader import load_run
 
-    run = load_run(rhythm_run(tmp_path_factory, which))
-    rec = "s01"
-    pred = predict_beats.classify_beats(run, root / "raw" / "mitdb" / rec)
-    f = str(tfrecord_dir(run.cfg, run.task.kind) / shard_name(rec))
-    ev = predict_classifier(run.model, [f], run.cfg, run.task, run.mean, run.scale)
-    assert pred.source == "atr" and len(ev["index"]) > 10
-    np.testing.assert_array_equal(np.flatnonzero(pred.classified), np.sort(ev["index"]))
-    np.testing.assert_allclose(pred.probs[ev["index"]], ev["probs"], rtol=1e-4, atol=1e-5)
+    TR.assert_predict_matches_evaluation(load_run(rhythm_run(tmp_path_factory, which)), root)
 
 
 def test_causal_config_builds_the_model_with_the_causal_feature_count(tmp_path):
