@@ -170,14 +170,21 @@ def plot_confusion_matrix(
                         fontsize=8,
                         color="white" if shown[i, j] > thresh else "black",
                     )
-            ax.set_xticks(range(k), classes)
-            ax.set_yticks(range(k), classes)
-            ax.set_xlabel("predicted")
-            ax.set_ylabel("true")
-            ax.set_title(name, fontsize=10)
+            _label_grid(ax, classes, classes, "predicted", "true", name)
         if title:
             fig.suptitle(title)
     return Path(out_path)
+
+
+def _label_grid(ax: Any, x_names: Sequence[str], y_names: Sequence[str], x_label: str,
+                y_label: str | None, title: str) -> None:
+    """Tick names, axis labels and title of one heatmap panel."""
+    ax.set_xticks(range(len(x_names)), list(x_names))
+    ax.set_yticks(range(len(y_names)), list(y_names))
+    ax.set_xlabel(x_label)
+    if y_label:
+        ax.set_ylabel(y_label)
+    ax.set_title(title, fontsize=10)
 
 
 def plot_roc_pr(
@@ -421,10 +428,8 @@ def plot_denoise_metrics_grid(
                             fontsize=7,
                             color="white" if bright else "black",
                         )
-            ax.set_xticks(range(len(levels)), [f"{v:g}" for v in levels])
-            ax.set_yticks(range(len(models)), models)
-            ax.set_xlabel("input SNR (dB)" if x_key == "input_snr_db" else x_key)
-            ax.set_title(label, fontsize=10)
+            _label_grid(ax, [f"{v:g}" for v in levels], models,
+                        "input SNR (dB)" if x_key == "input_snr_db" else x_key, None, label)
         if title:
             fig.suptitle(title)
     return Path(out_path)
