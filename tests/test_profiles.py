@@ -155,8 +155,8 @@ def test_cpu_profile_holds_the_chosen_recipes():
     cfg = load_config("cpu")
     p = cfg.profile
     assert p.budget_hours == 3.0 and cfg.noise.schedule == "mix"
-    assert p.train_overrides["mitdb_denoise:unet1d"]["denoise_loss"] == "snr_db"
-    assert p.train_overrides["mitdb_denoise:unet1d"]["max_train_seconds"] == 45 * 60
+    assert p.train_overrides["mitdb_denoise:unet1d"]["denoise_loss"] == "mse_mae"
+    assert p.train_overrides["mitdb_denoise:unet1d"]["max_train_seconds"] == 30 * 60
     assert p.model_kwargs["conformer"] == {"filters": [16, 32], "d_model": 32, "n_blocks": 1,
                                            "dense_units": 32}
     kfold = profiles.stage_settings(cfg, "kfold")
