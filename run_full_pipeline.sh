@@ -42,9 +42,9 @@ Profiles (pipeline/configs/<name>.yaml; each training run has its own time budge
 total is bounded whatever the machine's speed; the plan is printed at start and written to
 <runs_dir>/plan.json, the stage times and each model's headline test result at the end, to
 <runs_dir>/summary.json, summed over interrupted and resumed parts):
-  cpu    the default without a GPU: about 3 h on 2 cores (profile.budget_hours: 3). unet1d
-         denoiser 45 min (mixed levels, SNR-in-dB loss), liteecgnet with rhythm features
-         20 min, narrow conformer on rhythm sequences 25 min, narrow PTB-XL cnn 5 min; tuning
+  cpu    the default without a GPU: under 3 h on 2 cores (profile.budget_hours: 3). unet1d
+         denoiser 30 min (mixed levels, MSE + 0.3 MAE), liteecgnet with rhythm features
+         20 min, narrow conformer on rhythm sequences 20 min, narrow PTB-XL cnn 5 min; tuning
          8 trials x 4 epochs x 10,240 segments; k-fold 4 folds x 10 epochs x 10,240; final
          evaluation of every model plus the classic baseline
   gpu    the default where TensorFlow sees a GPU: the same models at the builders' widths,

@@ -134,8 +134,8 @@ def test_bad_profile_or_budget_is_refused_before_setup(tmp_path, args, message):
 def test_help_describes_the_profiles_and_their_budgets(tmp_path):
     out = run_script(tmp_path / "venv", "--help")
     assert out.returncode == 0
-    for text in ("--profile NAME", "--budget-hours H", "cpu    the default without a GPU: about 3 h",
-                 "unet1d\n         denoiser 45 min", "gpu    the default where TensorFlow sees a GPU",
+    for text in ("--profile NAME", "--budget-hours H", "cpu    the default without a GPU: under 3 h",
+                 "unet1d\n         denoiser 30 min", "gpu    the default where TensorFlow sees a GPU",
                  "quick  a handful of records", "python -m pipeline.profile plan --config cpu"):
         assert text in out.stdout, text
 
@@ -183,7 +183,7 @@ def test_plan_lists_every_run_with_its_budget_and_end_time(tmp_path):
             + [("final_eval", f"{t}:classic") for t in cfg.profile.classic])
     assert runs == want
     unet = next(s for s in plan["steps"] if s["run"] == "mitdb_denoise:unet1d")
-    assert unet["basis"] == "time budget" and unet["budget_s"] == 2700 + profile_plan.RUN_START_S
+    assert unet["basis"] == "time budget" and unet["budget_s"] == 1800 + profile_plan.RUN_START_S
     ends = [s["end_offset_s"] for s in plan["steps"]]
     assert ends == sorted(ends) and ends[-1] == plan["total_s"]
     assert plan["estimated_end"] == (now + dt.timedelta(seconds=plan["total_s"])).isoformat()
