@@ -448,6 +448,7 @@ def test_classic_baseline_is_chosen_on_validation_and_scored_once_on_test(tmp_pa
     sel = json.loads((out / "selection.json").read_text())
     assert sel["chosen"] in [{k: g[k] for k in sel["chosen"]} for g in sel["grid"]]
     assert res["classic_setting"] == sel["chosen"]
+    assert {g["features"] for g in sel["grid"]} == {"relative", "relative+morphology", "all"}
     split = json.loads((out / "splits.json").read_text())
     assert res["test_records"] == sorted(split["test"])
     assert not set(split["test"]) & (set(split["train"]) | set(split["val"]))
@@ -455,6 +456,41 @@ def test_classic_baseline_is_chosen_on_validation_and_scored_once_on_test(tmp_pa
     assert len(_ledger(out)) == 1 and _ledger(out)[0]["model"] == "classic_hgb"
     rc, err = _final(argv, capsys)
     assert rc == 2 and "already evaluated" in err
+
+
+def test_classic_feature_sets_pick_their_columns():
+    from pipeline.core.io_utils import PipelineError
+    from pipeline.data import morphology, rhythm
+    from pipeline.training import classic
+
+    names = (*rhythm.FEATURE_NAMES, *morphology.FEATURE_NAMES)
+    pick = {f: [names[i] for i in classic.feature_columns(names, f)] for f in classic.FEATURE_SETS}
+    assert pick["relative"] == list(rhythm.RELATIVE_FEATURE_NAMES)
+    assert pick["relative+morphology"] == [*rhythm.RELATIVE_FEATURE_NAMES,
+                                           *morphology.FEATURE_NAMES]
+    assert pick["all"] == list(names)
+    with pytest.raises(PipelineError, match=r"unknown classic feature set 'rr'; known: "):
+        classic.feature_columns(names, "rr")
+
+
+def test_classic_trees_see_only_their_feature_set():
+    import numpy as np
+
+    from pipeline.training import classic
+
+    rng = np.random.default_rng(0)
+    names = ("pre_rr_s", "pre_over_local", "amplitude_ratio", "qrs_width_ms")
+    x = rng.normal(size=(200, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)  # only the interval in seconds carries the label
+    table = classic.BeatTable(x, y, np.full(200, "r"), np.arange(200), names)
+    setting = {"learning_rate": 0.1, "max_leaf_nodes": 15, "class_weight_power": 0.5}
+    blind = classic.fit(table, 2, {**setting, "features": "relative"}, seed=0)
+    sees = classic.fit(table, 2, {**setting, "features": "all"}, seed=0)
+    assert blind.columns == [1, 2] and sees.columns == [0, 1, 2, 3]
+    new = rng.normal(size=(400, 4)).astype(np.float32)  # unseen beats
+    acc = {k: (classic.probabilities(m, new, 2).argmax(1) == (new[:, 0] > 0)).mean()
+           for k, m in (("blind", blind), ("sees", sees))}
+    assert acc["sees"] > 0.95 and acc["blind"] < 0.65
 
 
 def test_recompute_reads_a_gzip_compressed_predictions_file(segments_run, capsys):

@@ -31,11 +31,15 @@ from pipeline.data.tasks import get_task  # noqa: E402
 from pipeline.data.tfrecord_writer import shard_name, tfrecord_dir  # noqa: E402
 
 RHYTHM_RUNS = {
-    "segments_rhythm": ("mitdb_aami5_segments_rhythm", "ldcnn", {"filters": 8, "dilations": [1, 2]}),
+    "segments_rhythm": ("mitdb_aami5_segments_rhythm", "ldcnn", {"filters": 8, "dilations": [1, 2]},
+                        "all"),
+    "segments_relative": ("mitdb_aami5_segments_rhythm", "ldcnn",
+                          {"filters": 8, "dilations": [1, 2]}, "relative"),
     "sequences_rhythm": ("mitdb_aami5_sequences_rhythm", "conformer",
                          {"filters": [8, 8], "d_model": 16, "n_blocks": 1, "num_heads": 2,
-                          "dense_units": 16}),
+                          "dense_units": 16}, "all"),
 }
+RUN_FEATURES = {"all": rhythm.FEATURE_NAMES, "relative": rhythm.RELATIVE_FEATURE_NAMES}
 _RUNS: dict[str, Path] = {}
 N_F = len(rhythm.FEATURE_NAMES)
 
@@ -62,10 +66,11 @@ def rhythm_run(tmp_path_factory, which: str) -> Path:
     if which in _RUNS:
         return _RUNS[which]
     root = TR.data_root(tmp_path_factory)
-    task, model, kwargs = RHYTHM_RUNS[which]
+    task, model, kwargs, features = RHYTHM_RUNS[which]
     run_dir = root.parent / f"run_{which}"
     assert train_cmd.main([*TR._argv(root), "--task", task, "--model", model,
-                           "--model-kwargs", json.dumps(kwargs), "--run-dir", str(run_dir)]) == 0
+                           "--model-kwargs", json.dumps(kwargs), "--run-dir", str(run_dir),
+                           "--set", f"train.rhythm_features={features}"]) == 0
     _RUNS[which] = run_dir
     return run_dir
 
@@ -271,6 +276,37 @@ def test_loader_yields_ecg_and_rr_for_segments(root):
     np.testing.assert_allclose(ecg, (meta.x - mean[0]) / scale[0], rtol=1e-5, atol=1e-5)
 
 
+def test_relative_rhythm_input_keeps_only_the_ratio_columns(root):
+    cfg = load_config(None, {"data": {"data_dir": str(root)}, "windows": {"workers": 1},
+                             "scalograms": {"n_scales": 8},
+                             "train": {"rhythm_features": "relative"}}, apply_env=False)
+    assert schema.rhythm_names(cfg) == rhythm.RELATIVE_FEATURE_NAMES
+    assert len(rhythm.RELATIVE_FEATURE_NAMES) == 11
+    assert not any(n.endswith("_s") for n in rhythm.RELATIVE_FEATURE_NAMES)
+    assert "amplitude_ratio" in rhythm.RELATIVE_FEATURE_NAMES
+    cols = [rhythm.FEATURE_NAMES.index(n) for n in rhythm.RELATIVE_FEATURE_NAMES]
+    files = _files(root, "segments", ("s00", "s01"))
+    stats = normalization.fit(files, cfg, "segments", rhythm=True)
+    assert stats["rr_features"] == list(rhythm.RELATIVE_FEATURE_NAMES)
+    aux = np.concatenate([b.aux for f in files for b in _decoded(f)])[:, 3:][:, cols]
+    np.testing.assert_allclose(stats["mean"][1:], aux.mean(0), rtol=1e-6, atol=1e-9)
+    ds = loader.create_dataset(["s02"], cfg, 16, False, stats["mean"], stats["scale"],
+                               task="mitdb_aami5_segments_rhythm")
+    rr = np.concatenate([x["rr"].numpy() for x, _ in ds])
+    want = loader.read_file_metadata(_files(root, "segments", ("s02",))[0]).aux[:, 3:][:, cols]
+    mean, scale = np.asarray(stats["mean"]), np.asarray(stats["scale"])
+    np.testing.assert_allclose(rr[: len(want)], (want - mean[1:]) / scale[1:], rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_an_unknown_rhythm_feature_set_is_refused_naming_the_key():
+    from pipeline.core.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"train\.rhythm_features: must be one of all, "
+                                          r"relative, got 'ratios'"):
+        load_config(None, {"train": {"rhythm_features": "ratios"}}, apply_env=False)
+
+
 def test_loader_yields_the_middle_beats_rhythm_for_sequences(root):
     cfg = _cfg(root)
     stats = _stats(root, "beats")
@@ -341,13 +377,14 @@ def test_trainer_builds_the_model_with_ecg_and_rr_inputs(tmp_path_factory, which
     from pipeline.training.checkpoints import load_best_model
 
     run = rhythm_run(tmp_path_factory, which)
+    names = RUN_FEATURES[RHYTHM_RUNS[which][3]]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["epochs_done"] == 1 and np.isfinite(summary["best_val_loss"])
     model = load_best_model(run)
     shapes = {t.name.split(":")[0]: tuple(t.shape[1:]) for t in model.inputs}
-    assert shapes["rr"] == (N_F,) and len(shapes) == 2
+    assert shapes["rr"] == (len(names),) and len(shapes) == 2
     stats = json.loads((run / "normalization.json").read_text())
-    assert stats["rr_features"] == list(rhythm.FEATURE_NAMES)
+    assert stats["rr_features"] == list(names)
     split = json.loads((run / "splits.json").read_text())
     assert stats["train_files"] == [shard_name(r) for r in split["train"]]
 

@@ -239,7 +239,7 @@ def _decode_example(serialized: Any, kind: str, cfg: PipelineConfig, label_dim: 
         x = tf.concat([x[..., None], tf.tile(f[:, None, :], [1, tf.shape(x)[1], 1])], axis=-1)
     if rhythm:
         side = tf.reshape(tf.io.decode_raw(p["aux"], tf.float32), [-1, aux_dim])
-        side = side[:, len(schema.RR_AUX):]
+        side = tf.gather(side[:, len(schema.RR_AUX):], schema.rhythm_columns(cfg), axis=1)
     else:
         side = tf.zeros([tf.shape(x)[0], 0], tf.float32)
     y = tf.io.decode_raw(p["y"], tf.int8)

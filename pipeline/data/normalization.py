@@ -102,7 +102,7 @@ def _signal_values(b: schema.Batch, kind: str, rr: bool) -> tuple[np.ndarray, in
 
 
 def rhythm_part(aux: np.ndarray, n_features: int, where: str) -> np.ndarray:
-    """The rhythm features of ``aux`` ``(n, 3 + n_features)`` (after the three RR values).
+    """The stored rhythm features of ``aux`` ``(n, 3 + n_features)`` (after the three RR values).
 
     Raises:
         PipelineError: ``aux`` has another width (files of another rhythm variant).
@@ -148,7 +148,8 @@ def fit(train_files: Sequence[str], cfg: PipelineConfig, kind: str, rr: bool = F
         if values is not None:
             rs.update(*values)
         if rhythm:
-            rs_rr.update(rhythm_part(b.aux, len(names), f), -1)
+            stored = rhythm_part(b.aux, len(schema.stored_rhythm_names(cfg)), f)
+            rs_rr.update(schema.select_rhythm(cfg, stored), -1)
     mean, std = rs.mean, rs.std
     extra: dict = {}
     if rhythm:

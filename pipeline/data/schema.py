@@ -264,15 +264,35 @@ RR_AUX = ("rr_pre_s", "rr_post_s", "rr_local_s")
 """The first three ``aux`` columns of segments and beats (what :data:`RR_FEATURES` come from)."""
 
 
-def rhythm_names(cfg: Any) -> tuple[str, ...]:
-    """The rhythm features the config's windows stage stores (the ``rr`` side input)."""
+def stored_rhythm_names(cfg: Any) -> tuple[str, ...]:
+    """The rhythm features the config's windows stage stores (after the RR values in ``aux``)."""
     return rhythm.feature_names(cfg.windows.rhythm_causal)
+
+
+def rhythm_names(cfg: Any) -> tuple[str, ...]:
+    """The rhythm features of the model's ``rr`` side input: the stored ones that
+    ``train.rhythm_features`` keeps (``all``, or only the ``relative`` ones)."""
+    stored = stored_rhythm_names(cfg)
+    if cfg.train.rhythm_features == "all":
+        return stored
+    return tuple(n for n in stored if rhythm.is_relative(n))
+
+
+def rhythm_columns(cfg: Any) -> list[int]:
+    """Positions of :func:`rhythm_names` among :func:`stored_rhythm_names`."""
+    stored = stored_rhythm_names(cfg)
+    return [stored.index(n) for n in rhythm_names(cfg)]
+
+
+def select_rhythm(cfg: Any, stored: np.ndarray) -> np.ndarray:
+    """The model's rhythm input ``(n, len(rhythm_names))`` from stored features ``(n, F)``."""
+    return np.asarray(stored, np.float32)[:, rhythm_columns(cfg)]
 
 
 def aux_names(kind: str, cfg: Any) -> tuple[str, ...]:
     """Column names of ``aux`` for ``kind`` under ``cfg`` (see the module doc)."""
     if kind in ("segments", "beats"):
-        return (*RR_AUX, *rhythm_names(cfg))
+        return (*RR_AUX, *stored_rhythm_names(cfg))
     if kind == "ptbxl":
         return ("patient_id",)
     if kind == "denoise":

@@ -61,7 +61,7 @@ def rhythm_of(cfg: PipelineConfig, rec: str, w: dict[str, np.ndarray], key: str)
     Raises:
         PipelineError: the file predates the rhythm features or holds another variant.
     """
-    want = schema.rhythm_names(cfg)
+    want = schema.stored_rhythm_names(cfg)
     if key not in w or "rhythm_names" not in w:
         raise PipelineError(f"record {rec}: windows file has no rhythm features ({key}); rerun "
                             "`python -m pipeline.windows --force`")

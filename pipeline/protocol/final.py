@@ -281,9 +281,9 @@ def evaluate_classic(cfg: PipelineConfig, task: Task, *, out_dir: Path | None, t
                           "records_without_annotations": missing}
     text = predictions.classifier_csv(test.record, samples, test.y, probs, classes,
                                       multilabel=False)
-    mode = (f"classic baseline: HistGradientBoosting on {len(train.feature_names)} rhythm and "
-            f"morphology features, setting {best} chosen by validation macro F1, refitted on "
-            "all training records")
+    mode = (f"classic baseline: HistGradientBoosting on {len(model.columns)} of "
+            f"{len(train.feature_names)} rhythm and morphology features, setting {best} chosen "
+            "by validation macro F1, refitted on all training records")
     return _finish(res, cfg=cfg, task=task, model_name=name, mode=mode, split=split,
                    run_dir=run_dir, out_dir=run_dir,
                    csv=(predictions.CLASSIFIER_FILE, text), request=request, external=None)

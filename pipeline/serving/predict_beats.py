@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.core.io_utils import PipelineError, atomic_path, atomic_write_json
-from pipeline.data import labels, windowing
+from pipeline.data import labels, schema, windowing
 from pipeline.data.signal import resample, rr_features, rr_for_beats
 from pipeline.serving import reader
 from pipeline.serving.outputs import wfdb_out
@@ -194,8 +194,8 @@ def classify_beats(run: Run, source: Path | reader.Recording, *, beats: str = "a
     reason = [""] * n
     bad360 = reader.bad_mask(spans, len(lead360), rec.fs_hz, seg_fs)
     probs = np.full((n, task.n_outputs), np.nan, np.float32)
-    side = (windowing.record_rhythm(x[:, 0], native, rec.fs_hz, wcfg, rec.name)
-            if task.rhythm else None)  # the rhythm runs' rr input, every beat
+    side = (schema.select_rhythm(run.cfg, windowing.record_rhythm(
+        x[:, 0], native, rec.fs_hz, wcfg, rec.name)) if task.rhythm else None)  # rr, every beat
     if task.kind == "segments":
         probs_ok, ok = _classify_segments(run, lead360, r360, native / rec.fs_hz, reason, bad360,
                                           batch_size, side)

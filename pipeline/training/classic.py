@@ -2,9 +2,14 @@
 
 What a user could pick instead of a deep model (Saenz-Cogollo & Agelli 2020 reach F1(S) 0.73
 inter-patient with a 30-tree random forest on six RR features): scikit-learn's
-``HistGradientBoostingClassifier`` on each beat's patient-relative rhythm features
-(:mod:`pipeline.data.rhythm`, stored by the windows stage) and its morphology
-(:mod:`pipeline.data.morphology`, measured on the 2 s segment), with class weights.
+``HistGradientBoostingClassifier`` on each beat's rhythm features (:mod:`pipeline.data.rhythm`,
+stored by the windows stage) and its morphology (:mod:`pipeline.data.morphology`, measured on
+the 2 s segment), with class weights.
+
+Which features the trees see is part of the setting (:data:`FEATURE_SETS`): ``relative``
+(only the patient-relative rhythm ratios), ``relative+morphology`` and ``all`` (the intervals
+in seconds too). Absolute values let the trees recognise the training patients rather than
+the beat type; the validation patients decide.
 
 Selection follows the protocol: every setting of :data:`GRID` is fitted on the training
 patients and scored by macro F1 on the validation patients; the best one is refitted on all
@@ -27,12 +32,30 @@ from pipeline.data import morphology
 
 log = logging.getLogger("ecg.classic")
 
+FEATURE_SETS = ("relative", "relative+morphology", "all")
+"""Columns of the beat table a setting uses (:func:`feature_columns`)."""
+
 GRID: tuple[dict[str, Any], ...] = tuple(
-    {"learning_rate": 0.1, "max_leaf_nodes": leaves, "class_weight_power": power}
-    for leaves in (15, 31) for power in (0.5, 1.0)
+    {"features": features, "learning_rate": 0.1, "max_leaf_nodes": leaves,
+     "class_weight_power": power}
+    for features in FEATURE_SETS for leaves in (15, 31) for power in (0.5, 1.0)
 )
 """Settings compared on the validation patients (``class_weight_power``: weights are
 ``(n / (K n_c)) ** power``; 1 = balanced, 0.5 = square root)."""
+
+
+def feature_columns(names: Sequence[str], features: str) -> list[int]:
+    """Columns of a beat table with feature ``names`` that feature set ``features`` keeps."""
+    from pipeline.data import rhythm
+
+    rhythm_ok = {"relative": rhythm.is_relative, "relative+morphology": rhythm.is_relative,
+                 "all": lambda n: True}
+    if features not in rhythm_ok:
+        raise PipelineError(f"unknown classic feature set {features!r}; known: {list(FEATURE_SETS)}")
+    morph = features != "relative"
+    return [i for i, n in enumerate(names)
+            if (n in morphology.FEATURE_NAMES and morph)
+            or (n not in morphology.FEATURE_NAMES and rhythm_ok[features](n))]
 
 MAX_ITER = 200
 
@@ -91,21 +114,31 @@ def sample_weights(y: np.ndarray, n_classes: int, power: float) -> np.ndarray:
 
 
 def fit(table: BeatTable, n_classes: int, setting: dict[str, Any], seed: int) -> Any:
-    """A fitted ``HistGradientBoostingClassifier`` for one setting of :data:`GRID`."""
+    """A fitted model for one setting of :data:`GRID`: a ``HistGradientBoostingClassifier``
+    on the setting's feature columns (:func:`probabilities` picks the same columns)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    model = HistGradientBoostingClassifier(
+    trees = HistGradientBoostingClassifier(
         learning_rate=setting["learning_rate"], max_leaf_nodes=setting["max_leaf_nodes"],
         max_iter=MAX_ITER, early_stopping=False, random_state=seed)
-    model.fit(table.x, table.y, sample_weight=sample_weights(
+    columns = feature_columns(table.feature_names, setting.get("features", "all"))
+    trees.fit(table.x[:, columns], table.y, sample_weight=sample_weights(
         table.y, n_classes, setting["class_weight_power"]))
-    return model
+    return FittedTrees(trees, columns)
 
 
-def probabilities(model: Any, x: np.ndarray, n_classes: int) -> np.ndarray:
+@dataclasses.dataclass(frozen=True)
+class FittedTrees:
+    """Trees and the beat-table columns they were fitted on."""
+
+    trees: Any
+    columns: list[int]
+
+
+def probabilities(model: FittedTrees, x: np.ndarray, n_classes: int) -> np.ndarray:
     """``(n, n_classes)`` probabilities (columns of classes absent in training stay 0)."""
     out = np.zeros((len(x), n_classes), np.float64)
-    out[:, model.classes_] = model.predict_proba(x)
+    out[:, model.trees.classes_] = model.trees.predict_proba(x[:, model.columns])
     return out
 
 
