@@ -20,6 +20,7 @@ COMMANDS = (
     "tfrecords",
     "train",
     "tune",
+    "tune_filters",
     "kfold",
     "final_eval",
     "predict",

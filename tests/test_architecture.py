@@ -21,7 +21,8 @@ SOURCE_DIRS = ("pipeline", "models", "data_tools", "benchmarks")
 MAX_FUNCTION_LINES = 80
 MAX_COMMAND_LINES = 150
 LAYERS = ("core", "data", "evaluation", "training", "protocol", "serving")
-COMMANDS = ("download", "windows", "scalograms", "tfrecords", "train", "tune", "kfold",
+COMMANDS = ("download", "windows", "scalograms", "tfrecords", "train", "tune", "tune_filters",
+            "kfold",
             "final_eval", "predict", "export", "cost", "profile")
 
 

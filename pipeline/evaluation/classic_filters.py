@@ -96,35 +96,50 @@ def wavelet_denoise(
     level: int = WAVELET_LEVEL,
     noise_estimate: str = "finest",
     remove_approximation: bool = False,
+    threshold_scale: float = 1.0,
+    threshold_mode: str = "soft",
+    highpass_hz: float = 0.0,
 ) -> np.ndarray:
-    """Wavelet soft thresholding with the universal threshold (module docstring).
+    """Wavelet thresholding with the universal threshold (module docstring).
 
     Args:
         noisy: (n, T, C) windows in mV.
-        fs_hz: sampling rate in Hz (not used by the transform; kept for a common signature).
+        fs_hz: sampling rate in Hz (used by the high-pass only).
         wavelet: PyWavelets wavelet name.
         level: decomposition depth (capped at the deepest level the window length allows).
         noise_estimate: ``finest`` (sigma from the MAD of the level-1 details, used on every
             level) or ``per_level`` (a MAD estimate and threshold for each level).
         remove_approximation: zero the level-``level`` approximation (baseline removal).
+        threshold_scale: multiplies the universal threshold (1: VisuShrink).
+        threshold_mode: ``soft`` or ``hard`` thresholding (``pywt.threshold``).
+        highpass_hz: > 0: first a zero-phase Butterworth high-pass (order 2, the one the
+            windows stage applies to the clean reference) at this cut-off, each window padded
+            by its mirror image; 0: none.
 
     Returns:
         (n, T, C) float32 denoised windows.
     """
     import pywt
 
-    del fs_hz
     if noise_estimate not in ("finest", "per_level"):
         raise ValueError(
             "noise_estimate must be 'finest' or 'per_level'. "
             f"Received: noise_estimate={noise_estimate!r}"
         )
+    if threshold_mode not in ("soft", "hard") or threshold_scale < 0 or highpass_hz < 0:
+        raise ValueError(
+            "need threshold_mode 'soft' or 'hard', threshold_scale >= 0 and highpass_hz >= 0. "
+            f"Received: threshold_mode={threshold_mode!r}, threshold_scale={threshold_scale}, "
+            f"highpass_hz={highpass_hz}"
+        )
     x = _check(noisy).astype(np.float64)
+    if highpass_hz > 0:
+        x = _mirror_highpass(x, highpass_hz, fs_hz)
     T = x.shape[1]
     w = pywt.Wavelet(wavelet)
     level = max(1, min(level, pywt.dwt_max_level(T, w.dec_len)))
     coeffs = pywt.wavedec(x, w, level=level, axis=1)
-    thr_scale = np.sqrt(2.0 * np.log(T))
+    thr_scale = threshold_scale * np.sqrt(2.0 * np.log(T))
 
     def mad_sigma(d: np.ndarray) -> np.ndarray:
         return np.median(np.abs(d), axis=1, keepdims=True) / 0.6745  # (n, 1, C)
@@ -133,9 +148,20 @@ def wavelet_denoise(
     out = [np.zeros_like(coeffs[0]) if remove_approximation else coeffs[0]]
     for d in coeffs[1:]:
         sigma = mad_sigma(d) if noise_estimate == "per_level" else sigma_1
-        out.append(pywt.threshold(d, sigma * thr_scale, mode="soft"))
+        out.append(pywt.threshold(d, sigma * thr_scale, mode=threshold_mode))
     y = pywt.waverec(out, w, axis=1)[:, :T]
     return y.astype(np.float32)
+
+
+def _mirror_highpass(x: np.ndarray, cutoff_hz: float, fs_hz: float) -> np.ndarray:
+    """Zero-phase order-2 Butterworth high-pass along time of ``(n, T, C)`` windows."""
+    from scipy import signal
+
+    if not 0 < cutoff_hz < fs_hz / 2:
+        raise ValueError(f"need 0 < highpass_hz < fs_hz/2. Received: highpass_hz={cutoff_hz}, "
+                         f"fs_hz={fs_hz}")
+    sos = signal.butter(2, cutoff_hz, btype="highpass", fs=fs_hz, output="sos")
+    return signal.sosfiltfilt(sos, x, axis=1, padtype="even", padlen=max(0, x.shape[1] - 1))
 
 
 FilterFn = Callable[[np.ndarray, float], np.ndarray]
@@ -144,12 +170,16 @@ CLASSIC_FILTERS: dict[str, FilterFn] = {"bandpass": bandpass, "wavelet": wavelet
 """``name -> f(noisy (n, T, C) mV, fs_hz) -> denoised (n, T, C) float32``."""
 
 
-def apply_filter(name: str, noisy: np.ndarray, fs_hz: float) -> np.ndarray:
-    """Runs the classic filter ``name`` on windows ``(n, T, C)``; same shape out (float32)."""
+def filter_fn(name: str) -> FilterFn:
+    """The registered classic filter ``name``; a KeyError names the registered ones."""
     try:
-        fn = CLASSIC_FILTERS[name]
+        return CLASSIC_FILTERS[name]
     except KeyError:
         raise KeyError(
             f"unknown classic filter {name!r}; registered: {sorted(CLASSIC_FILTERS)}"
         ) from None
-    return fn(noisy, fs_hz)
+
+
+def apply_filter(name: str, noisy: np.ndarray, fs_hz: float) -> np.ndarray:
+    """Runs the classic filter ``name`` on windows ``(n, T, C)``; same shape out (float32)."""
+    return filter_fn(name)(noisy, fs_hz)

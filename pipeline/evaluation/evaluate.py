@@ -67,8 +67,12 @@ def evaluate_denoiser(
     classic: Sequence[str] = (),
     keep_examples: int = 0,
     noise_records: Mapping[str, np.ndarray] | None = None,
+    filters: Mapping[str, Any] | None = None,
 ) -> dict:
     """Metrics per noise type and input SNR for a model and/or classic filters.
+
+    ``classic`` names filters of :data:`pipeline.evaluation.classic_filters.CLASSIC_FILTERS`;
+    ``filters`` adds other ``name -> f(noisy, fs_hz)`` (e.g. the candidates of a tuning grid).
 
     Every condition uses the same windows (non-overlapping evaluation grid of ``files``,
     restricted by ``include``) and fixed noise from the ``part`` segments of the noise records
@@ -83,7 +87,10 @@ def evaluate_denoiser(
     from pipeline.data import noise
 
     loaded = noise_records if noise_records is not None else noise.load_noise(cfg)
-    methods = ([getattr(model, "name", "model")] if model is not None else []) + list(classic)
+    from pipeline.evaluation.classic_filters import filter_fn
+
+    chosen = {c: filter_fn(c) for c in classic} | dict(filters or {})
+    methods = ([getattr(model, "name", "model")] if model is not None else []) + list(chosen)
     results: dict = {m: {} for m in methods}
     windows: dict = {m: {} for m in methods}
     examples: dict = {}
@@ -92,7 +99,7 @@ def evaluate_denoiser(
             label = "clean" if math.isinf(snr) else f"{snr:g}"
             fn = noise.make_noise_fn(cfg, nt, snr, part, noise=loaded)
             per = _denoise_condition(model, files, cfg, task, mean, scale, fn, methods,
-                                     classic, include)
+                                     chosen, include)
             first = per.pop("_first", None)
             if keep_examples and first is not None:
                 examples[(nt, snr)] = {k: v[:keep_examples] for k, v in first.items()}
@@ -109,11 +116,11 @@ def evaluate_denoiser(
 
 def _denoise_condition(model: Any | None, files: Sequence[str], cfg: PipelineConfig, task: Task,
                        mean: np.ndarray | None, scale: np.ndarray | None, noise_fn: Any,
-                       methods: Sequence[str], classic: Sequence[str],
+                       methods: Sequence[str], classic: Mapping[str, Any],
                        include: Mapping[str, np.ndarray] | None) -> dict:
-    """One (noise type, SNR) pass: per method an accumulator, window records and starts."""
+    """One (noise type, SNR) pass: per method an accumulator, window records and starts
+    (``classic``: filter name -> function)."""
     from pipeline.data.loader import create_dataset
-    from pipeline.evaluation.classic_filters import apply_filter
     from pipeline.evaluation.denoise_metrics import MetricAccumulator
 
     fs = cfg.windows.denoise_fs_hz
@@ -130,8 +137,8 @@ def _denoise_condition(model: Any | None, files: Sequence[str], cfg: PipelineCon
             outputs[methods[0]] = den
             if "_first" not in per:
                 per["_first"] = {"clean": clean, "noisy": noisy, "denoised": den}
-        for c in classic:
-            outputs[c] = apply_filter(c, noisy, fs)
+        for c, f in classic.items():
+            outputs[c] = f(noisy, fs)
         for m, out in outputs.items():
             per[m]["accumulator"].update(clean, noisy, out)
             per[m]["record"] += rec

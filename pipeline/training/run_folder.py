@@ -134,7 +134,7 @@ def _ptbxl_folds(cfg: PipelineConfig, task: Task, m: dict, train: Sequence[str])
                  for tr, va in cv.split(np.zeros(len(groups)), y))
 
 
-def _files_for(cfg: PipelineConfig, kind: str, records: Sequence[str]) -> tuple[str, ...]:
+def files_for(cfg: PipelineConfig, kind: str, records: Sequence[str]) -> tuple[str, ...]:
     from pipeline.data.paths import shard_name, tfrecord_dir
 
     return tuple(str(tfrecord_dir(cfg, kind) / shard_name(r)) for r in records)
@@ -145,7 +145,7 @@ def _intra_masks(cfg: PipelineConfig, task: Task, split: splits.Split, part: int
     out = {}
     for e in m["files"]:
         a = splits.intra_assignment(int(e["examples"]), e["record"], split.intra)
-        out[str(Path(_files_for(cfg, task.kind, [e["record"]])[0]))] = a == part
+        out[str(Path(files_for(cfg, task.kind, [e["record"]])[0]))] = a == part
     return out
 
 
@@ -155,16 +155,16 @@ def split_files(cfg: PipelineConfig, task: Task, split: splits.Split | None = No
     split = split or make_split(cfg, task)
     splits.check_no_patient_overlap(split)
     if split.intra is not None:
-        files = _files_for(cfg, task.kind, split.train)
+        files = files_for(cfg, task.kind, split.train)
         return SplitFiles(split, files, files, _intra_masks(cfg, task, split, 0),
                           _intra_masks(cfg, task, split, 1))
     if fold is not None:
         if not 0 <= fold < len(split.folds):
             raise PipelineError(f"fold {fold} out of range: the split has {len(split.folds)} folds")
         tr, va = split.folds[fold]
-        return SplitFiles(split, _files_for(cfg, task.kind, tr), _files_for(cfg, task.kind, va))
-    return SplitFiles(split, _files_for(cfg, task.kind, split.train),
-                      _files_for(cfg, task.kind, split.val))
+        return SplitFiles(split, files_for(cfg, task.kind, tr), files_for(cfg, task.kind, va))
+    return SplitFiles(split, files_for(cfg, task.kind, split.train),
+                      files_for(cfg, task.kind, split.val))
 
 
 def test_files(cfg: PipelineConfig, task: Task, split: splits.Split) -> tuple[tuple[str, ...], Mapping[str, np.ndarray] | None]:
@@ -174,7 +174,7 @@ def test_files(cfg: PipelineConfig, task: Task, split: splits.Split) -> tuple[tu
             "the test split is read only by `python -m pipeline.final_eval` "
             "(use test_split_access there); training, tuning and k-fold never see it"
         )
-    files = _files_for(cfg, task.kind, split.test)
+    files = files_for(cfg, task.kind, split.test)
     if split.intra is not None:
         return files, _intra_masks(cfg, task, split, 2)
     return files, None
