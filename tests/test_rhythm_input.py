@@ -415,3 +415,43 @@ def test_export_refuses_a_two_input_rhythm_run(tmp_path_factory):
                                             r"\(ecg, rr\); export handles single-input models only"):
         export_run(run, "savedmodel")
     assert not (run / "export").exists()
+
+
+# ------------------------------------------------------------------------- augmentation
+
+
+def test_augmentation_scales_each_segment_by_one_gain_and_leaves_rr_channels():
+    import tensorflow as tf
+
+    from pipeline.data import augment
+
+    x = np.random.default_rng(0).normal(size=(64, 720)).astype(np.float32) + 2.0
+    out = augment.augment_segments(tf.constant(x), 0.2, 0.0, rr_channels=False).numpy()
+    ratio = out / x
+    assert np.allclose(ratio, ratio[:, :1], rtol=1e-5)  # one gain per segment
+    assert ratio.min() >= 0.8 - 1e-6 and ratio.max() <= 1.2 + 1e-6 and ratio.std() > 0.05
+    four = np.stack([x, x + 1, x + 2, x + 3], axis=-1)
+    out4 = augment.augment_segments(tf.constant(four), 0.2, 0.05, rr_channels=True).numpy()
+    np.testing.assert_array_equal(out4[..., 1:], four[..., 1:])
+    noise = augment.augment_segments(tf.constant(np.zeros((64, 720), np.float32)), 0.0, 0.05,
+                                     rr_channels=False).numpy()
+    assert abs(noise.std() - 0.05) < 0.002
+    assert augment.augment_segments(x, 0.0, 0.0, rr_channels=False) is x
+
+
+def test_augmentation_touches_training_batches_only(root):
+    base = {"data": {"data_dir": str(root)}, "windows": {"workers": 1},
+            "scalograms": {"n_scales": 8}, "loader": {"shuffle_buffer": 1}}
+    on = load_config(None, {**base, "train": {"augment_gain": 0.3}}, apply_env=False)
+    off = load_config(None, base, apply_env=False)
+    stats = _stats(root, "segments")
+
+    def batches(cfg, training):
+        ds = loader.create_dataset(["s02"], cfg, 16, training, stats["mean"], stats["scale"],
+                                   task="mitdb_aami5_segments_rhythm")
+        return np.concatenate([x["ecg"].numpy() for x, _ in ds.take(4)])
+
+    np.testing.assert_array_equal(batches(on, False), batches(off, False))
+    aug, plain = batches(on, True), batches(off, True)
+    np.testing.assert_array_equal(batches(off, True), plain)  # same seeded order each time
+    assert aug.shape == plain.shape and not np.allclose(aug, plain)

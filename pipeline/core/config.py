@@ -259,6 +259,12 @@ class TrainConfig:
     multi-label: ``val_macro_auc``, denoising: ``val_snr_improvement_db``, the mean over the
     training noise levels), ``val_loss``, ``val_macro_f1``, ``val_macro_auc`` or
     ``val_snr_improvement_db``."""
+    augment_gain: float = _rule(0.0, ge=0, lt=1, note="0: off")
+    """Beat segments, training batches only: each segment's signal is multiplied by a gain
+    drawn from U(1 - g, 1 + g) (``pipeline.data.augment``)."""
+    augment_noise_mv: float = _rule(0.0, ge=0, note="0: off")
+    """Beat segments, training batches only: white Gaussian noise of this standard deviation
+    (mV) is added to each segment's signal."""
     rhythm_features: str = _rule("all", one_of=("all", "relative"))
     """Rhythm tasks: which stored rhythm features the model's ``rr`` input takes. ``all``:
     every one; ``relative``: only the patient-relative ones (ratios of intervals to the

@@ -39,7 +39,7 @@ import numpy as np
 
 from pipeline.core.config import PipelineConfig
 from pipeline.core.io_utils import PipelineError, read_json
-from pipeline.data import normalization, schema
+from pipeline.data import augment, normalization, schema
 from pipeline.data.tasks import Task, get_task
 
 log = logging.getLogger("ecg.loader")
@@ -510,6 +510,10 @@ def _finish_batch(plan: DatasetPlan, x: Any, y: Any, *index: Any) -> tuple[Any, 
         if plan.task.rhythm:
             x, rr = x["ecg"], x["rr"]
             rr = rr if plan.rr_norm is None else plan.rr_norm.apply(rr, -1)
+        if plan.is_training and kind == "segments":
+            t = plan.config.train
+            x = augment.augment_segments(tf.cast(x, tf.float32), t.augment_gain,
+                                         t.augment_noise_mv, plan.task.rr_channels)
         norm = plan.norm
         x = tf.cast(x, tf.float32) if norm is None else norm.apply(x, _channel_axis(kind))
         if kind == "beats" or (kind == "segments" and not plan.task.rr_channels):
