@@ -27,10 +27,10 @@ log = logging.getLogger("ecg.filter_tuning")
 
 WAVELET_GRID: tuple[dict[str, Any], ...] = tuple(
     {"wavelet": w, "threshold_scale": k, "threshold_mode": m, "highpass_hz": h}
-    for w, k, m, h in itertools.product(("sym8", "db4"), (0.25, 0.5, 1.0), ("soft", "hard"),
+    for w, k, m, h in itertools.product(("sym8", "db4"), (0.125, 0.25, 0.5, 1.0), ("soft", "hard"),
                                         (0.0, 0.5))
 )
-"""Settings compared (24): wavelet x threshold scale (1: VisuShrink) x mode x high-pass."""
+"""Settings compared (32): wavelet x threshold scale (1: VisuShrink) x mode x high-pass."""
 
 
 def setting_name(setting: dict[str, Any]) -> str:
