@@ -10,6 +10,7 @@ these can be fed wrong data.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -297,6 +298,18 @@ def test_relative_rhythm_input_keeps_only_the_ratio_columns(root):
     mean, scale = np.asarray(stats["mean"]), np.asarray(stats["scale"])
     np.testing.assert_allclose(rr[: len(want)], (want - mean[1:]) / scale[1:], rtol=1e-5,
                                atol=1e-5)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("augment_gain", -0.1, "must be >= 0 and < 1 (0: off), got -0.1"),
+    ("augment_gain", 1.0, "must be >= 0 and < 1 (0: off), got 1.0"),
+    ("augment_noise_mv", -0.01, "must be >= 0 (0: off), got -0.01"),
+])
+def test_bad_augmentation_settings_are_refused_naming_the_key(key, value, message):
+    from pipeline.core.config import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"train\.{key}: {re.escape(message)}"):
+        load_config(None, {"train": {key: value}}, apply_env=False)
 
 
 def test_an_unknown_rhythm_feature_set_is_refused_naming_the_key():
