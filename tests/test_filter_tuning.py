@@ -8,6 +8,7 @@ best by the denoisers' objective, and no test record is read.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,8 @@ import _trained_runs as TR  # noqa: E402
 
 from pipeline.evaluation import classic_filters  # noqa: E402
 from pipeline.protocol import filter_tuning  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_tune_filters_chooses_the_best_validation_setting_without_reading_test(
@@ -71,7 +74,7 @@ def test_wavelet_highpass_removes_a_slow_baseline_and_keeps_a_fast_tone():
     kept = classic_filters.wavelet_denoise(x, fs, threshold_scale=0.0, highpass_hz=0.5)
     mid = slice(360, 1080)
     assert np.abs(kept[0, mid, 0] - tone[mid]).max() < 0.05
-    raw = classic_filters.wavelet_denoise(x, fs, threshold_scale=0.0)
+    raw = classic_filters.wavelet_denoise(x, fs, threshold_scale=0.0, highpass_hz=0.0)
     np.testing.assert_allclose(raw[0, :, 0], x[0, :, 0], atol=1e-5)  # no threshold: identity
 
 
@@ -83,6 +86,18 @@ def test_wavelet_hard_threshold_keeps_large_coefficients_unshrunk():
     hard = classic_filters.wavelet_denoise(x, 360.0, threshold_mode="hard")
     assert hard[0, 700, 0] > soft[0, 700, 0]
     assert abs(hard[0, 700, 0] - 5.0) < abs(soft[0, 700, 0] - 5.0)
+
+
+def test_wavelet_defaults_are_the_validation_choice():
+    import inspect
+
+    run = classic_filters.__doc__
+    defaults = {k: v.default for k, v in inspect.signature(classic_filters.wavelet_denoise)
+                .parameters.items() if v.default is not inspect.Parameter.empty}
+    sel = json.loads((ROOT / "Research_Runs" / "2026-12-02_wavelet_tuning" / "selection.json")
+                     .read_text())
+    assert {k: defaults[k] for k in sel["chosen"]} == sel["chosen"]
+    assert "2026-12-02_wavelet_tuning" in run
 
 
 @pytest.mark.parametrize("kwargs, message", [
