@@ -458,6 +458,25 @@ def test_classic_baseline_is_chosen_on_validation_and_scored_once_on_test(tmp_pa
     assert rc == 2 and "already evaluated" in err
 
 
+def test_classic_filters_are_scored_once_on_the_denoising_test_split(tmp_path_factory, tmp_path,
+                                                                     capsys):
+    root = trained.data_root(tmp_path_factory)
+    out = tmp_path / "filters"
+    argv = [*trained._argv(root), "--task", "mitdb_denoise", "--classic", "--out", str(out),
+            "--max-test-windows", "40"]
+    rc, err = _final(argv, capsys)
+    assert rc == 0, err
+    res = json.loads((out / "metrics_test.json").read_text())
+    assert set(res["results"]) == {"wavelet", "bandpass"}
+    assert res["predictions"]["method"] == "wavelet" and res["model"] == "classic_filters"
+    split = json.loads((out / "splits.json").read_text())
+    assert res["test_records"] == sorted(split["test"])
+    assert _recompute(out) == 0
+    assert len(_ledger(out)) == 1 and _ledger(out)[0]["model"] == "classic_filters"
+    rc, err = _final(argv, capsys)
+    assert rc == 2 and "already evaluated" in err
+
+
 def test_classic_feature_sets_pick_their_columns():
     from pipeline.core.io_utils import PipelineError
     from pipeline.data import morphology, rhythm

@@ -246,9 +246,11 @@ def evaluate_classic(cfg: PipelineConfig, task: Task, *, out_dir: Path | None, t
     from pipeline.evaluation import metrics
     from pipeline.training import classic
 
+    if task.denoising:
+        return evaluate_classic_filters(cfg, task, out_dir=out_dir, tag=tag, request=request)
     if task.kind != "segments" or task.multilabel:
-        raise PipelineError(f"--classic works on MIT-BIH segment tasks; {task.name} is "
-                            f"a {task.kind} task")
+        raise PipelineError(f"--classic works on MIT-BIH segment and denoising tasks; "
+                            f"{task.name} is a {task.kind} task")
     name = "classic_hgb"
     out_dir = out_dir or run_folder.RUNS_DIR / (f"{dt.date.today():%Y-%m-%d}_{task.name}_{name}"
                                                 + (f"_{tag}" if tag else ""))
@@ -287,6 +289,30 @@ def evaluate_classic(cfg: PipelineConfig, task: Task, *, out_dir: Path | None, t
     return _finish(res, cfg=cfg, task=task, model_name=name, mode=mode, split=split,
                    run_dir=run_dir, out_dir=run_dir,
                    csv=(predictions.CLASSIFIER_FILE, text), request=request, external=None)
+
+
+def evaluate_classic_filters(cfg: PipelineConfig, task: Task, *, out_dir: Path | None,
+                             tag: str, request: Request) -> Path:
+    """Denoising's classic baselines (the band-pass and the wavelet shrinkage at its
+    validation-chosen settings, :mod:`pipeline.protocol.filter_tuning`) on the test split,
+    once, scored by the denoisers' own code on the same fixed windows."""
+    name = "classic_filters"
+    out_dir = out_dir or run_folder.RUNS_DIR / (f"{dt.date.today():%Y-%m-%d}_{task.name}_{name}"
+                                                + (f"_{tag}" if tag else ""))
+    check_not_evaluated(out_dir, request.force)
+    split = run_folder.make_split(cfg, task)
+    run_dir = run_folder.new_run_dir(cfg, task.name, name, tag, run_dir=out_dir)
+    run_folder.save_split(split, run_dir)
+    with run_folder.test_split_access("final_eval"):
+        files, include = run_folder.test_files(cfg, task, split)
+        res, text = reports.denoiser_result(None, cfg, task, files, include, None, None, run_dir,
+                                            request.max_windows, request.n_boot, cfg,
+                                            classic=("wavelet", "bandpass"))
+    mode = ("classic filters: Butterworth band-pass 0.5-40 Hz and wavelet shrinkage at the "
+            "settings chosen on validation patients (python -m pipeline.tune_filters)")
+    return _finish(res, cfg=cfg, task=task, model_name=name, mode=mode, split=split,
+                   run_dir=run_dir, out_dir=run_dir, csv=(predictions.DENOISER_FILE, text),
+                   request=request, external=None)
 
 
 def find_kfold_run(task: Task, model_name: str, hparams: Path | None,

@@ -140,8 +140,10 @@ def denoise_cis(windows: dict, n_boot: int, seed: int) -> dict:
 
 def denoiser_result(model: Any, cfg: PipelineConfig, task: Task, files: Sequence[str],
                     include: Any, mean: np.ndarray, scale: np.ndarray, out_dir: Path,
-                    max_windows: int, n_boot: int, noise_cfg: PipelineConfig) -> tuple[dict, str]:
-    """Metrics per condition with record-resampled intervals, and ``windows_test.csv`` text.
+                    max_windows: int, n_boot: int, noise_cfg: PipelineConfig,
+                    classic: tuple[str, ...] = ("bandpass", "wavelet")) -> tuple[dict, str]:
+    """Metrics per condition with record-resampled intervals, and ``windows_test.csv`` text
+    (of the model, or without one of the first of ``classic``).
 
     ``noise_cfg``: the config whose data folder holds the NSTDB noise (external records are
     prepared in another folder)."""
@@ -152,7 +154,7 @@ def denoiser_result(model: Any, cfg: PipelineConfig, task: Task, files: Sequence
     include = subsample_masks(files, cfg, "denoise", max_windows, cfg.eval.seed, include)
     out = evaluate_denoiser(model, files, cfg, task, mean, scale, part="test",
                             noise_types=cfg.noise.types, snr_dbs=cfg.noise.eval_snr_db,
-                            include=include, classic=("bandpass", "wavelet"), keep_examples=3,
+                            include=include, classic=classic, keep_examples=3,
                             noise_records=noise.load_noise(noise_cfg))
     save_denoise_plots(out["results"], out["examples"], out_dir / "plots")
     method = next(iter(out["results"]))
