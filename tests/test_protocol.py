@@ -458,6 +458,42 @@ def test_classic_baseline_is_chosen_on_validation_and_scored_once_on_test(tmp_pa
     assert rc == 2 and "already evaluated" in err
 
 
+def test_classic_baseline_can_be_chosen_by_grouped_kfold_over_the_training_records(
+        tmp_path_factory, tmp_path, capsys):
+    root = trained.data_root(tmp_path_factory)
+    out = tmp_path / "classic_kfold"
+    argv = [*trained._argv(root), "--task", "mitdb_aami5_segments_rhythm", "--classic",
+            "--out", str(out), "--set", "eval.classic_selection=kfold"]
+    rc, err = _final(argv, capsys)
+    assert rc == 0, err
+    sel = json.loads((out / "selection.json").read_text())
+    assert sel["by"] == "kfold" and all("kfold_macro_f1" in g for g in sel["grid"])
+    best = max(sel["grid"], key=lambda g: g["kfold_macro_f1"])
+    assert sel["chosen"] == {k: best[k] for k in sel["chosen"]}
+    res = json.loads((out / "metrics_test.json").read_text())
+    assert "out-of-fold" in res["mode"] and _recompute(out) == 0
+    assert len(_ledger(out)) == 1
+
+
+def test_classic_kfold_pools_every_held_out_beat_once():
+    import numpy as np
+
+    from pipeline.training import classic
+
+    rng = np.random.default_rng(1)
+    recs = np.repeat(["a", "b", "c", "d"], 50)
+    x = rng.normal(size=(200, 2)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    table = classic.BeatTable(x, y, recs, np.arange(200), ("pre_over_local", "amplitude_ratio"))
+    folds = ((("a", "b"), ("c", "d")), (("c", "d"), ("a", "b")))
+    grid = ({"features": "relative", "learning_rate": 0.1, "max_leaf_nodes": 15,
+             "class_weight_power": 0.5},)
+    chosen, rows = classic.select_kfold(table, folds, ["N", "S"], 0, grid)
+    assert chosen == grid[0] and rows[0]["kfold_macro_f1"] > 0.9
+    with pytest.raises(Exception, match="k-fold selection needs folds"):
+        classic.select_kfold(table, (), ["N", "S"], 0, grid)
+
+
 def test_classic_filters_are_scored_once_on_the_denoising_test_split(tmp_path_factory, tmp_path,
                                                                      capsys):
     root = trained.data_root(tmp_path_factory)

@@ -298,6 +298,10 @@ class EvalConfig:
     final_lr_schedule: str = "cosine"
     """``train.lr_schedule`` of the final retrain (``cosine`` ends at the minimum learning
     rate, so the evaluated last epoch is not a high-learning-rate spike)."""
+    classic_selection: str = _rule("validation", one_of=("validation", "kfold"))
+    """How ``final_eval --classic`` chooses the beat classifier's tree setting: by macro F1 on
+    the validation patients, or by the pooled out-of-fold macro F1 of the patient-grouped
+    folds over every training record (``splits.n_folds``; more patients decide)."""
     test_reads_file: str = ""
     """Ledger of test-split reads (one JSON line per final evaluation); empty: the file
     ``test_reads.jsonl`` in the folder that holds the evaluated run folder (so

@@ -231,14 +231,6 @@ def evaluate_ensemble(members: list[RunSettings], out_dir: Path, request: Reques
                    external=None)
 
 
-def _classic_tables(cfg: PipelineConfig, task: Task, split: Split) -> tuple[Any, Any]:
-    from pipeline.training import classic
-
-    wdir = windowing.windows_dir(cfg, "mitdb")
-    fs = cfg.windows.segment_fs_hz
-    return classic.load_table(wdir, split.train, fs), classic.load_table(wdir, split.val, fs)
-
-
 def evaluate_classic(cfg: PipelineConfig, task: Task, *, out_dir: Path | None, tag: str,
                      request: Request) -> Path:
     """The classic baseline: setting chosen on validation patients, refitted on all training
@@ -256,15 +248,19 @@ def evaluate_classic(cfg: PipelineConfig, task: Task, *, out_dir: Path | None, t
                                                 + (f"_{tag}" if tag else ""))
     check_not_evaluated(out_dir, request.force)
     split = run_folder.make_split(cfg, task)
-    train, val = _classic_tables(cfg, task, split)
     classes = list(task.classes)
-    best, rows = classic.select(train, val, classes, cfg.train.seed)
-    run_dir = run_folder.new_run_dir(cfg, task.name, name, tag, run_dir=out_dir)
-    run_folder.save_split(split, run_dir)
-    atomic_write_json(run_dir / "selection.json", {"chosen": best, "grid": rows,
-                                                   "features": list(train.feature_names)})
     both = classic.load_table(windowing.windows_dir(cfg, "mitdb"),
                               sorted(set(split.train) | set(split.val)), cfg.windows.segment_fs_hz)
+    by = cfg.eval.classic_selection
+    if by == "kfold":
+        best, rows = classic.select_kfold(both, split.folds, classes, cfg.train.seed)
+    else:
+        train, val = both.select(split.train), both.select(split.val)
+        best, rows = classic.select(train, val, classes, cfg.train.seed)
+    run_dir = run_folder.new_run_dir(cfg, task.name, name, tag, run_dir=out_dir)
+    run_folder.save_split(split, run_dir)
+    atomic_write_json(run_dir / "selection.json", {"chosen": best, "grid": rows, "by": by,
+                                                   "features": list(both.feature_names)})
     model = classic.fit(both, len(classes), best, cfg.train.seed)
     with run_folder.test_split_access("final_eval"):
         test = classic.load_table(windowing.windows_dir(cfg, "mitdb"), split.test,
@@ -283,9 +279,11 @@ def evaluate_classic(cfg: PipelineConfig, task: Task, *, out_dir: Path | None, t
                           "records_without_annotations": missing}
     text = predictions.classifier_csv(test.record, samples, test.y, probs, classes,
                                       multilabel=False)
+    chosen_by = ("pooled out-of-fold macro F1 of patient-grouped folds over the training records"
+                 if by == "kfold" else "validation macro F1")
     mode = (f"classic baseline: HistGradientBoosting on {len(model.columns)} of "
-            f"{len(train.feature_names)} rhythm and morphology features, setting {best} chosen "
-            "by validation macro F1, refitted on all training records")
+            f"{len(both.feature_names)} rhythm and morphology features, setting {best} chosen "
+            f"by {chosen_by}, refitted on all training records")
     return _finish(res, cfg=cfg, task=task, model_name=name, mode=mode, split=split,
                    run_dir=run_dir, out_dir=run_dir,
                    csv=(predictions.CLASSIFIER_FILE, text), request=request, external=None)

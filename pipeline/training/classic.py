@@ -156,3 +156,32 @@ def select(train: BeatTable, val: BeatTable, classes: Sequence[str], seed: int,
         log.info("classic %s: validation macro F1 %.3f", setting, m["macro_f1"])
     best = max(rows, key=lambda r: r["val_macro_f1"])
     return {k: best[k] for k in grid[0]}, rows
+
+
+def select_kfold(table: BeatTable, folds: Sequence[tuple[Sequence[str], Sequence[str]]],
+                 classes: Sequence[str], seed: int, grid: Sequence[dict[str, Any]] = GRID,
+                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The setting with the best pooled out-of-fold macro F1 over patient-grouped ``folds``
+    (each ``(training records, held-out records)`` of ``table``), and every setting's scores.
+
+    Every beat of the held-out records of each fold is predicted by trees fitted on that
+    fold's training records; the predictions of all folds are pooled and scored once.
+    """
+    from pipeline.evaluation.metrics import single_label_metrics
+
+    if not folds:
+        raise PipelineError("k-fold selection needs folds over the training records (none "
+                            "were formed: fewer than 2 patients?)")
+    rows = []
+    for setting in grid:
+        probs = np.zeros((len(table.y), len(classes)), np.float64)
+        for fold_train, held_out in folds:
+            model = fit(table.select(fold_train), len(classes), setting, seed)
+            rows_out = np.isin(table.record, list(held_out))
+            probs[rows_out] = probabilities(model, table.x[rows_out], len(classes))
+        m = single_label_metrics(table.y, probs, classes)
+        rows.append({**setting, "kfold_macro_f1": m["macro_f1"],
+                     "kfold_f1": {c: m["per_class"][c]["f1"] for c in classes}})
+        log.info("classic %s: pooled out-of-fold macro F1 %.3f", setting, m["macro_f1"])
+    best = max(rows, key=lambda r: r["kfold_macro_f1"])
+    return {k: best[k] for k in grid[0]}, rows
