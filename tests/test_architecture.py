@@ -155,3 +155,18 @@ def test_python_m_pipeline_refuses_an_unknown_command():
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2
     assert res.stderr.strip().startswith("error: unknown command 'trian'; commands: download")
+
+
+def test_every_test_the_readme_names_exists():
+    """The README's "What happens when" table names a test per case; each must exist."""
+    import fnmatch
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("## What happens when"):]
+    defined = set()
+    for path in (ROOT / "tests").glob("test_*.py"):
+        defined |= set(re.findall(r"^\s*def (test_\w+)", path.read_text(encoding="utf-8"), re.M))
+    named = set(re.findall(r"`(?:[\w/]+\.py::)?(test_[\w*]+)`", table))
+    missing = sorted(n for n in named if not fnmatch.filter(defined, n))
+    assert named and missing == []
