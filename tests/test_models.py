@@ -25,8 +25,18 @@ INPUT_SHAPES = {
 N_RR = 8
 
 
+SLOW_CONTRACTS = {"transformer", "vq_transformer", "conformer_no_conv", "conformer_no_attention"}
+"""The slowest builds (15-21 s each on 2 cores), run with --run-slow only: the attention
+denoisers are also built, trained and exported by test_denoiser_recipes and test_export, and
+the conformer ablations share the conformer's frame, which runs by default."""
+
+
+def _marks(name):
+    return [pytest.mark.slow] if name in SLOW_CONTRACTS else []
+
+
 def _all(kind):
-    return [pytest.param(kind, n, id=f"{kind}-{n}") for n in registry.names(kind)]
+    return [pytest.param(kind, n, id=f"{kind}-{n}", marks=_marks(n)) for n in registry.names(kind)]
 
 
 ALL_MODELS = _all("denoiser") + _all("classifier")
@@ -67,7 +77,8 @@ def test_model_contract(kind, name, tmp_path):
     np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", registry.names("classifier"))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=_marks(n))
+                                  for n in registry.names("classifier")])
 def test_classifier_with_rr_side_input_contract(name, tmp_path):
     keras.utils.set_random_seed(0)
     spec = registry.get("classifier", name)
