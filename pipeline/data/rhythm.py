@@ -48,13 +48,13 @@ FEATURE_NAMES = (
 CAUSAL_FEATURE_NAMES = tuple(n for n in FEATURE_NAMES if "post" not in n)
 """Columns of the causal variant: everything that does not look at the next beat."""
 
-RELATIVE_FEATURE_NAMES = tuple(n for n in FEATURE_NAMES if not n.endswith("_s"))
-"""The patient-relative columns: every ratio, none of the intervals in seconds."""
-
-
 def is_relative(name: str) -> bool:
     """Whether rhythm feature ``name`` is a ratio (no unit) rather than a time in seconds."""
     return not name.endswith("_s")
+
+
+RELATIVE_FEATURE_NAMES = tuple(n for n in FEATURE_NAMES if is_relative(n))
+"""The patient-relative columns: every ratio, none of the intervals in seconds."""
 
 
 def feature_names(causal: bool = False) -> tuple[str, ...]:

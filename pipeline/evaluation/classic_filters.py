@@ -86,10 +86,15 @@ def bandpass(
             f"high_hz={high_hz}, fs_hz={fs_hz}"
         )
     sos = signal.butter(order, [low_hz, high_hz], btype="bandpass", fs=fs_hz, output="sos")
-    y = signal.sosfiltfilt(
-        sos, x.astype(np.float64), axis=1, padtype="even", padlen=max(0, x.shape[1] - 1)
-    )
-    return y.astype(np.float32)
+    return _zero_phase(sos, x.astype(np.float64)).astype(np.float32)
+
+
+def _zero_phase(sos: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Forward-backward filtering of ``(n, T, C)`` windows along time, each padded by its
+    mirror image (the choice the module doc explains)."""
+    from scipy import signal
+
+    return signal.sosfiltfilt(sos, x, axis=1, padtype="even", padlen=max(0, x.shape[1] - 1))
 
 
 def wavelet_denoise(
@@ -164,7 +169,7 @@ def _mirror_highpass(x: np.ndarray, cutoff_hz: float, fs_hz: float) -> np.ndarra
         raise ValueError(f"need 0 < highpass_hz < fs_hz/2. Received: highpass_hz={cutoff_hz}, "
                          f"fs_hz={fs_hz}")
     sos = signal.butter(2, cutoff_hz, btype="highpass", fs=fs_hz, output="sos")
-    return signal.sosfiltfilt(sos, x, axis=1, padtype="even", padlen=max(0, x.shape[1] - 1))
+    return _zero_phase(sos, x)
 
 
 FilterFn = Callable[[np.ndarray, float], np.ndarray]

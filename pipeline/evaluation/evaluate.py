@@ -85,10 +85,9 @@ def evaluate_denoiser(
         ``per_window`` holds every metric of :mod:`pipeline.evaluation.denoise_metrics`.
     """
     from pipeline.data import noise
-
-    loaded = noise_records if noise_records is not None else noise.load_noise(cfg)
     from pipeline.evaluation.classic_filters import filter_fn
 
+    loaded = noise_records if noise_records is not None else noise.load_noise(cfg)
     chosen = {c: filter_fn(c) for c in classic} | dict(filters or {})
     methods = ([getattr(model, "name", "model")] if model is not None else []) + list(chosen)
     results: dict = {m: {} for m in methods}

@@ -231,10 +231,18 @@ def evaluate_ensemble(members: list[RunSettings], out_dir: Path, request: Reques
                    external=None)
 
 
+def _classic_dir(task: Task, name: str, tag: str) -> Path:
+    """``Research_Runs/<date>_<task>_<name>[_<tag>]``: a classic baseline's default folder."""
+    return run_folder.RUNS_DIR / (f"{dt.date.today():%Y-%m-%d}_{task.name}_{name}"
+                                  + (f"_{tag}" if tag else ""))
+
+
 def evaluate_classic(cfg: PipelineConfig, task: Task, *, out_dir: Path | None, tag: str,
                      request: Request) -> Path:
-    """The classic baseline: setting chosen on validation patients, refitted on all training
-    records, scored once on test."""
+    """The classic baseline: setting chosen on validation patients (or, with
+    ``eval.classic_selection: kfold``, on the grouped folds over all training records),
+    refitted on all training records, scored once on test. Denoising tasks: the classic
+    filters (:func:`evaluate_classic_filters`)."""
     from pipeline.evaluation import metrics
     from pipeline.training import classic
 
@@ -244,8 +252,7 @@ def evaluate_classic(cfg: PipelineConfig, task: Task, *, out_dir: Path | None, t
         raise PipelineError(f"--classic works on MIT-BIH segment and denoising tasks; "
                             f"{task.name} is a {task.kind} task")
     name = "classic_hgb"
-    out_dir = out_dir or run_folder.RUNS_DIR / (f"{dt.date.today():%Y-%m-%d}_{task.name}_{name}"
-                                                + (f"_{tag}" if tag else ""))
+    out_dir = out_dir or _classic_dir(task, name, tag)
     check_not_evaluated(out_dir, request.force)
     split = run_folder.make_split(cfg, task)
     classes = list(task.classes)
@@ -295,8 +302,7 @@ def evaluate_classic_filters(cfg: PipelineConfig, task: Task, *, out_dir: Path |
     validation-chosen settings, :mod:`pipeline.protocol.filter_tuning`) on the test split,
     once, scored by the denoisers' own code on the same fixed windows."""
     name = "classic_filters"
-    out_dir = out_dir or run_folder.RUNS_DIR / (f"{dt.date.today():%Y-%m-%d}_{task.name}_{name}"
-                                                + (f"_{tag}" if tag else ""))
+    out_dir = out_dir or _classic_dir(task, name, tag)
     check_not_evaluated(out_dir, request.force)
     split = run_folder.make_split(cfg, task)
     run_dir = run_folder.new_run_dir(cfg, task.name, name, tag, run_dir=out_dir)

@@ -48,14 +48,16 @@ def feature_columns(names: Sequence[str], features: str) -> list[int]:
     """Columns of a beat table with feature ``names`` that feature set ``features`` keeps."""
     from pipeline.data import rhythm
 
-    rhythm_ok = {"relative": rhythm.is_relative, "relative+morphology": rhythm.is_relative,
-                 "all": lambda n: True}
-    if features not in rhythm_ok:
+    if features not in FEATURE_SETS:
         raise PipelineError(f"unknown classic feature set {features!r}; known: {list(FEATURE_SETS)}")
-    morph = features != "relative"
-    return [i for i, n in enumerate(names)
-            if (n in morphology.FEATURE_NAMES and morph)
-            or (n not in morphology.FEATURE_NAMES and rhythm_ok[features](n))]
+
+    def keep(name: str) -> bool:
+        if name in morphology.FEATURE_NAMES:
+            return features != "relative"
+        return features == "all" or rhythm.is_relative(name)
+
+    return [i for i, n in enumerate(names) if keep(n)]
+
 
 MAX_ITER = 200
 
@@ -142,20 +144,29 @@ def probabilities(model: FittedTrees, x: np.ndarray, n_classes: int) -> np.ndarr
     return out
 
 
-def select(train: BeatTable, val: BeatTable, classes: Sequence[str], seed: int,
-           grid: Sequence[dict[str, Any]] = GRID) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The setting with the best validation macro F1, and every setting's validation scores."""
+def _choose(grid: Sequence[dict[str, Any]], y: np.ndarray, probs_of: Any, classes: Sequence[str],
+            prefix: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Scores ``probs_of(setting)`` against ``y`` for every setting (``<prefix>_macro_f1``,
+    ``<prefix>_f1``) and returns the best setting and every row."""
     from pipeline.evaluation.metrics import single_label_metrics
 
     rows = []
     for setting in grid:
-        model = fit(train, len(classes), setting, seed)
-        m = single_label_metrics(val.y, probabilities(model, val.x, len(classes)), classes)
-        rows.append({**setting, "val_macro_f1": m["macro_f1"],
-                     "val_f1": {c: m["per_class"][c]["f1"] for c in classes}})
-        log.info("classic %s: validation macro F1 %.3f", setting, m["macro_f1"])
-    best = max(rows, key=lambda r: r["val_macro_f1"])
+        m = single_label_metrics(y, probs_of(setting), classes)
+        rows.append({**setting, f"{prefix}_macro_f1": m["macro_f1"],
+                     f"{prefix}_f1": {c: m["per_class"][c]["f1"] for c in classes}})
+        log.info("classic %s: %s macro F1 %.3f", setting, prefix, m["macro_f1"])
+    best = max(rows, key=lambda r: r[f"{prefix}_macro_f1"])
     return {k: best[k] for k in grid[0]}, rows
+
+
+def select(train: BeatTable, val: BeatTable, classes: Sequence[str], seed: int,
+           grid: Sequence[dict[str, Any]] = GRID) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The setting with the best validation macro F1, and every setting's validation scores."""
+    def probs_of(setting: dict[str, Any]) -> np.ndarray:
+        return probabilities(fit(train, len(classes), setting, seed), val.x, len(classes))
+
+    return _choose(grid, val.y, probs_of, classes, "val")
 
 
 def select_kfold(table: BeatTable, folds: Sequence[tuple[Sequence[str], Sequence[str]]],
@@ -167,21 +178,16 @@ def select_kfold(table: BeatTable, folds: Sequence[tuple[Sequence[str], Sequence
     Every beat of the held-out records of each fold is predicted by trees fitted on that
     fold's training records; the predictions of all folds are pooled and scored once.
     """
-    from pipeline.evaluation.metrics import single_label_metrics
-
     if not folds:
         raise PipelineError("k-fold selection needs folds over the training records (none "
                             "were formed: fewer than 2 patients?)")
-    rows = []
-    for setting in grid:
+
+    def probs_of(setting: dict[str, Any]) -> np.ndarray:
         probs = np.zeros((len(table.y), len(classes)), np.float64)
         for fold_train, held_out in folds:
             model = fit(table.select(fold_train), len(classes), setting, seed)
             rows_out = np.isin(table.record, list(held_out))
             probs[rows_out] = probabilities(model, table.x[rows_out], len(classes))
-        m = single_label_metrics(table.y, probs, classes)
-        rows.append({**setting, "kfold_macro_f1": m["macro_f1"],
-                     "kfold_f1": {c: m["per_class"][c]["f1"] for c in classes}})
-        log.info("classic %s: pooled out-of-fold macro F1 %.3f", setting, m["macro_f1"])
-    best = max(rows, key=lambda r: r["kfold_macro_f1"])
-    return {k: best[k] for k in grid[0]}, rows
+        return probs
+
+    return _choose(grid, table.y, probs_of, classes, "kfold")
