@@ -490,7 +490,10 @@ def test_classic_kfold_pools_every_held_out_beat_once():
              "class_weight_power": 0.5},)
     chosen, rows = classic.select_kfold(table, folds, ["N", "S"], 0, grid)
     assert chosen == grid[0] and rows[0]["kfold_macro_f1"] > 0.9
-    with pytest.raises(Exception, match="k-fold selection needs folds"):
+    from pipeline.core.io_utils import PipelineError
+
+    with pytest.raises(PipelineError, match=r"^k-fold selection needs folds over the training "
+                                            r"records \(none were formed"):
         classic.select_kfold(table, (), ["N", "S"], 0, grid)
 
 
@@ -511,6 +514,15 @@ def test_classic_filters_are_scored_once_on_the_denoising_test_split(tmp_path_fa
     assert len(_ledger(out)) == 1 and _ledger(out)[0]["model"] == "classic_filters"
     rc, err = _final(argv, capsys)
     assert rc == 2 and "already evaluated" in err
+
+
+def test_classic_on_a_task_without_a_baseline_is_refused_naming_it(tmp_path, capsys):
+    out = tmp_path / "ptbxl_classic"
+    rc, err = _final(["--task", "ptbxl_superdiagnostic", "--classic", "--out", str(out)], capsys)
+    assert rc == 2
+    assert ("--classic works on MIT-BIH segment and denoising tasks; ptbxl_superdiagnostic is "
+            "a ptbxl task") in err
+    assert not out.exists()
 
 
 def test_classic_feature_sets_pick_their_columns():
