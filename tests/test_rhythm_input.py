@@ -457,14 +457,24 @@ def test_augmentation_touches_training_batches_only(root):
             "scalograms": {"n_scales": 8}, "loader": {"shuffle_buffer": 1}}
     on = load_config(None, {**base, "train": {"augment_gain": 0.3}}, apply_env=False)
     off = load_config(None, base, apply_env=False)
-    stats = _stats(root, "segments")
+    n = len(_stats(root, "segments")["mean"])
 
-    def batches(cfg, training):
-        ds = loader.create_dataset(["s02"], cfg, 16, training, stats["mean"], stats["scale"],
+    def batches(cfg, training, take=None):  # raw mV (mean 0, scale 1), signal channel
+        ds = loader.create_dataset(["s02"], cfg, 16, training, [0.0] * n, [1.0] * n,
                                    task="mitdb_aami5_segments_rhythm")
-        return np.concatenate([x["ecg"].numpy() for x, _ in ds.take(4)])
+        ds = ds.take(take) if take else ds
+        return np.concatenate([x["ecg"].numpy()[..., 0] for x, _ in ds])
 
-    np.testing.assert_array_equal(batches(on, False), batches(off, False))
-    aug, plain = batches(on, True), batches(off, True)
-    np.testing.assert_array_equal(batches(off, True), plain)  # same seeded order each time
-    assert aug.shape == plain.shape and not np.allclose(aug, plain)
+    every = batches(off, False)
+    np.testing.assert_array_equal(batches(on, False), every)  # evaluation: untouched
+    unit = every / np.linalg.norm(every, axis=1, keepdims=True)
+
+    def gains(rows):  # each training row is one stored segment times one gain (any order)
+        norms = np.linalg.norm(rows, axis=1)
+        match = np.argmax((rows / norms[:, None]) @ unit.T, axis=1)
+        np.testing.assert_allclose(rows / norms[:, None], unit[match], atol=1e-5)
+        return norms / np.linalg.norm(every[match], axis=1)
+
+    np.testing.assert_allclose(gains(batches(off, True, 4)), 1.0, rtol=1e-5)
+    g = gains(batches(on, True, 4))
+    assert g.min() >= 0.7 - 1e-5 and g.max() <= 1.3 + 1e-5 and np.abs(g - 1).max() > 0.01
