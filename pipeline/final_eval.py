@@ -1,6 +1,8 @@
 """Final held-out evaluation: ``python -m pipeline.final_eval --task T --model M`` (retrain
 and test once) or ``--run RUN`` (test a trained run with its own settings), optionally
-``--external DIR`` (score the run on outside WFDB records).
+``--external DIR`` (score the run on outside WFDB records), or ``--noisy TYPES`` (denoise,
+then classify: the classifier ``--run`` on the test records with NSTDB noise added, with and
+without ``--denoiser``; :mod:`pipeline.protocol.noisy_beats`).
 
 Command over :mod:`pipeline.protocol.final`.
 """
@@ -38,6 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "RUN/external_<name>/)")
     p.add_argument("--lead", default=None, help="with --external: record lead to classify "
                    "(default: the run's windows.lead)")
+    p.add_argument("--noisy", default=None, metavar="TYPES",
+                   help="with --run CLASSIFIER (a run or preset folder): classify the test "
+                   "records with these NSTDB noise types added (comma-separated among bw, em, "
+                   "ma), with and without --denoiser, into --out")
+    p.add_argument("--snr-db", default="12,6,0", help="with --noisy: input SNR levels in dB "
+                   "(comma-separated; default 12,6,0)")
+    p.add_argument("--denoiser", default=None, metavar="RUN",
+                   help="with --noisy: a denoiser run or preset folder to put in front")
+    p.add_argument("--no-detect", action="store_true",
+                   help="with --noisy: skip the beat-detection sensitivity (XQRS)")
     p.add_argument("--hparams", default=None, help="best_hparams.json to retrain with")
     p.add_argument("--kfold", default=None, help="k-fold run whose median best epoch sets the "
                    "retrain's epochs (default: the newest matching *_kfold run; see "
@@ -74,9 +86,37 @@ def _ensemble(args: argparse.Namespace, cfg) -> Path:
                              _request(args, members[0].cfg.eval.bootstrap_samples))
 
 
+def _levels(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise PipelineError(f"--snr-db: comma-separated numbers in dB. Received: {text!r}") from None
+
+
+def _noisy(args: argparse.Namespace, cfg) -> Path:
+    from pipeline.protocol import noisy_beats
+    from pipeline.training.run_folder import RUNS_DIR
+
+    if args.run is None or args.external or args.hparams or args.kfold or args.classic:
+        raise PipelineError("--noisy TYPES needs --run CLASSIFIER and takes no --external, "
+                            "--hparams, --kfold or --classic")
+    request = noisy_beats.NoisyRequest(
+        noise_types=tuple(t.strip() for t in args.noisy.split(",") if t.strip()),
+        snr_db=_levels(args.snr_db), detect=not args.no_detect)
+    clf = noisy_beats.load_model_folder(Path(args.run))
+    den = noisy_beats.load_model_folder(Path(args.denoiser)) if args.denoiser else None
+    out = Path(args.out) if args.out else noisy_beats.default_out_dir(RUNS_DIR, clf, den)
+    n_boot = args.bootstrap if args.bootstrap is not None else cfg.eval.bootstrap_samples
+    return noisy_beats.evaluate(cfg, clf, den, request, out, n_boot=n_boot, force=args.force)
+
+
 def main(argv: list[str] | None = None) -> int:
     args, cfg = cli.parse(build_parser(), argv)
-    if args.ensemble is not None:
+    if args.denoiser and not args.noisy:
+        raise PipelineError("--denoiser belongs to --noisy TYPES (denoise, then classify)")
+    if args.noisy is not None:
+        out = _noisy(args, cfg)
+    elif args.ensemble is not None:
         out = _ensemble(args, cfg)
     elif args.classic:
         request = _request(args, cfg.eval.bootstrap_samples)

@@ -167,13 +167,23 @@ def split_files(cfg: PipelineConfig, task: Task, split: splits.Split | None = No
                       files_for(cfg, task.kind, split.val))
 
 
-def test_files(cfg: PipelineConfig, task: Task, split: splits.Split) -> tuple[tuple[str, ...], Mapping[str, np.ndarray] | None]:
-    """Held-out test files; only available inside :func:`test_split_access`."""
+def _check_test_access() -> None:
     if not _TEST_ACCESS:
         raise PermissionError(
             "the test split is read only by `python -m pipeline.final_eval` "
             "(use test_split_access there); training, tuning and k-fold never see it"
         )
+
+
+def test_records(split: splits.Split) -> tuple[str, ...]:
+    """Held-out test records; only available inside :func:`test_split_access`."""
+    _check_test_access()
+    return tuple(split.test)
+
+
+def test_files(cfg: PipelineConfig, task: Task, split: splits.Split) -> tuple[tuple[str, ...], Mapping[str, np.ndarray] | None]:
+    """Held-out test files; only available inside :func:`test_split_access`."""
+    _check_test_access()
     files = files_for(cfg, task.kind, split.test)
     if split.intra is not None:
         return files, _intra_masks(cfg, task, split, 2)
