@@ -232,9 +232,11 @@ def predictions_csv(rows: Sequence[RecordRows], classes: Sequence[str]) -> bytes
     return out.getvalue()
 
 
-def read_predictions(path: Path) -> dict[tuple[str, bool], dict[str, np.ndarray]]:
-    """``{(condition, denoised): {"record", "y", "probs"}}`` from :data:`PREDICTIONS_FILE`."""
-    with gzip.open(path, "rt", encoding="utf-8") as f:
+def read_predictions(source: Path | bytes) -> dict[tuple[str, bool], dict[str, np.ndarray]]:
+    """``{(condition, denoised): {"record", "y", "probs"}}`` from :data:`PREDICTIONS_FILE`
+    (a path, or its bytes), in the file's order."""
+    raw = source if isinstance(source, bytes) else Path(source).read_bytes()
+    with gzip.open(io.BytesIO(raw), "rt", encoding="utf-8") as f:
         header = f.readline().rstrip("\n").split(",")
         classes = [h[2:] for h in header[5:]]
         groups: dict[tuple[str, bool], dict[str, list]] = {}
@@ -249,32 +251,30 @@ def read_predictions(path: Path) -> dict[tuple[str, bool], dict[str, np.ndarray]
             for k, v in groups.items()}
 
 
-def condition_metrics(y: np.ndarray, probs: np.ndarray, records: np.ndarray, classes: Sequence[str],
-                      n_boot: int, seed: int) -> dict[str, Any]:
-    """Accuracy, macro F1, per-class Se / +P / F1 and record-bootstrap 95 % intervals."""
+def condition_metrics(group: Mapping[str, np.ndarray], classes: Sequence[str], n_boot: int,
+                      seed: int) -> dict[str, Any]:
+    """Accuracy, macro F1, per-class Se / +P / F1 and record-bootstrap 95 % intervals of one
+    condition's beats (a group of :func:`read_predictions`)."""
     from pipeline.evaluation import metrics
 
+    y, probs = group["y"], group["probs"]
     m = metrics.single_label_metrics(y, probs, list(classes))
     ci = metrics.headline_bootstrap(y, probs, list(classes), multilabel=False, n=n_boot,
-                                    seed=seed, groups=records) if n_boot else {}
+                                    seed=seed, groups=group["record"]) if n_boot else {}
     return {"metrics": m, "ci95": ci, "beats": int(len(y))}
 
 
-def summarize(rows: Sequence[RecordRows], classes: Sequence[str], n_boot: int, seed: int) -> list[dict]:
-    """One entry per (condition, denoised), in the order the conditions were run."""
-    keys: list[tuple[str, bool]] = []
-    for r in rows:
-        if (r.condition, r.denoised) not in keys:
-            keys.append((r.condition, r.denoised))
+def summarize(rows: Sequence[RecordRows], csv_gz: bytes, classes: Sequence[str], n_boot: int,
+              seed: int) -> list[dict]:
+    """One entry per (condition, denoised), in the order they were run. The metrics come
+    from the predictions file's bytes (what a recomputation reads), the detection counts
+    and input SNRs from ``rows``."""
     out = []
-    for cond, den in keys:
+    for (cond, den), group in read_predictions(csv_gz).items():
         part = [r for r in rows if r.condition == cond and r.denoised == den]
-        y = np.concatenate([r.y for r in part])
-        probs = np.concatenate([r.probs for r in part])
-        recs = np.concatenate([np.full(len(r.y), r.record) for r in part])
         entry = {"condition": cond, "denoised": den,
                  "input_snr_db_mean": _mean_finite([r.snr_db for r in part]),
-                 **condition_metrics(y, probs, recs, classes, n_boot, seed)}
+                 **condition_metrics(group, classes, n_boot, seed)}
         if all(r.detection is not None for r in part):
             counts = {k: sum(r.detection[k] for r in part) for k in ("tp", "fn", "fp")}
             entry["detection"] = {**counts, **detection_rates(counts)}
@@ -387,15 +387,17 @@ def evaluate(cfg: Any, clf: Any, den: Any | None, request: NoisyRequest, out_dir
             rows.extend(record_rows(clf, den, rec, noise, request, hp))
             log.info("record %s done (%d/%d)", name, i, len(records))
     classes = list(clf.task.classes)
-    entries = summarize(rows, classes, n_boot, int(cfg.eval.seed))
+    csv_gz = predictions_csv(rows, classes)
+    entries = summarize(rows, csv_gz, classes, n_boot, int(cfg.eval.seed))
     res = {"task": clf.task.name, "classifier": str(clf.path), "classifier_model": clf.model_name,
            "denoiser": str(den.path) if den is not None else None,
            "denoiser_model": den.model_name if den is not None else None,
            "request": dc.asdict(request), "records": list(records), "conditions": entries,
            "predictions": {"file": PREDICTIONS_FILE}, "bootstrap_samples": int(n_boot),
+           "bootstrap_seed": int(cfg.eval.seed),
            "config": to_dict(data_cfg)}
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out_dir / PREDICTIONS_FILE, predictions_csv(rows, classes))
+    atomic_write_bytes(out_dir / PREDICTIONS_FILE, csv_gz)
     atomic_write_text(out_dir / "report.md", report_md(res))
     atomic_write_json(out_dir / "metrics_test.json", res)
     model = clf.model_name + (f" after {den.model_name}" if den is not None else "")
