@@ -437,7 +437,31 @@ def test_ensemble_of_runs_with_another_split_or_one_run_is_refused(tmp_path_fact
     assert not (tmp_path / "e").exists()
 
 
-def test_classic_baseline_is_chosen_on_validation_and_scored_once_on_test(tmp_path_factory, tmp_path, capsys):
+@pytest.fixture
+def small_classic_grid(monkeypatch):
+    """Four settings of the real grid (both models, four feature sets), 20 boosting rounds:
+    the CLI path is the same, at a tenth of the fits (the full grid is checked below)."""
+    from pipeline.training import classic
+
+    pick = [g for g in classic.GRID if g["model"] == "hgb" and g["max_leaf_nodes"] == 15
+            and g["class_weight_power"] == 1.0 and g["features"] in ("relative", "all")]
+    pick += [g for g in classic.GRID if g["model"] == "random_forest" and g["class_weight_power"] == 1.0]
+    grid = tuple({**g, "n_trees": 20} if g["model"] == "hgb" else g for g in pick)
+    monkeypatch.setattr(classic, "GRID", grid)
+    return grid
+
+
+def test_classic_grid_covers_every_feature_set_and_both_models():
+    from pipeline.training import classic
+
+    assert {g["features"] for g in classic.GRID} == set(classic.FEATURE_SETS)
+    assert {g["model"] for g in classic.GRID} == set(classic.MODELS)
+    forests = [g for g in classic.GRID if g["model"] == "random_forest"]
+    assert {(g["features"], g["class_weight_power"]) for g in forests} >= {("rr6", 0.0)}  # published
+
+
+def test_classic_baseline_is_chosen_on_validation_and_scored_once_on_test(
+        tmp_path_factory, tmp_path, capsys, small_classic_grid):
     root = trained.data_root(tmp_path_factory)
     out = tmp_path / "classic"
     argv = [*trained._argv(root), "--task", "mitdb_aami5_segments_rhythm", "--classic",
@@ -448,18 +472,19 @@ def test_classic_baseline_is_chosen_on_validation_and_scored_once_on_test(tmp_pa
     sel = json.loads((out / "selection.json").read_text())
     assert sel["chosen"] in [{k: g[k] for k in sel["chosen"]} for g in sel["grid"]]
     assert res["classic_setting"] == sel["chosen"]
-    assert {g["features"] for g in sel["grid"]} == {"relative", "relative+morphology", "all"}
+    assert [{k: g[k] for k in sel["chosen"]} for g in sel["grid"]] == list(small_classic_grid)
+    assert {g["model"] for g in sel["grid"]} == {"hgb", "random_forest"}
     split = json.loads((out / "splits.json").read_text())
     assert res["test_records"] == sorted(split["test"])
     assert not set(split["test"]) & (set(split["train"]) | set(split["val"]))
     assert _recompute(out) == 0
-    assert len(_ledger(out)) == 1 and _ledger(out)[0]["model"] == "classic_hgb"
+    assert len(_ledger(out)) == 1 and _ledger(out)[0]["model"] == "classic_trees"
     rc, err = _final(argv, capsys)
     assert rc == 2 and "already evaluated" in err
 
 
 def test_classic_baseline_can_be_chosen_by_grouped_kfold_over_the_training_records(
-        tmp_path_factory, tmp_path, capsys):
+        tmp_path_factory, tmp_path, capsys, small_classic_grid):
     root = trained.data_root(tmp_path_factory)
     out = tmp_path / "classic_kfold"
     argv = [*trained._argv(root), "--task", "mitdb_aami5_segments_rhythm", "--classic",
@@ -536,8 +561,31 @@ def test_classic_feature_sets_pick_their_columns():
     assert pick["relative+morphology"] == [*rhythm.RELATIVE_FEATURE_NAMES,
                                            *morphology.FEATURE_NAMES]
     assert pick["all"] == list(names)
+    assert pick["rr6"] == ["pre_rr_s", "post_rr_s", "prev_rr_s", "pre_over_running",
+                           "post_over_running", "prev_over_running"]
     with pytest.raises(PipelineError, match=r"unknown classic feature set 'rr'; known: "):
         classic.feature_columns(names, "rr")
+
+
+def test_classic_random_forest_setting_fits_its_trees_and_unknown_models_are_named():
+    import numpy as np
+
+    from pipeline.core.io_utils import PipelineError
+    from pipeline.training import classic
+
+    rng = np.random.default_rng(1)
+    names = ("pre_rr_s", "pre_over_running", "qrs_width_ms")
+    x = rng.normal(size=(300, 3)).astype(np.float32)
+    y = (x[:, 1] > 0.5).astype(np.int64)
+    table = classic.BeatTable(x, y, np.full(300, "r"), np.arange(300), names)
+    forest = next(g for g in classic.GRID if g["model"] == "random_forest" and g["features"] == "rr6")
+    model = classic.fit(table, 3, forest, seed=0)
+    assert len(model.trees.estimators_) == classic.RF_TREES == 30 and model.columns == [0, 1]
+    p = classic.probabilities(model, x, 3)
+    assert p.shape == (300, 3) and (p[:, 2] == 0).all() and (p.argmax(1) == y).mean() > 0.95
+    assert all(set(g) == set(classic.GRID[0]) for g in classic.GRID)  # one key set
+    with pytest.raises(PipelineError, match=r"unknown classic model 'svm'; known: \['hgb', 'random_forest'\]"):
+        classic.fit(table, 3, {**forest, "model": "svm"}, seed=0)
 
 
 def test_classic_trees_see_only_their_feature_set():

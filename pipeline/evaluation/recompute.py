@@ -5,7 +5,9 @@
 evaluation used (:mod:`pipeline.evaluation.metrics`,
 :func:`pipeline.evaluation.denoise_metrics.snr_improvement_ci`) every headline metric,
 per-class row, confusion matrix and bootstrap interval, and lists each difference as one line.
-Classic-filter rows of a denoising report are not in the file and are not recomputed.
+Classic-filter rows of a denoising report are not in the file and are not recomputed. A
+denoise-then-classify folder (``final_eval --noisy``) recomputes every condition from
+``predictions_noisy.csv.gz``.
 """
 
 from __future__ import annotations
@@ -56,7 +58,41 @@ def recompute_differences(run_dir: Path) -> list[str]:
         raise PipelineError(f"{run_dir}/metrics_test.json: no known task ({exc})") from exc
     if task.denoising:
         return _denoiser_differences(run_dir, stored)
+    if "conditions" in stored:
+        return _noisy_differences(run_dir, stored, task)
     return _classifier_differences(run_dir, stored, task)
+
+
+def _noisy_differences(run_dir: Path, stored: Mapping[str, Any], task: Any) -> list[str]:
+    """A denoise-then-classify folder: every condition's metrics and intervals (beat
+    detection counts are not in the per-beat file and are not recomputed)."""
+    from pipeline.protocol import noisy_beats
+
+    groups = noisy_beats.read_predictions(run_dir / noisy_beats.PREDICTIONS_FILE)
+    classes = list(task.classes)
+    out: list[str] = []
+    keys = [(str(e["condition"]), bool(e["denoised"])) for e in stored["conditions"]]
+    if keys != list(groups):
+        out.append(f"conditions: metrics_test.json has {keys}, the predictions file {list(groups)}")
+    for e in stored["conditions"]:
+        key = (str(e["condition"]), bool(e["denoised"]))
+        if key not in groups:
+            continue
+        got = noisy_beats.condition_metrics(groups[key], classes, int(stored["bootstrap_samples"]),
+                                            int(stored.get("bootstrap_seed", 0)))
+        name = f"{key[0]}{' denoised' if key[1] else ''}"
+        _compare(f"{name}: beats", e["beats"], got["beats"], out)
+        for k in SINGLE_LABEL_KEYS:
+            if k in e["metrics"] or k in got["metrics"]:
+                _compare(f"{name}: {k}", e["metrics"].get(k), got["metrics"].get(k), out)
+        for c in classes:
+            for k in CLASS_KEYS:
+                _compare(f"{name}: per_class.{c}.{k}", e["metrics"]["per_class"][c].get(k),
+                         got["metrics"]["per_class"][c].get(k), out)
+        sub: list[str] = []
+        _bootstrap_differences(e.get("ci95", {}), got["ci95"], sub)
+        out.extend(f"{name}: {line}" for line in sub)
+    return out
 
 
 def _classifier_differences(run_dir: Path, stored: Mapping[str, Any], task: Any) -> list[str]:

@@ -251,7 +251,7 @@ def evaluate_classic(cfg: PipelineConfig, task: Task, *, out_dir: Path | None, t
     if task.kind != "segments" or task.multilabel:
         raise PipelineError(f"--classic works on MIT-BIH segment and denoising tasks; "
                             f"{task.name} is a {task.kind} task")
-    name = "classic_hgb"
+    name = "classic_trees"
     out_dir = out_dir or _classic_dir(task, name, tag)
     check_not_evaluated(out_dir, request.force)
     split = run_folder.make_split(cfg, task)
@@ -288,7 +288,8 @@ def evaluate_classic(cfg: PipelineConfig, task: Task, *, out_dir: Path | None, t
                                       multilabel=False)
     chosen_by = ("pooled out-of-fold macro F1 of patient-grouped folds over the training records"
                  if by == "kfold" else "validation macro F1")
-    mode = (f"classic baseline: HistGradientBoosting on {len(model.columns)} of "
+    kind = "random forest" if best.get("model") == "random_forest" else "HistGradientBoosting"
+    mode = (f"classic baseline: {kind} on {len(model.columns)} of "
             f"{len(both.feature_names)} rhythm and morphology features, setting {best} chosen "
             f"by {chosen_by}, refitted on all training records")
     return _finish(res, cfg=cfg, task=task, model_name=name, mode=mode, split=split,

@@ -1,14 +1,15 @@
-"""The classic baseline: gradient-boosted trees on rhythm and morphology features.
+"""The classic baseline: gradient-boosted trees or a random forest on rhythm and morphology
+features.
 
 What a user could pick instead of a deep model (Saenz-Cogollo & Agelli 2020 reach F1(S) 0.73
 inter-patient with a 30-tree random forest on six RR features): scikit-learn's
-``HistGradientBoostingClassifier`` on each beat's rhythm features (:mod:`pipeline.data.rhythm`,
+``HistGradientBoostingClassifier`` (or a ``RandomForestClassifier``) on each beat's rhythm features (:mod:`pipeline.data.rhythm`,
 stored by the windows stage) and its morphology (:mod:`pipeline.data.morphology`, measured on
 the 2 s segment), with class weights.
 
 Which features the trees see is part of the setting (:data:`FEATURE_SETS`): ``relative``
 (only the patient-relative rhythm ratios), ``relative+morphology`` and ``all`` (the intervals
-in seconds too). Absolute values let the trees recognise the training patients rather than
+in seconds too), and ``rr6``, the published six RR features. Absolute values let the trees recognise the training patients rather than
 the beat type; the validation patients decide.
 
 Selection follows the protocol: every setting of :data:`GRID` is fitted on the training
@@ -32,16 +33,39 @@ from pipeline.data import morphology
 
 log = logging.getLogger("ecg.classic")
 
-FEATURE_SETS = ("relative", "relative+morphology", "all")
-"""Columns of the beat table a setting uses (:func:`feature_columns`)."""
+FEATURE_SETS = ("relative", "relative+morphology", "all", "rr6")
+"""Columns of the beat table a setting uses (:func:`feature_columns`). ``rr6`` is the six RR
+features of Saenz-Cogollo & Agelli 2020 (:data:`RR6_FEATURE_NAMES`)."""
 
-GRID: tuple[dict[str, Any], ...] = tuple(
-    {"features": features, "learning_rate": 0.1, "max_leaf_nodes": leaves,
-     "class_weight_power": power}
-    for features in FEATURE_SETS for leaves in (15, 31) for power in (0.5, 1.0)
+RR6_FEATURE_NAMES = ("pre_rr_s", "prev_rr_s", "post_rr_s",
+                     "pre_over_running", "prev_over_running", "post_over_running")
+"""RR0, RR-1, RR+1 (s) and each over the 32-beat running mean."""
+
+MODELS = ("hgb", "random_forest")
+"""``hgb``: ``HistGradientBoostingClassifier``; ``random_forest``: ``RandomForestClassifier``
+with ``n_trees`` trees (30 in the published recipe)."""
+
+RF_TREES = 30
+
+
+def _hgb(features: str, leaves: int, power: float) -> dict[str, Any]:
+    return {"model": "hgb", "features": features, "learning_rate": 0.1, "max_leaf_nodes": leaves,
+            "n_trees": MAX_ITER_HGB, "class_weight_power": power}
+
+
+def _forest(features: str, power: float) -> dict[str, Any]:
+    return {"model": "random_forest", "features": features, "learning_rate": None,
+            "max_leaf_nodes": None, "n_trees": RF_TREES, "class_weight_power": power}
+
+
+MAX_ITER_HGB = 200
+
+GRID: tuple[dict[str, Any], ...] = (
+    *(_hgb(f, leaves, power) for f in FEATURE_SETS for leaves in (15, 31) for power in (0.5, 1.0)),
+    *(_forest(f, power) for f in ("rr6", "relative+morphology") for power in (0.0, 1.0)),
 )
-"""Settings compared on the validation patients (``class_weight_power``: weights are
-``(n / (K n_c)) ** power``; 1 = balanced, 0.5 = square root)."""
+"""Settings compared on the validation patients or the folds (``class_weight_power``: weights
+are ``(n / (K n_c)) ** power``; 1 = balanced, 0.5 = square root, 0 = none)."""
 
 
 def feature_columns(names: Sequence[str], features: str) -> list[int]:
@@ -52,14 +76,14 @@ def feature_columns(names: Sequence[str], features: str) -> list[int]:
         raise PipelineError(f"unknown classic feature set {features!r}; known: {list(FEATURE_SETS)}")
 
     def keep(name: str) -> bool:
+        if features == "rr6":
+            return name in RR6_FEATURE_NAMES
         if name in morphology.FEATURE_NAMES:
             return features != "relative"
         return features == "all" or rhythm.is_relative(name)
 
     return [i for i, n in enumerate(names) if keep(n)]
 
-
-MAX_ITER = 200
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,14 +139,28 @@ def sample_weights(y: np.ndarray, n_classes: int, power: float) -> np.ndarray:
     return w[y]
 
 
-def fit(table: BeatTable, n_classes: int, setting: dict[str, Any], seed: int) -> Any:
-    """A fitted model for one setting of :data:`GRID`: a ``HistGradientBoostingClassifier``
-    on the setting's feature columns (:func:`probabilities` picks the same columns)."""
-    from sklearn.ensemble import HistGradientBoostingClassifier
+def make_trees(setting: dict[str, Any], seed: int) -> Any:
+    """The unfitted scikit-learn model of one setting of :data:`GRID`."""
+    kind = setting.get("model", "hgb")
+    if kind == "hgb":
+        from sklearn.ensemble import HistGradientBoostingClassifier
 
-    trees = HistGradientBoostingClassifier(
-        learning_rate=setting["learning_rate"], max_leaf_nodes=setting["max_leaf_nodes"],
-        max_iter=MAX_ITER, early_stopping=False, random_state=seed)
+        return HistGradientBoostingClassifier(
+            learning_rate=setting["learning_rate"], max_leaf_nodes=setting["max_leaf_nodes"],
+            max_iter=int(setting.get("n_trees", MAX_ITER_HGB)), early_stopping=False,
+            random_state=seed)
+    if kind == "random_forest":
+        from sklearn.ensemble import RandomForestClassifier
+
+        return RandomForestClassifier(n_estimators=int(setting["n_trees"]), random_state=seed,
+                                      n_jobs=1)
+    raise PipelineError(f"unknown classic model {kind!r}; known: {list(MODELS)}")
+
+
+def fit(table: BeatTable, n_classes: int, setting: dict[str, Any], seed: int) -> Any:
+    """A fitted model for one setting of :data:`GRID` on the setting's feature columns
+    (:func:`probabilities` picks the same columns)."""
+    trees = make_trees(setting, seed)
     columns = feature_columns(table.feature_names, setting.get("features", "all"))
     trees.fit(table.x[:, columns], table.y, sample_weight=sample_weights(
         table.y, n_classes, setting["class_weight_power"]))
@@ -161,8 +199,11 @@ def _choose(grid: Sequence[dict[str, Any]], y: np.ndarray, probs_of: Any, classe
 
 
 def select(train: BeatTable, val: BeatTable, classes: Sequence[str], seed: int,
-           grid: Sequence[dict[str, Any]] = GRID) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The setting with the best validation macro F1, and every setting's validation scores."""
+           grid: Sequence[dict[str, Any]] | None = None,
+           ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The setting of ``grid`` (default :data:`GRID`) with the best validation macro F1, and
+    every setting's validation scores."""
+    grid = grid or GRID
     def probs_of(setting: dict[str, Any]) -> np.ndarray:
         return probabilities(fit(train, len(classes), setting, seed), val.x, len(classes))
 
@@ -170,7 +211,7 @@ def select(train: BeatTable, val: BeatTable, classes: Sequence[str], seed: int,
 
 
 def select_kfold(table: BeatTable, folds: Sequence[tuple[Sequence[str], Sequence[str]]],
-                 classes: Sequence[str], seed: int, grid: Sequence[dict[str, Any]] = GRID,
+                 classes: Sequence[str], seed: int, grid: Sequence[dict[str, Any]] | None = None,
                  ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The setting with the best pooled out-of-fold macro F1 over patient-grouped ``folds``
     (each ``(training records, held-out records)`` of ``table``), and every setting's scores.
@@ -178,6 +219,7 @@ def select_kfold(table: BeatTable, folds: Sequence[tuple[Sequence[str], Sequence
     Every beat of the held-out records of each fold is predicted by trees fitted on that
     fold's training records; the predictions of all folds are pooled and scored once.
     """
+    grid = grid or GRID
     if not folds:
         raise PipelineError("k-fold selection needs folds over the training records (none "
                             "were formed: fewer than 2 patients?)")

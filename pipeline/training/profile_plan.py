@@ -108,7 +108,7 @@ def model_steps(cfg: PipelineConfig, stage: str, factor: float) -> list[PlanStep
                                   "the best checkpoint on the test split, once"))
     if stage == "final_eval":
         steps += [PlanStep(stage, f"{task}:classic", estimate_s(cfg, "classic"), "estimate",
-                           "classic baseline (gradient-boosted trees), test split once")
+                           "classic baseline (gradient-boosted trees or a random forest), test split once")
                   for task in cfg.profile.classic]
     return steps
 
