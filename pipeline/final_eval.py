@@ -2,7 +2,7 @@
 and test once) or ``--run RUN`` (test a trained run with its own settings), optionally
 ``--external DIR`` (score the run on outside WFDB records), or ``--noisy TYPES`` (denoise,
 then classify: the classifier ``--run`` on the test records with NSTDB noise added, with and
-without ``--denoiser``; :mod:`pipeline.protocol.noisy_beats`).
+without ``--denoiser``; :mod:`pipeline.serving.noisy_beats`).
 
 Command over :mod:`pipeline.protocol.final`.
 """
@@ -86,23 +86,14 @@ def _ensemble(args: argparse.Namespace, cfg) -> Path:
                              _request(args, members[0].cfg.eval.bootstrap_samples))
 
 
-def _levels(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise PipelineError(f"--snr-db: comma-separated numbers in dB. Received: {text!r}") from None
-
-
 def _noisy(args: argparse.Namespace, cfg) -> Path:
-    from pipeline.protocol import noisy_beats
+    from pipeline.serving import noisy_beats
     from pipeline.training.run_folder import RUNS_DIR
 
     if args.run is None or args.external or args.hparams or args.kfold or args.classic:
         raise PipelineError("--noisy TYPES needs --run CLASSIFIER and takes no --external, "
                             "--hparams, --kfold or --classic")
-    request = noisy_beats.NoisyRequest(
-        noise_types=tuple(t.strip() for t in args.noisy.split(",") if t.strip()),
-        snr_db=_levels(args.snr_db), detect=not args.no_detect)
+    request = noisy_beats.request_from_flags(args.noisy, args.snr_db, not args.no_detect)
     clf = noisy_beats.load_model_folder(Path(args.run))
     den = noisy_beats.load_model_folder(Path(args.denoiser)) if args.denoiser else None
     out = Path(args.out) if args.out else noisy_beats.default_out_dir(RUNS_DIR, clf, den)

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from pipeline.core.io_utils import PipelineError
-from pipeline.protocol import noisy_beats as nb
+from pipeline.serving import noisy_beats as nb
 
 
 def _final(argv: list[str], capsys=None) -> tuple[int, str]:

@@ -66,9 +66,9 @@ def recompute_differences(run_dir: Path) -> list[str]:
 def _noisy_differences(run_dir: Path, stored: Mapping[str, Any], task: Any) -> list[str]:
     """A denoise-then-classify folder: every condition's metrics and intervals (beat
     detection counts are not in the per-beat file and are not recomputed)."""
-    from pipeline.protocol import noisy_beats
+    from pipeline.evaluation import noisy_predictions as noisy
 
-    groups = noisy_beats.read_predictions(run_dir / noisy_beats.PREDICTIONS_FILE)
+    groups = noisy.read_predictions(run_dir / noisy.PREDICTIONS_FILE)
     classes = list(task.classes)
     out: list[str] = []
     keys = [(str(e["condition"]), bool(e["denoised"])) for e in stored["conditions"]]
@@ -78,7 +78,7 @@ def _noisy_differences(run_dir: Path, stored: Mapping[str, Any], task: Any) -> l
         key = (str(e["condition"]), bool(e["denoised"]))
         if key not in groups:
             continue
-        got = noisy_beats.condition_metrics(groups[key], classes, int(stored["bootstrap_samples"]),
+        got = noisy.condition_metrics(groups[key], classes, int(stored["bootstrap_samples"]),
                                             int(stored.get("bootstrap_seed", 0)))
         name = f"{key[0]}{' denoised' if key[1] else ''}"
         _compare(f"{name}: beats", e["beats"], got["beats"], out)

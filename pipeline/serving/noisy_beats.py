@@ -21,15 +21,14 @@ condition (clean, then every noise type at every level):
    lead and match them to the reference beats within ``match_window_s`` (150 ms, the AAMI
    EC57 window): sensitivity and positive predictivity of beat detection.
 
-Every beat's prediction in every condition goes to ``predictions_noisy.csv.gz``;
-:func:`condition_metrics` recomputes the tables from it.
+Every beat's prediction in every condition goes to ``predictions_noisy.csv.gz``
+(:mod:`pipeline.evaluation.noisy_predictions`, whose :func:`condition_metrics` gives the
+tables and recomputes them).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import io
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -41,10 +40,11 @@ import numpy as np
 from pipeline.core.io_utils import PipelineError
 from pipeline.data import labels
 from pipeline.data.noise import RECORD_TYPES
+from pipeline.evaluation.noisy_predictions import (PREDICTIONS_FILE, condition_metrics,
+                                                   predictions_csv, read_predictions)
 
 log = logging.getLogger("ecg.noisy_beats")
 
-PREDICTIONS_FILE = "predictions_noisy.csv.gz"
 CLEAN = "clean"
 
 
@@ -72,6 +72,16 @@ class NoisyRequest:
     def conditions(self) -> list[tuple[str, float]]:
         """``(noise type, level)`` pairs, the clean input first (level ``inf``)."""
         return [(CLEAN, math.inf)] + [(t, float(s)) for t in self.noise_types for s in self.snr_db]
+
+
+def request_from_flags(noisy: str, snr_db: str, detect: bool = True) -> NoisyRequest:
+    """The request of ``--noisy TYPES --snr-db LEVELS`` (comma-separated)."""
+    try:
+        levels = tuple(float(v) for v in snr_db.split(",") if v.strip())
+    except ValueError:
+        raise PipelineError(f"--snr-db: comma-separated numbers in dB. Received: {snr_db!r}") from None
+    return NoisyRequest(noise_types=tuple(t.strip() for t in noisy.split(",") if t.strip()),
+                        snr_db=levels, detect=detect)
 
 
 def condition_name(noise_type: str, snr_db: float) -> str:
@@ -216,52 +226,6 @@ def _record_seed(name: str) -> int:
 
 
 # ------------------------------------------------------------------------- all records
-
-
-def predictions_csv(rows: Sequence[RecordRows], classes: Sequence[str]) -> bytes:
-    """Every beat of every condition, gzip-compressed with a zero mtime (same bytes each run)."""
-    buf = io.StringIO()
-    buf.write("condition,denoised,record,sample,label," + ",".join(f"p_{c}" for c in classes) + "\n")
-    for r in rows:
-        for s, y, p in zip(r.sample, r.y, r.probs, strict=True):
-            buf.write(f"{r.condition},{int(r.denoised)},{r.record},{int(s)},{classes[int(y)]},"
-                      + ",".join(f"{v:.4f}" for v in p) + "\n")
-    out = io.BytesIO()
-    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, filename="") as gz:
-        gz.write(buf.getvalue().encode("utf-8"))
-    return out.getvalue()
-
-
-def read_predictions(source: Path | bytes) -> dict[tuple[str, bool], dict[str, np.ndarray]]:
-    """``{(condition, denoised): {"record", "y", "probs"}}`` from :data:`PREDICTIONS_FILE`
-    (a path, or its bytes), in the file's order."""
-    raw = source if isinstance(source, bytes) else Path(source).read_bytes()
-    with gzip.open(io.BytesIO(raw), "rt", encoding="utf-8") as f:
-        header = f.readline().rstrip("\n").split(",")
-        classes = [h[2:] for h in header[5:]]
-        groups: dict[tuple[str, bool], dict[str, list]] = {}
-        for line in f:
-            cells = line.rstrip("\n").split(",")
-            g = groups.setdefault((cells[0], cells[1] == "1"), {"record": [], "y": [], "probs": []})
-            g["record"].append(cells[2])
-            g["y"].append(classes.index(cells[4]))
-            g["probs"].append([float(v) for v in cells[5:]])
-    return {k: {"record": np.asarray(v["record"]), "y": np.asarray(v["y"], np.int64),
-                "probs": np.asarray(v["probs"], np.float64).reshape(-1, len(classes))}
-            for k, v in groups.items()}
-
-
-def condition_metrics(group: Mapping[str, np.ndarray], classes: Sequence[str], n_boot: int,
-                      seed: int) -> dict[str, Any]:
-    """Accuracy, macro F1, per-class Se / +P / F1 and record-bootstrap 95 % intervals of one
-    condition's beats (a group of :func:`read_predictions`)."""
-    from pipeline.evaluation import metrics
-
-    y, probs = group["y"], group["probs"]
-    m = metrics.single_label_metrics(y, probs, list(classes))
-    ci = metrics.headline_bootstrap(y, probs, list(classes), multilabel=False, n=n_boot,
-                                    seed=seed, groups=group["record"]) if n_boot else {}
-    return {"metrics": m, "ci95": ci, "beats": int(len(y))}
 
 
 def summarize(rows: Sequence[RecordRows], csv_gz: bytes, classes: Sequence[str], n_boot: int,
