@@ -77,7 +77,12 @@ def test_model_contract(kind, name, tmp_path):
     np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=_marks(n))
+SLOW_RR_CONTRACTS = SLOW_CONTRACTS | {"conformer", "bilstm"}
+"""Also slow with the rr input (32 s and 16 s): the conformer with rr is built and trained by
+test_rhythm_input's sequence run, the bilstm's frame by its default contract."""
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if n in SLOW_RR_CONTRACTS else [])
                                   for n in registry.names("classifier")])
 def test_classifier_with_rr_side_input_contract(name, tmp_path):
     keras.utils.set_random_seed(0)

@@ -53,7 +53,8 @@ def write_table(dst_dir, name, rec, p_signal, ann=None, sig_name=None, fmt="212"
 # --------------------------------------------------------------------- beat classifiers
 
 
-@pytest.mark.parametrize("which", ["segments", "segments_rr", "sequences"])
+@pytest.mark.parametrize("which", ["segments", "segments_rr",
+                                   pytest.param("sequences", marks=pytest.mark.slow)])  # 24 s
 def test_probabilities_equal_the_evaluation_pipeline(tmp_path_factory, root, which):
     run = load_run(TR.trained_run(tmp_path_factory, which))
     # every beat the evaluation classifies is classified here, with the same probabilities

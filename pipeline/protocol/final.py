@@ -172,6 +172,13 @@ def evaluate_external(settings: RunSettings, request: Request) -> Path:
                    csv=(csv_name, text), request=request, external=name)
 
 
+def each_test_record(split: Split, read: Any) -> list[Any]:
+    """``[read(record) for record in the split's test records]`` with the test split open:
+    the path of readers that work on whole test records (denoise, then classify)."""
+    with run_folder.test_split_access("final_eval"):
+        return [read(name) for name in run_folder.test_records(split)]
+
+
 class MeanOfModels:
     """Averages the outputs of several models (an ensemble with ``predict_on_batch``)."""
 

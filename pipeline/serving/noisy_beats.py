@@ -329,13 +329,12 @@ def evaluate(cfg: Any, clf: Any, den: Any | None, request: NoisyRequest, out_dir
     from pipeline.core.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
     from pipeline.data.noise import load_noise, noise_segments
     from pipeline.data.paths import raw_dir
-    from pipeline.protocol import ledger
-    from pipeline.protocol.final import check_not_evaluated
+    from pipeline.protocol import final, ledger
     from pipeline.serving import reader
     from pipeline.training import run_folder
 
     check_pair(clf, den)
-    check_not_evaluated(out_dir, force)
+    final.check_not_evaluated(out_dir, force)
     data_cfg = dc.replace(clf.cfg, data=cfg.data, noise=cfg.noise)
     split = run_folder.make_split(data_cfg, clf.task)
     if split.intra is not None:
@@ -343,13 +342,16 @@ def evaluate(cfg: Any, clf: Any, den: Any | None, request: NoisyRequest, out_dir
                             "inter_patient)")
     noise = noise_segments(load_noise(cfg, request.noise_types), cfg, "test")
     hp = (den.cfg if den is not None else clf.cfg).windows.denoise_highpass_hz
-    rows: list[RecordRows] = []
-    with run_folder.test_split_access("final_eval"):
-        records = run_folder.test_records(split)
-        for i, name in enumerate(records, 1):
-            rec = reader.read_record(raw_dir(cfg, "mitdb") / name)
-            rows.extend(record_rows(clf, den, rec, noise, request, hp))
-            log.info("record %s done (%d/%d)", name, i, len(records))
+
+    def one_record(name: str) -> tuple[str, list[RecordRows]]:
+        rec = reader.read_record(raw_dir(cfg, "mitdb") / name)
+        out = list(record_rows(clf, den, rec, noise, request, hp))
+        log.info("record %s done", name)
+        return name, out
+
+    done = final.each_test_record(split, one_record)
+    records = [name for name, _ in done]
+    rows = [r for _, part in done for r in part]
     classes = list(clf.task.classes)
     csv_gz = predictions_csv(rows, classes)
     entries = summarize(rows, csv_gz, classes, n_boot, int(cfg.eval.seed))
