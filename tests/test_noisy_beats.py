@@ -167,3 +167,20 @@ def test_noisy_flags_are_checked_before_any_data_is_read(runs, tmp_path, capsys)
     rc, err = _final(["--run", str(tmp_path / "nope"), "--noisy", "em", *argv], capsys)
     assert rc == 2 and "nope: neither a run folder nor a preset" in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_an_intra_patient_split_is_refused_naming_the_setting(tmp_path, monkeypatch):
+    import types
+
+    from pipeline.core.config import load_config
+    from pipeline.data.tasks import get_task
+    from pipeline.training import run_folder
+
+    cfg = load_config("full")
+    clf = types.SimpleNamespace(task=get_task("mitdb_aami5_segments"), cfg=cfg, path=tmp_path,
+                                model_name="ldcnn")
+    monkeypatch.setattr(run_folder, "make_split",
+                        lambda c, t: types.SimpleNamespace(intra={"100": 0.3}))
+    with pytest.raises(PipelineError, match=r"needs whole test records \(splits.scheme: inter_patient\)"):
+        nb.evaluate(cfg, clf, None, nb.NoisyRequest(), tmp_path / "out", n_boot=0)
+    assert not (tmp_path / "out").exists()

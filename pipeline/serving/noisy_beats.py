@@ -323,8 +323,6 @@ def default_out_dir(runs_dir: Path, clf: Any, den: Any | None) -> Path:
 def evaluate(cfg: Any, clf: Any, den: Any | None, request: NoisyRequest, out_dir: Path, *,
              n_boot: int, force: bool = False) -> Path:
     """Runs every condition on every test record, writes the outputs, logs the test read."""
-    import dataclasses as dc
-
     from pipeline.core.config import to_dict
     from pipeline.core.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
     from pipeline.data.noise import load_noise, noise_segments
@@ -335,7 +333,7 @@ def evaluate(cfg: Any, clf: Any, den: Any | None, request: NoisyRequest, out_dir
 
     check_pair(clf, den)
     final.check_not_evaluated(out_dir, force)
-    data_cfg = dc.replace(clf.cfg, data=cfg.data, noise=cfg.noise)
+    data_cfg = dataclasses.replace(clf.cfg, data=cfg.data, noise=cfg.noise)
     split = run_folder.make_split(data_cfg, clf.task)
     if split.intra is not None:
         raise PipelineError("denoise-then-classify needs whole test records (splits.scheme: "
@@ -358,7 +356,7 @@ def evaluate(cfg: Any, clf: Any, den: Any | None, request: NoisyRequest, out_dir
     res = {"task": clf.task.name, "classifier": str(clf.path), "classifier_model": clf.model_name,
            "denoiser": str(den.path) if den is not None else None,
            "denoiser_model": den.model_name if den is not None else None,
-           "request": dc.asdict(request), "records": list(records), "conditions": entries,
+           "request": dataclasses.asdict(request), "records": list(records), "conditions": entries,
            "predictions": {"file": PREDICTIONS_FILE}, "bootstrap_samples": int(n_boot),
            "bootstrap_seed": int(cfg.eval.seed),
            "config": to_dict(data_cfg)}
