@@ -4,7 +4,9 @@ Reads each run folder's ``summary.json`` (training), ``metrics_test.json`` (fina
 evaluation) and ``kfold.json`` and prints one Markdown row per run with its headline numbers.
 With ``--config``, the profile's runs folder is listed (what ``run_full_pipeline.sh`` made);
 the profile's own ``summary.json`` there (stage times, ``pipeline.training.profile_summary``)
-is not a run and is not listed.
+is not a run and is not listed. With ``--aami``, beat classifiers get the AAMI table instead
+(accuracy, macro F1 over N, S, V, F, Se / +P / F1 of S and V, params, training minutes), and
+``--baseline RUN`` adds each row's macro F1 difference to that run (e.g. the classic baseline).
 """
 
 from __future__ import annotations
@@ -85,6 +87,45 @@ def run_row(d: Path, base: Path | None = None) -> dict[str, Any] | None:
     return row
 
 
+AAMI_COLS = ["run", "model", "params", "train min", "best epoch", "accuracy", "macro F1 (NSVF)",
+             "Se(S)", "+P(S)", "F1(S)", "Se(V)", "+P(V)", "F1(V)"]
+
+
+def aami_row(d: Path, base: Path | None = None) -> dict[str, Any] | None:
+    """One beat classifier's DS2 headline row (``None`` for runs without AAMI test metrics)."""
+    from pipeline.evaluation.metrics import macro_f1_nsvf
+
+    m = _load(d / "metrics_test.json") or {}
+    pc = m.get("per_class") or {}
+    if not all(c in pc for c in ("S", "V")):
+        return None
+    s = _load(d / "summary.json") or {}
+    secs = s.get("train_seconds")
+    row: dict[str, Any] = {
+        "run": str(d.relative_to(base)) if base is not None and base in d.parents else d.name,
+        "model": m.get("model") or s.get("model"), "params": s.get("params"),
+        "train min": None if secs is None else f"{secs / 60:.1f}",
+        "best epoch": s.get("best_epoch"), "accuracy": m.get("accuracy"),
+        "macro F1 (NSVF)": macro_f1_nsvf(pc),
+    }
+    for c in ("S", "V"):
+        row.update({f"Se({c})": pc[c].get("sensitivity"), f"+P({c})": pc[c].get("ppv"),
+                    f"F1({c})": pc[c].get("f1")})
+    return row
+
+
+def aami_table(rows: list[dict[str, Any]], baseline: dict[str, Any] | None = None) -> str:
+    cols = AAMI_COLS + (["vs baseline"] if baseline else [])
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        if baseline:
+            diff = (r["macro F1 (NSVF)"] or 0.0) - (baseline["macro F1 (NSVF)"] or 0.0)
+            verdict = "beats" if diff > 0 else "below" if diff < 0 else "equal"
+            r = {**r, "vs baseline": f"{verdict} ({diff:+.3f})"}
+        lines.append("| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |")
+    return "\n".join(lines)
+
+
 def find_runs(dirs: list[Path]) -> list[tuple[Path, Path]]:
     out = []
     for base in dirs:
@@ -110,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m data_tools.compare_runs", description=__doc__.splitlines()[0])
     p.add_argument("dirs", nargs="*", help="run folders or folders of runs (default: Research_Runs)")
     p.add_argument("--config", default=None, help="list the runs folder of this config's profile")
+    p.add_argument("--aami", action="store_true", help="the AAMI table of beat classifiers")
+    p.add_argument("--baseline", type=Path, default=None, metavar="RUN",
+                   help="with --aami: compare every row's macro F1 (NSVF) with this run's")
     p.add_argument("--data-dir", default=None, help=argparse.SUPPRESS)
     p.add_argument("--mirror", default=None, help=argparse.SUPPRESS)
     p.add_argument("--set", dest="overrides", action="append", default=[], help=argparse.SUPPRESS)
@@ -121,9 +165,17 @@ def main(argv: list[str] | None = None) -> int:
         dirs.append(Path(config_from_args(args).profile.runs_dir))
     if not dirs:
         dirs = [ROOT / "Research_Runs"]
-    rows = [r for d, base in find_runs(dirs) if (r := run_row(d, base))]
+    row_of = aami_row if args.aami else run_row
+    rows = [r for d, base in find_runs(dirs) if (r := row_of(d, base))]
     if not rows:
         print(f"no runs found under {', '.join(map(str, dirs))}")
+        return 0
+    if args.aami:
+        baseline = aami_row(args.baseline) if args.baseline else None
+        if args.baseline and baseline is None:
+            print(f"error: {args.baseline}: no AAMI test metrics (metrics_test.json)", file=sys.stderr)
+            return 2
+        print(aami_table(rows, baseline))
         return 0
     print(table(rows))
     return 0

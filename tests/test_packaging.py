@@ -68,7 +68,7 @@ def test_requirements_txt_is_pyproject_dependencies_plus_extras():
     in_txt = {str(Requirement(r)) for r in requirement_lines(ROOT / "requirements.txt")}
     assert in_txt == {str(Requirement(r)) for r in declared}
     test_names = {Requirement(r).name for r in project["optional-dependencies"]["test"]}
-    assert test_names == {"pytest", "hypothesis"}
+    assert test_names == {"pytest", "hypothesis", "pytest-xdist"}
     assert not test_names & {Requirement(r).name for r in project["dependencies"]}
 
 

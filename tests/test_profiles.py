@@ -370,3 +370,33 @@ def test_compare_runs_does_not_list_the_profile_summary_as_a_run(tmp_path, capsy
     profile_summary.write_summary(tmp_path, "quick")
     assert compare_runs.main([str(tmp_path)]) == 0
     assert "no runs found" in capsys.readouterr().out
+
+
+def _aami_run(d, f1_s: float, f1_v: float, seconds: float | None = None):
+    import json
+
+    d.mkdir(parents=True)
+    per = {c: {"sensitivity": 0.5, "ppv": 0.5, "f1": f} for c, f in
+           (("N", 0.9), ("S", f1_s), ("V", f1_v), ("F", 0.1), ("Q", 0.0))}
+    (d / "metrics_test.json").write_text(json.dumps(
+        {"model": d.name, "accuracy": 0.9, "macro_f1": 0.3, "per_class": per}))
+    if seconds is not None:
+        (d / "summary.json").write_text(json.dumps(
+            {"model": d.name, "params": 1234, "train_seconds": seconds, "best_epoch": 2}))
+
+
+def test_compare_runs_aami_table_rows_and_baseline_verdicts(tmp_path, capsys):
+    from data_tools import compare_runs
+
+    _aami_run(tmp_path / "runs" / "deep", 0.6, 0.9, seconds=300.0)
+    _aami_run(tmp_path / "runs" / "weak", 0.2, 0.5, seconds=60.0)
+    _aami_run(tmp_path / "classic", 0.5, 0.9)
+    assert compare_runs.main(["--aami", str(tmp_path / "runs"),
+                              "--baseline", str(tmp_path / "classic")]) == 0
+    lines = {ln.split(" | ")[0].strip("| "): ln for ln in capsys.readouterr().out.splitlines()}
+    # macro F1 over N, S, V, F: (0.9 + 0.6 + 0.9 + 0.1) / 4 = 0.625 against 0.6 for the baseline
+    assert "| 5.0 | 2 | 0.900 | 0.625 |" in lines["deep"] and "beats (+0.025)" in lines["deep"]
+    assert "below (-0.175)" in lines["weak"]
+    assert compare_runs.main(["--aami", str(tmp_path / "runs"),
+                              "--baseline", str(tmp_path / "nothing")]) == 2
+    assert "nothing: no AAMI test metrics" in capsys.readouterr().err

@@ -464,6 +464,17 @@ def macro_f1(y_true: Any, probs: Any) -> float:
     return float(np.mean(np.where(den > 0, 2 * tp / np.maximum(den, 1), 0.0)))
 
 
+AAMI_MAIN_CLASSES = ("N", "S", "V", "F")
+
+
+def macro_f1_nsvf(per_class: Mapping[str, Any]) -> float | None:
+    """Mean F1 over N, S, V and F from a report's ``per_class`` (Q, with a handful of test
+    beats, left out as the inter-patient literature does); ``None`` unless all four are there."""
+    f1 = [per_class[c]["f1"] for c in AAMI_MAIN_CLASSES
+          if c in per_class and per_class[c].get("f1") is not None]
+    return float(np.mean(f1)) if len(f1) == len(AAMI_MAIN_CLASSES) else None
+
+
 def macro_auc(y_true: Any, probs: Any) -> float | None:
     """Macro one-vs-rest ROC AUC over the classes that have positives and negatives.
 

@@ -40,6 +40,7 @@ import numpy as np
 from pipeline.core.io_utils import PipelineError
 from pipeline.data import labels
 from pipeline.data.noise import RECORD_TYPES
+from pipeline.evaluation.metrics import macro_f1_nsvf
 from pipeline.evaluation.noisy_predictions import (PREDICTIONS_FILE, condition_metrics,
                                                    predictions_csv, read_predictions)
 
@@ -262,16 +263,10 @@ def table_md(entries: Sequence[Mapping[str, Any]]) -> str:
         ci = e.get("ci95", {})
         lines.append("| " + " | ".join([
             e["condition"], "yes" if e["denoised"] else "no", str(e["beats"]),
-            _num(e["metrics"]["accuracy"]), _num(e["metrics"]["macro_f1"]), _num(_nsvf(per)),
+            _num(e["metrics"]["accuracy"]), _num(e["metrics"]["macro_f1"]), _num(macro_f1_nsvf(per)),
             _with_ci(f1["S"], ci.get("f1_S")), _with_ci(f1["V"], ci.get("f1_V")),
             _num(det.get("sensitivity")), _num(det.get("positive_predictivity"))]) + " |")
     return "\n".join(lines)
-
-
-def _nsvf(per: Mapping[str, Any]) -> float | None:
-    """Mean F1 over N, S, V and F (the classes every test set holds enough of)."""
-    f1 = [per[c]["f1"] for c in ("N", "S", "V", "F") if c in per and per[c]["f1"] is not None]
-    return float(np.mean(f1)) if len(f1) == 4 else None
 
 
 def _num(v: Any) -> str:
