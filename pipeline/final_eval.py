@@ -33,8 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classic", action="store_true", help="the classic baseline (gradient-"
                    "boosted trees on rhythm and morphology features) instead of --model")
     p.add_argument("--ensemble", nargs="+", default=None, metavar="RUN",
-                   help="evaluate the mean probabilities of these runs (same task, split and "
-                   "normalization) into --out")
+                   help="the mean probabilities of these runs (same task, split, normalization)")
+    p.add_argument("--stored", action="store_true", help="with --ensemble: average the "
+                   "evaluated runs' stored test probabilities (any beat classifiers, classic too)")
     p.add_argument("--external", default=None, metavar="DIR",
                    help="with --run: score the run on this folder of WFDB records (written to "
                    "RUN/external_<name>/)")
@@ -80,6 +81,9 @@ def _ensemble(args: argparse.Namespace, cfg) -> Path:
     if args.run or args.external or args.hparams or args.kfold or not args.out:
         raise PipelineError("--ensemble RUN RUN ... needs --out DIR and takes no --run, "
                             "--external, --hparams or --kfold")
+    if args.stored:
+        return final_lib.evaluate_stored_ensemble(
+            [Path(r) for r in args.ensemble], Path(args.out), _request(args, cfg.eval.bootstrap_samples))
     members = [load_run_settings(Path(r), cfg, args.overrides, task_name=args.task)
                for r in args.ensemble]
     return final_lib.evaluate_ensemble(members, Path(args.out),
@@ -103,6 +107,8 @@ def _noisy(args: argparse.Namespace, cfg) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args, cfg = cli.parse(build_parser(), argv)
+    if args.stored and args.ensemble is None:
+        raise PipelineError("--stored belongs to --ensemble RUN RUN ... (stored predictions)")
     if args.denoiser and not args.noisy:
         raise PipelineError("--denoiser belongs to --noisy TYPES (denoise, then classify)")
     if args.noisy is not None:

@@ -616,3 +616,51 @@ def test_recompute_reads_a_gzip_compressed_predictions_file(segments_run, capsys
     (segments_run / "predictions_test.csv.gz").write_bytes(gzip.compress(plain.read_bytes()))
     plain.unlink()
     assert _recompute(segments_run) == 0
+
+
+def test_stored_ensemble_averages_a_deep_run_and_the_classic_baseline(
+        tmp_path_factory, tmp_path, capsys, small_classic_grid):
+    import numpy as np
+
+    from pipeline.evaluation import predictions
+
+    deep = _copy(tmp_path_factory, tmp_path / "deep", "segments")
+    assert _final(["--run", str(deep)], capsys)[0] == 0
+    classic = tmp_path / "classic"
+    rc, err = _final([*trained._argv(trained.data_root(tmp_path_factory)), "--task",
+                      "mitdb_aami5_segments_rhythm", "--classic", "--out", str(classic)], capsys)
+    assert rc == 0, err
+    out = tmp_path / "ens"
+    rc, err = _final(["--ensemble", str(deep), str(classic), "--stored", "--out", str(out)], capsys)
+    assert rc == 0, err
+    res = json.loads((out / "metrics_test.json").read_text())
+    read = [predictions.read_classifier_csv(d / predictions.CLASSIFIER_FILE, res["classes"], False)
+            for d in (deep, classic, out)]
+    for key in ("record", "sample", "y"):
+        np.testing.assert_array_equal(read[2][key], read[0][key])
+    np.testing.assert_allclose(read[2]["probs"], (read[0]["probs"] + read[1]["probs"]) / 2,
+                               atol=1e-6)
+    assert res["model"] == "ensemble(ldcnn+classic_trees)" and res["n_test_examples"] == len(read[0]["y"])
+    assert _recompute(out) == 0
+    # the classic baseline's read and the ensemble's share this folder's ledger
+    assert [e["outputs"] for e in _ledger(out)] == [str(classic), str(out)]
+    assert json.loads((out / "ensemble.json").read_text())["stored_predictions"] is True
+
+
+def test_stored_ensemble_refuses_other_beats_and_unevaluated_members(
+        tmp_path_factory, tmp_path, capsys):
+    from pipeline.evaluation import predictions
+
+    a = _copy(tmp_path_factory, tmp_path / "a", "segments")
+    b = _copy(tmp_path_factory, tmp_path / "b", "segments")
+    rc, err = _final(["--ensemble", str(a), str(b), "--stored", "--out", str(tmp_path / "e")], capsys)
+    assert rc == 2 and "metrics_test.json" in err and str(a) in err
+    for run in (a, b):
+        assert _final(["--run", str(run)], capsys)[0] == 0
+    csv_b = b / predictions.CLASSIFIER_FILE
+    csv_b.write_text("".join(csv_b.read_text().splitlines(keepends=True)[:-1]))
+    rc, err = _final(["--ensemble", str(a), str(b), "--stored", "--out", str(tmp_path / "e")], capsys)
+    assert rc == 2 and f"{b}: its examples differ from {a}'s" in err
+    assert not (tmp_path / "e").exists()
+    rc, err = _final(["--stored", "--run", str(a)], capsys)
+    assert rc == 2 and "--stored belongs to --ensemble" in err

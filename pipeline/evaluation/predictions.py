@@ -128,6 +128,25 @@ def read_classifier_csv(path: Path, classes: Sequence[str], multilabel: bool) ->
             "probs": probs}
 
 
+def mean_of_tables(tables: Sequence[Mapping[str, np.ndarray]],
+                   names: Sequence[str]) -> dict[str, np.ndarray]:
+    """The rows of several read-back classifier files (:func:`read_classifier_csv`) with their
+    probabilities averaged, ``pred`` their argmax. Raises naming the first file (``names``)
+    that does not hold the same examples (record, sample) with the same labels in the same
+    order as the first."""
+    first = tables[0]
+    for name, t in zip(names[1:], tables[1:]):
+        for key in ("record", "sample", "y"):
+            if len(t[key]) != len(first[key]) or not np.array_equal(t[key], first[key]):
+                what = "examples" if len(t[key]) != len(first[key]) else f"{key} column"
+                raise PipelineError(f"{name}: its {what} differ from {names[0]}'s; stored "
+                                    "predictions average only over the same test examples")
+    probs = np.mean([np.asarray(t["probs"], np.float64) for t in tables], axis=0)
+    probs = probs.astype(np.float32)
+    return {"record": first["record"], "sample": first["sample"], "y": first["y"],
+            "pred": np.argmax(probs, axis=1), "probs": probs}
+
+
 def denoiser_csv(windows: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
     """Text of ``windows_test.csv`` from one method's ``evaluate_denoiser(...)["windows"]``
     entry (``{noise: {snr_label: {"record", "start", "per_window"}}}``)."""

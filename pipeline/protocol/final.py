@@ -19,7 +19,9 @@ The only code that reads the test split (MIT-BIH DS2, PTB-XL fold 10). Three mod
   predictions file and ledger line.
 * ``--ensemble RUN RUN ... --out DIR``: the mean of the class probabilities of several
   training runs of one task, split and normalization (e.g. seeds of one recipe), evaluated
-  once on test into ``DIR``.
+  once on test into ``DIR``. With ``--stored``, the mean of the test probabilities that
+  evaluated runs stored in their predictions files (any beat classifiers of one task and test
+  split, the classic baseline included; late fusion, logged as one more test read).
 
 Each evaluation writes ``metrics_test.json``, ``report.md``, the per-example file
 (``predictions_test.csv`` or ``windows_test.csv``, :mod:`pipeline.evaluation.predictions`)
@@ -236,6 +238,65 @@ def evaluate_ensemble(members: list[RunSettings], out_dir: Path, request: Reques
     return _finish(res, cfg=cfg, task=task, model_name=label, mode=mode, split=split,
                    run_dir=out_dir, out_dir=out_dir, csv=(name, text), request=request,
                    external=None)
+
+
+def _stored_member(run_dir: Path) -> tuple[dict, Split]:
+    """An evaluated member's ``metrics_test.json`` and split; refuses what cannot be averaged."""
+    from pipeline.protocol.run_settings import split_from_json
+
+    m = read_json(run_dir / "metrics_test.json", "final evaluation")
+    split = split_from_json(read_json(run_dir / "splits.json", "run split"),
+                            str(run_dir / "splits.json"))
+    why = ("it was scored on external records" if m.get("external") else
+           "its split is leaky" if m.get("leaky_split") or split.leaky else
+           "it is multi-label" if "thresholds_from_validation" in m else
+           "it holds no beat predictions" if "per_class" not in m else "")
+    if why:
+        raise PipelineError(f"{run_dir}: cannot join a stored-predictions ensemble: {why}")
+    return m, split
+
+
+def evaluate_stored_ensemble(run_dirs: list[Path], out_dir: Path, request: Request) -> Path:
+    """``--ensemble RUN ... --stored``: the mean of the test probabilities that evaluated
+    classifier runs (deep or classic) stored in their predictions files, scored into
+    ``out_dir`` with the same metrics, intervals, report and ledger line as any final
+    evaluation. Members must share the classes, the test records and the beats (their tasks
+    may differ in the inputs, e.g. with and without rhythm features); the first names the
+    ensemble's task."""
+    from pipeline.core.config import from_dict
+    from pipeline.data.tasks import get_task
+    from pipeline.evaluation import metrics
+
+    if len(run_dirs) < 2:
+        raise PipelineError(f"--ensemble needs at least 2 runs. Received: {len(run_dirs)}")
+    check_not_evaluated(out_dir, request.force)
+    stored = [_stored_member(d) for d in run_dirs]
+    (first, split), names = stored[0], [str(d) for d in run_dirs]
+    for d, (m, other) in zip(run_dirs[1:], stored[1:]):
+        if m["classes"] != first["classes"] or other.test != split.test:
+            raise PipelineError(f"{d}: other classes or test records than {run_dirs[0]}; "
+                                "members must score the same test beats")
+    classes = list(first["classes"])
+    data = predictions.mean_of_tables([predictions.read_classifier_csv(
+        d / predictions.CLASSIFIER_FILE, classes, False) for d in run_dirs], names)
+    cfg, task = from_dict(first["config"]), get_task(first["task"])
+    res = metrics.single_label_metrics(data["y"], data["probs"], classes)
+    res["bootstrap_95ci"] = metrics.headline_bootstrap(
+        data["y"], data["probs"], classes, multilabel=False, n=request.n_boot,
+        seed=cfg.eval.seed, groups=data["record"]) if request.n_boot > 0 else {}
+    res.update({"n_test_examples": int(len(data["y"])), "test_records": sorted(split.test),
+                "ensemble_members": names, "predictions": {"sample": "as in the members' files"}})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / "ensemble.json", {"members": names, "stored_predictions": True,
+                                                  "models": [m["model"] for m, _ in stored]})
+    run_folder.save_split(split, out_dir)
+    text = predictions.classifier_csv(data["record"], data["sample"], data["y"], data["probs"],
+                                      classes, multilabel=False)
+    label = "ensemble(" + "+".join(m["model"] for m, _ in stored) + ")"
+    mode = f"mean of the stored test probabilities of {len(names)} runs: {', '.join(names)}"
+    return _finish(res, cfg=cfg, task=task, model_name=label, mode=mode, split=split,
+                   run_dir=out_dir, out_dir=out_dir, csv=(predictions.CLASSIFIER_FILE, text),
+                   request=request, external=None)
 
 
 def _classic_dir(task: Task, name: str, tag: str) -> Path:
