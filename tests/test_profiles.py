@@ -400,3 +400,32 @@ def test_compare_runs_aami_table_rows_and_baseline_verdicts(tmp_path, capsys):
     assert compare_runs.main(["--aami", str(tmp_path / "runs"),
                               "--baseline", str(tmp_path / "nothing")]) == 2
     assert "nothing: no AAMI test metrics" in capsys.readouterr().err
+
+
+SHIPPED_CONFIGS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "pipeline" / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", SHIPPED_CONFIGS)
+def test_every_shipped_config_loads_and_names_registered_models(name):
+    from models import registry
+    from pipeline.core.config import load_config
+    from pipeline.training.profiles import parse_pair
+
+    cfg = load_config(name, apply_env=False)
+    known = set(registry.names("classifier")) | set(registry.names("denoiser"))
+    pairs = [parse_pair(p) for p in (*cfg.profile.train, *cfg.profile.tune)]
+    assert {m for _, m in pairs} <= known
+    assert set(cfg.profile.model_kwargs) <= known
+    assert all(parse_pair(k) for k in cfg.profile.train_overrides if ":" in k)
+
+
+@pytest.mark.parametrize("name, kind", [("seedtable", "classifier"), ("denoise_seedtable", "denoiser")])
+def test_seed_table_profiles_cover_every_registered_model(name, kind):
+    from models import registry
+    from pipeline.core.config import load_config
+
+    cfg = load_config(name, apply_env=False)
+    assert sorted(p.split(":", 1)[1] for p in cfg.profile.train) == sorted(registry.names(kind))
+    budgets = {profiles.run_settings(cfg, "train", *p.split(":", 1), 1.0).get(
+        "train.max_train_seconds", cfg.train.max_train_seconds) for p in cfg.profile.train}
+    assert len(budgets) == 1, f"{name}: one budget for every model, got {budgets}"
