@@ -47,6 +47,11 @@ def is_pipeline_summary(s: Any) -> bool:
     return isinstance(s, dict) and "stages" in s and "profile" in s
 
 
+def _run_name(d: Path, base: Path | None) -> str:
+    """A run folder's name relative to the listed folder (its own name when it is that folder)."""
+    return str(d.relative_to(base)) if base is not None and base in d.parents else d.name
+
+
 def run_row(d: Path, base: Path | None = None) -> dict[str, Any] | None:
     s = _load(d / "summary.json") or {}
     if is_pipeline_summary(s):
@@ -57,7 +62,7 @@ def run_row(d: Path, base: Path | None = None) -> dict[str, Any] | None:
     if not (s or m or k or hp):
         return None
     row: dict[str, Any] = {
-        "run": str(d.relative_to(base)) if base is not None and d != base and base in d.parents else d.name,
+        "run": _run_name(d, base),
         "task": s.get("task") or m.get("task") or k.get("task") or hp.get("task"),
         "model": s.get("model") or m.get("model") or k.get("model") or hp.get("model"),
         "params": s.get("params"),
@@ -102,7 +107,7 @@ def aami_row(d: Path, base: Path | None = None) -> dict[str, Any] | None:
     s = _load(d / "summary.json") or {}
     secs = s.get("train_seconds")
     row: dict[str, Any] = {
-        "run": str(d.relative_to(base)) if base is not None and base in d.parents else d.name,
+        "run": _run_name(d, base),
         "model": m.get("model") or s.get("model"), "params": s.get("params"),
         "train min": None if secs is None else f"{secs / 60:.1f}",
         "best epoch": s.get("best_epoch"), "accuracy": m.get("accuracy"),
