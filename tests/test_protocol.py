@@ -664,3 +664,9 @@ def test_stored_ensemble_refuses_other_beats_and_unevaluated_members(
     assert not (tmp_path / "e").exists()
     rc, err = _final(["--stored", "--run", str(a)], capsys)
     assert rc == 2 and "--stored belongs to --ensemble" in err
+    split = json.loads((b / "splits.json").read_text())
+    split["test"] = split["test"][:-1]
+    (b / "splits.json").write_text(json.dumps(split))
+    rc, err = _final(["--ensemble", str(a), str(b), "--stored", "--out", str(tmp_path / "e")], capsys)
+    assert rc == 2 and f"{b}: other classes or test records than {a}" in err
+    assert not (tmp_path / "e").exists()
