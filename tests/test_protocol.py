@@ -555,12 +555,15 @@ def test_classic_feature_sets_pick_their_columns():
     from pipeline.data import morphology, rhythm
     from pipeline.training import classic
 
-    names = (*rhythm.FEATURE_NAMES, *morphology.FEATURE_NAMES)
+    before = (*rhythm.FEATURE_NAMES, *morphology.FEATURE_NAMES)
+    names = (*before, *morphology.TEMPLATE_FEATURE_NAMES)
     pick = {f: [names[i] for i in classic.feature_columns(names, f)] for f in classic.FEATURE_SETS}
     assert pick["relative"] == list(rhythm.RELATIVE_FEATURE_NAMES)
     assert pick["relative+morphology"] == [*rhythm.RELATIVE_FEATURE_NAMES,
                                            *morphology.FEATURE_NAMES]
-    assert pick["all"] == list(names)
+    assert pick["all"] == list(before)  # the template columns are only the new set's
+    assert pick["relative+template"] == [*pick["relative+morphology"],
+                                         *morphology.TEMPLATE_FEATURE_NAMES]
     assert pick["rr6"] == ["pre_rr_s", "post_rr_s", "prev_rr_s", "pre_over_running",
                            "post_over_running", "prev_over_running"]
     with pytest.raises(PipelineError, match=r"unknown classic feature set 'rr'; known: "):
@@ -669,4 +672,26 @@ def test_stored_ensemble_refuses_other_beats_and_unevaluated_members(
     (b / "splits.json").write_text(json.dumps(split))
     rc, err = _final(["--ensemble", str(a), str(b), "--stored", "--out", str(tmp_path / "e")], capsys)
     assert rc == 2 and f"{b}: other classes or test records than {a}" in err
+    assert not (tmp_path / "e").exists()
+
+
+@pytest.mark.parametrize("edit, why", [
+    ({"external": {"records": "elsewhere"}}, "it was scored on external records"),
+    ({"leaky_split": True}, "its split is leaky"),
+    ({"thresholds_from_validation": {}}, "it is multi-label"),
+    ({"per_class": None}, "it holds no beat predictions"),
+])
+def test_stored_ensemble_refuses_a_member_it_cannot_average_naming_it_and_why(
+        tmp_path_factory, tmp_path, capsys, edit, why):
+    a = _copy(tmp_path_factory, tmp_path / "a", "segments")
+    b = _copy(tmp_path_factory, tmp_path / "b", "segments")
+    for run in (a, b):
+        assert _final(["--run", str(run)], capsys)[0] == 0
+    m = json.loads((b / "metrics_test.json").read_text())
+    m.update({k: v for k, v in edit.items() if v is not None})
+    for k in [k for k, v in edit.items() if v is None]:
+        del m[k]
+    (b / "metrics_test.json").write_text(json.dumps(m))
+    rc, err = _final(["--ensemble", str(a), str(b), "--stored", "--out", str(tmp_path / "e")], capsys)
+    assert rc == 2 and f"{b}: cannot join a stored-predictions ensemble: {why}" in err
     assert not (tmp_path / "e").exists()

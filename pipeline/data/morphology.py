@@ -67,3 +67,61 @@ def morphology_features(segments: np.ndarray, fs_hz: float) -> np.ndarray:
         area_pre / np.maximum(area_post, 1e-9),
     ]
     return np.nan_to_num(np.stack(cols, axis=1), nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+
+
+TEMPLATE_FEATURE_NAMES = ("template_corr", "qrs_template_corr", "p_template_corr",
+                          "r_over_record_median", "qrs_width_over_record_median",
+                          "qrs_energy_over_record_median")
+"""Patient-relative morphology (:func:`template_features`): each beat against its own record."""
+
+TEMPLATE_SPANS_MS = {"template_corr": (-250, 400), "qrs_template_corr": (-60, 60),
+                     "p_template_corr": (-250, -80)}
+"""The span around R (ms) over which each correlation with the record's median beat is taken."""
+
+
+def _pearson(x: np.ndarray, template: np.ndarray) -> np.ndarray:
+    """Pearson correlation of every row of ``x`` with ``template`` (0 where either is flat)."""
+    xc = x - x.mean(axis=1, keepdims=True)
+    tc = template - template.mean()
+    denom = np.sqrt(np.sum(xc * xc, axis=1) * np.sum(tc * tc))
+    return np.where(denom > 1e-12, (xc @ tc) / np.maximum(denom, 1e-12), 0.0)
+
+
+def _over_median(values: np.ndarray) -> np.ndarray:
+    scale = np.median(np.abs(values))
+    return values / scale if scale > 1e-12 else np.zeros_like(values)
+
+
+def template_features(segments: np.ndarray, fs_hz: float) -> np.ndarray:
+    """Each beat of ONE record measured against that record's median beat.
+
+    The template is the sample-wise median of the record's baseline-corrected ``segments``
+    (no label is used), so the columns (:data:`TEMPLATE_FEATURE_NAMES`) say how unlike its own
+    patient's usual beat a beat is: the Pearson correlation with the template over the whole
+    beat, the QRS and the P wave (:data:`TEMPLATE_SPANS_MS`), and the R amplitude, QRS width
+    and QRS energy of :func:`morphology_features` over the record's median of each. Like the
+    record's mean RR of the rhythm features, this needs the whole record (offline); a streaming
+    user would keep a running median instead.
+
+    Returns:
+        float32 ``(n, len(TEMPLATE_FEATURE_NAMES))``; zeros for a record without segments.
+    """
+    x = np.asarray(segments, dtype=np.float64)
+    if x.ndim == 3:
+        x = x[..., 0]
+    if x.ndim != 2:
+        raise ValueError(f"segments must be (n, samples) or (n, samples, 1). Received: {x.shape}")
+    n, length = x.shape
+    if n == 0:
+        return np.zeros((0, len(TEMPLATE_FEATURE_NAMES)), np.float32)
+    c = length // 2
+    x = x - np.median(x, axis=1, keepdims=True)
+    template = np.median(x, axis=0)
+    corrs = [_pearson(x[:, s], template[s]) for s in
+             (_span(fs_hz, lo, hi, c, length) for lo, hi in TEMPLATE_SPANS_MS.values())]
+    morph = morphology_features(x, fs_hz)
+    col = {name: i for i, name in enumerate(FEATURE_NAMES)}
+    ratios = [_over_median(morph[:, col[k]].astype(np.float64))
+              for k in ("r_amplitude", "qrs_width_ms", "qrs_energy")]
+    out = np.stack([*corrs, *ratios], axis=1)
+    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)

@@ -33,9 +33,12 @@ from pipeline.data import morphology
 
 log = logging.getLogger("ecg.classic")
 
-FEATURE_SETS = ("relative", "relative+morphology", "all", "rr6")
+FEATURE_SETS = ("relative", "relative+morphology", "all", "rr6", "relative+template")
 """Columns of the beat table a setting uses (:func:`feature_columns`). ``rr6`` is the six RR
-features of Saenz-Cogollo & Agelli 2020 (:data:`RR6_FEATURE_NAMES`)."""
+features of Saenz-Cogollo & Agelli 2020 (:data:`RR6_FEATURE_NAMES`); ``relative+template``
+adds to ``relative+morphology`` each beat measured against its own record's median beat
+(:func:`pipeline.data.morphology.template_features`). Only that set sees the template columns,
+so the other sets keep the columns (and results) they had before the template existed."""
 
 RR6_FEATURE_NAMES = ("pre_rr_s", "prev_rr_s", "post_rr_s",
                      "pre_over_running", "prev_over_running", "post_over_running")
@@ -62,7 +65,8 @@ MAX_ITER_HGB = 200
 
 GRID: tuple[dict[str, Any], ...] = (
     *(_hgb(f, leaves, power) for f in FEATURE_SETS for leaves in (15, 31) for power in (0.5, 1.0)),
-    *(_forest(f, power) for f in ("rr6", "relative+morphology") for power in (0.0, 1.0)),
+    *(_forest(f, power) for f in ("rr6", "relative+morphology", "relative+template")
+      for power in (0.0, 1.0)),
 )
 """Settings compared on the validation patients or the folds (``class_weight_power``: weights
 are ``(n / (K n_c)) ** power``; 1 = balanced, 0.5 = square root, 0 = none)."""
@@ -78,6 +82,8 @@ def feature_columns(names: Sequence[str], features: str) -> list[int]:
     def keep(name: str) -> bool:
         if features == "rr6":
             return name in RR6_FEATURE_NAMES
+        if name in morphology.TEMPLATE_FEATURE_NAMES:
+            return features == "relative+template"
         if name in morphology.FEATURE_NAMES:
             return features != "relative"
         return features == "all" or rhythm.is_relative(name)
@@ -109,10 +115,12 @@ def record_features(path: Path, segment_fs_hz: float) -> tuple[np.ndarray, np.nd
     if "rhythm" not in w or "rhythm_names" not in w:
         raise PipelineError(f"{path}: no rhythm features (rerun the windows stage with --force)")
     rhythm = np.asarray(w["rhythm"], np.float32)
-    morph = morphology.morphology_features(w["segments"], segment_fs_hz)
+    morph = np.concatenate([morphology.morphology_features(w["segments"], segment_fs_hz),
+                            morphology.template_features(w["segments"], segment_fs_hz)], axis=1)
     if len(rhythm) != len(morph):
         raise PipelineError(f"{path}: {len(rhythm)} rhythm rows for {len(morph)} segments")
-    names = tuple(str(n) for n in w["rhythm_names"]) + morphology.FEATURE_NAMES
+    names = (tuple(str(n) for n in w["rhythm_names"]) + morphology.FEATURE_NAMES
+             + morphology.TEMPLATE_FEATURE_NAMES)
     index = np.asarray(w["segment_beat_index"], np.int64)
     return np.concatenate([rhythm, morph], axis=1), np.asarray(w["segment_label"]), index, names
 
