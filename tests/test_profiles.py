@@ -429,3 +429,36 @@ def test_seed_table_profiles_cover_every_registered_model(name, kind):
     budgets = {profiles.run_settings(cfg, "train", *p.split(":", 1), 1.0).get(
         "train.max_train_seconds", cfg.train.max_train_seconds) for p in cfg.profile.train}
     assert len(budgets) == 1, f"{name}: one budget for every model, got {budgets}"
+
+
+def test_final_eval_stage_also_scores_each_run_on_the_profiles_external_records_once(
+        tmp_path, monkeypatch):
+    from pipeline.core.config import load_config
+
+    calls = []
+    monkeypatch.setattr(profiles, "_run", lambda cmd, what: calls.append(cmd))
+    cfg = load_config("denoise_seedtable", {"profile": {"runs_dir": str(tmp_path / "runs"),
+                                                        "train": ["mitdb_denoise:cnn"]},
+                                            "data": {"data_dir": str(tmp_path / "data")}},
+                      apply_env=False)
+    assert cfg.profile.external == {"mitdb_denoise": "raw/ptbxl/records100/00000"}
+    run = tmp_path / "runs" / "mitdb_denoise_cnn"
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text("{}")
+    (run / "metrics_test.json").write_text("{}")  # already read on the test split: not again
+    with pytest.raises(PipelineError, match=r"profile.external\[mitdb_denoise\]: .*00000 is not "
+                                            "a folder of WFDB records"):
+        profiles.run_stage(cfg, "final_eval", [], all_models=False, force=False)
+    folder = tmp_path / "data" / "raw" / "ptbxl" / "records100" / "00000"
+    folder.mkdir(parents=True)
+    profiles.run_stage(cfg, "final_eval", [], all_models=False, force=False)
+    external = [c for c in calls if "--external" in c]
+    assert len(external) == 1 and external[0][external[0].index("--external") + 1] == str(folder)
+    assert external[0][external[0].index("--run") + 1] == str(run)
+    assert ["--lead", "II"] == external[0][external[0].index("--lead"):][:2]
+    assert "--max-test-windows" in external[0]
+    (run / "external_00000").mkdir()
+    (run / "external_00000" / "metrics_test.json").write_text("{}")
+    calls.clear()
+    profiles.run_stage(cfg, "final_eval", [], all_models=False, force=False)
+    assert not [c for c in calls if "--external" in c]  # scored once

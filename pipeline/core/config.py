@@ -340,6 +340,14 @@ class ProfileConfig:
     classic: tuple[str, ...] = ()
     """Tasks scored with the classic baseline (``final_eval --classic``) in the final_eval
     stage, into ``<runs_dir>/<task>_classic``."""
+    external: dict[str, str] = field(default_factory=dict)
+    """Per task, a folder of outside WFDB records that the final_eval stage also scores each
+    of the task's runs on (``final_eval --run RUN --external DIR``, into
+    ``RUN/external_<folder name>``), e.g. ``{mitdb_denoise: raw/ptbxl/records100/00000}``; a
+    relative folder is under ``data.data_dir``."""
+    external_lead: str = ""
+    """``--lead`` of those evaluations: the lead of the outside records to score ("": the
+    run's own lead name)."""
     estimates_s: dict[str, Any] = field(default_factory=dict)
     """The plan's estimate of a stage without a time budget, in seconds, by stage name (data
     stages: whole stage; ``tune``, ``kfold``: per run, scaled with the budgets;

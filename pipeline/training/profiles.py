@@ -246,11 +246,33 @@ def final_one(sr: StageRun, task: str, model: str) -> None:
     out = runs / name  # evaluate the trained run's best checkpoint once on test
     if not (out / "summary.json").is_file():
         raise PipelineError(f"{out}: not trained yet; run the train stage first")
+    extra = (["--max-test-windows", str(sr.cfg.profile.max_test_windows)]
+             if task == "mitdb_denoise" else [])
     if sr.force or not (out / "metrics_test.json").is_file():
-        extra = (["--max-test-windows", str(sr.cfg.profile.max_test_windows)]
-                 if task == "mitdb_denoise" else [])
         _run(sr.command("pipeline.final_eval", "--task", task, "--run", str(out), *extra, *force),
              f"final {name}")
+    if task in sr.cfg.profile.external:
+        external_one(sr, task, out, extra)
+
+
+def external_folder(cfg: PipelineConfig, task: str) -> Path:
+    """``profile.external[task]``, a relative folder taken under the data folder."""
+    folder = Path(cfg.profile.external[task])
+    return folder if folder.is_absolute() else cfg.data_dir / folder
+
+
+def external_one(sr: StageRun, task: str, run: Path, extra: list[str]) -> None:
+    """Scores ``run`` on the task's outside records (``profile.external``) once."""
+    folder = external_folder(sr.cfg, task)
+    if not folder.is_dir():
+        raise PipelineError(f"profile.external[{task}]: {folder} is not a folder of WFDB "
+                            "records (download the database first, or give another folder)")
+    done = run / f"external_{folder.resolve().name}" / "metrics_test.json"  # final_eval's name
+    if sr.force or not done.is_file():
+        lead = ["--lead", sr.cfg.profile.external_lead] if sr.cfg.profile.external_lead else []
+        _run(sr.command("pipeline.final_eval", "--run", str(run), "--external", str(folder),
+                        *lead, *extra, *(["--force"] if sr.force else [])),
+             f"external {run.name}")
 
 
 def classic_one(sr: StageRun, task: str) -> None:
