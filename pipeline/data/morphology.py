@@ -36,22 +36,27 @@ def qrs_width_ms(x: np.ndarray, fs_hz: float, centre: int) -> np.ndarray:
     return (last - first + 1) * 1000.0 / fs_hz
 
 
+def _baseline_corrected(segments: np.ndarray) -> np.ndarray:
+    """``segments`` as float64 ``(n, n_samples)`` less each one's median (its baseline)."""
+    x = np.asarray(segments, dtype=np.float64)
+    if x.ndim == 3:
+        x = x[..., 0]
+    if x.ndim != 2:
+        raise ValueError(f"segments must be (n, samples) or (n, samples, 1). Received: {x.shape}")
+    return x - np.median(x, axis=1, keepdims=True) if len(x) else x
+
+
 def morphology_features(segments: np.ndarray, fs_hz: float) -> np.ndarray:
     """Features of ``segments`` ``(n, n_samples)`` (or ``(n, n_samples, 1)``), R at the centre.
 
     Returns:
         float32 ``(n, len(FEATURE_NAMES))``.
     """
-    x = np.asarray(segments, dtype=np.float64)
-    if x.ndim == 3:
-        x = x[..., 0]
-    if x.ndim != 2:
-        raise ValueError(f"segments must be (n, samples) or (n, samples, 1). Received: {x.shape}")
+    x = _baseline_corrected(segments)
     n, length = x.shape
     if n == 0:
         return np.zeros((0, len(FEATURE_NAMES)), np.float32)
     c = length // 2
-    x = x - np.median(x, axis=1, keepdims=True)
     qrs = _span(fs_hz, -60, 60, c, length)
     before, after = _span(fs_hz, -60, 0, c, length), _span(fs_hz, 1, 60, c, length)
     area_pre = np.abs(x[:, _span(fs_hz, -100, 0, c, length)]).sum(axis=1)
@@ -106,16 +111,11 @@ def template_features(segments: np.ndarray, fs_hz: float) -> np.ndarray:
     Returns:
         float32 ``(n, len(TEMPLATE_FEATURE_NAMES))``; zeros for a record without segments.
     """
-    x = np.asarray(segments, dtype=np.float64)
-    if x.ndim == 3:
-        x = x[..., 0]
-    if x.ndim != 2:
-        raise ValueError(f"segments must be (n, samples) or (n, samples, 1). Received: {x.shape}")
+    x = _baseline_corrected(segments)
     n, length = x.shape
     if n == 0:
         return np.zeros((0, len(TEMPLATE_FEATURE_NAMES)), np.float32)
     c = length // 2
-    x = x - np.median(x, axis=1, keepdims=True)
     template = np.median(x, axis=0)
     corrs = [_pearson(x[:, s], template[s]) for s in
              (_span(fs_hz, lo, hi, c, length) for lo, hi in TEMPLATE_SPANS_MS.values())]
