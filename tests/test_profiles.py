@@ -415,7 +415,7 @@ def test_every_shipped_config_loads_and_names_registered_models(name):
     known = set(registry.names("classifier")) | set(registry.names("denoiser"))
     pairs = [parse_pair(p) for p in (*cfg.profile.train, *cfg.profile.tune)]
     assert {m for _, m in pairs} <= known
-    assert set(cfg.profile.model_kwargs) <= known
+    assert {k.rpartition(":")[2] for k in cfg.profile.model_kwargs} <= known  # model or task:model
     assert all(parse_pair(k) for k in cfg.profile.train_overrides if ":" in k)
 
 
@@ -462,3 +462,31 @@ def test_final_eval_stage_also_scores_each_run_on_the_profiles_external_records_
     calls.clear()
     profiles.run_stage(cfg, "final_eval", [], all_models=False, force=False)
     assert not [c for c in calls if "--external" in c]  # scored once
+
+
+@pytest.mark.parametrize("name", SHIPPED_CONFIGS)
+def test_every_profile_run_gets_kwargs_its_builder_accepts(name):
+    """Each run's kwargs bind to its own builder: the denoiser and the PTB-XL classifier
+    both called ``cnn`` take different arguments (a ``task:model`` key tells them apart)."""
+    import inspect
+
+    from models import registry
+    from pipeline.core.config import load_config
+    from pipeline.data.tasks import get_task
+    from pipeline.training.profiles import parse_pair
+
+    cfg = load_config(name, apply_env=False)
+    for task, model in {parse_pair(p) for p in (*cfg.profile.train, *cfg.profile.tune)}:
+        kind = "denoiser" if get_task(task).denoising else "classifier"
+        kw = profiles.run_settings(cfg, "train", task, model).get("train.model_kwargs", {})
+        inspect.signature(registry.get(kind, model).build).bind_partial(None, **kw)
+
+
+def test_a_task_model_kwargs_key_replaces_the_model_names_entry_for_that_task():
+    from pipeline.core.config import load_config
+
+    cfg = load_config("denoise_seedtable", apply_env=False)
+    assert profiles.run_settings(cfg, "train", "mitdb_denoise", "cnn")["train.model_kwargs"] == {
+        "filters": [64, 32, 32], "output_mode": "residual"}
+    assert profiles.run_settings(cfg, "train", "ptbxl_superdiagnostic", "cnn")[
+        "train.model_kwargs"] == {"filters": [16, 32, 64], "dense_units": 32}

@@ -325,7 +325,9 @@ class ProfileConfig:
     """Searched with Keras Tuner, then evaluated by k-fold and retrained for the final
     held-out evaluation with the best hyperparameters."""
     model_kwargs: dict[str, Any] = field(default_factory=dict)
-    """Per model name, builder keyword arguments (e.g. narrower widths for a CPU)."""
+    """Per model name, builder keyword arguments (e.g. narrower widths for a CPU). A
+    ``task:model`` key replaces the model name's entry for that task's runs (the denoiser and
+    the classifier called ``cnn`` take different arguments)."""
     train_overrides: dict[str, Any] = field(default_factory=dict)
     """Per ``task:model`` (or task), ``train`` settings overriding the train section."""
     max_test_windows: int = _rule(0, ge=0, note="0: all")

@@ -101,11 +101,12 @@ def flat_sections(sections: Any, where: str) -> dict[str, Any]:
 
 def run_settings(cfg: PipelineConfig, stage: str, task: str, model: str,
                  factor: float = 1.0) -> dict[str, Any]:
-    """``section.key -> value`` of one run of ``stage``: the model's kwargs, then
-    ``train_overrides`` of the task and of ``task:model``, then ``stage_overrides[stage]``,
-    with the budgets scaled by ``factor``."""
+    """``section.key -> value`` of one run of ``stage``: the model's kwargs (those of
+    ``task:model`` if given, else of the model name), then ``train_overrides`` of the task and
+    of ``task:model``, then ``stage_overrides[stage]``, with the budgets scaled by ``factor``."""
     out: dict[str, Any] = {}
-    kw = dict(cfg.profile.model_kwargs.get(model, {}))
+    kwargs = cfg.profile.model_kwargs
+    kw = dict(kwargs.get(f"{task}:{model}", kwargs.get(model, {})))
     if kw:
         out["train.model_kwargs"] = kw
     for key in (task, f"{task}:{model}"):
