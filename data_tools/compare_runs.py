@@ -7,6 +7,8 @@ the profile's own ``summary.json`` there (stage times, ``pipeline.training.profi
 is not a run and is not listed. With ``--aami``, beat classifiers get the AAMI table instead
 (accuracy, macro F1 over N, S, V, F, Se / +P / F1 of S and V, params, training minutes), and
 ``--baseline RUN`` adds each row's macro F1 difference to that run (e.g. the classic baseline).
+With ``--denoise``, denoisers get their table (:mod:`data_tools.denoise_table`: SNR
+improvement with intervals per noise and level, the 24 dB 5th percentile, the outside records).
 """
 
 from __future__ import annotations
@@ -152,11 +154,21 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def print_denoise_table(dirs: list[Path]) -> int:
+    from data_tools import denoise_table
+
+    runs = [d for d, _ in find_runs(dirs) if not d.name.startswith("external_")]
+    text = denoise_table.table(runs)
+    print(text or f"no denoiser runs found under {', '.join(map(str, dirs))}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m data_tools.compare_runs", description=__doc__.splitlines()[0])
     p.add_argument("dirs", nargs="*", help="run folders or folders of runs (default: Research_Runs)")
     p.add_argument("--config", default=None, help="list the runs folder of this config's profile")
     p.add_argument("--aami", action="store_true", help="the AAMI table of beat classifiers")
+    p.add_argument("--denoise", action="store_true", help="the table of denoisers and filters")
     p.add_argument("--baseline", type=Path, default=None, metavar="RUN",
                    help="with --aami: compare every row's macro F1 (NSVF) with this run's")
     p.add_argument("--data-dir", default=None, help=argparse.SUPPRESS)
@@ -170,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         dirs.append(Path(config_from_args(args).profile.runs_dir))
     if not dirs:
         dirs = [ROOT / "Research_Runs"]
+    if args.denoise:
+        return print_denoise_table(dirs)
     row_of = aami_row if args.aami else run_row
     rows = [r for d, base in find_runs(dirs) if (r := row_of(d, base))]
     if not rows:

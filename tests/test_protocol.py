@@ -695,3 +695,38 @@ def test_stored_ensemble_refuses_a_member_it_cannot_average_naming_it_and_why(
     rc, err = _final(["--ensemble", str(a), str(b), "--stored", "--out", str(tmp_path / "e")], capsys)
     assert rc == 2 and f"{b}: cannot join a stored-predictions ensemble: {why}" in err
     assert not (tmp_path / "e").exists()
+
+
+def test_compare_runs_denoise_table_reads_an_evaluated_run_and_its_outside_records(
+        tmp_path_factory, tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    from data_tools import compare_runs, denoise_table
+
+    # the tiny runs are scored at 12 dB only: the table's columns at that level
+    monkeypatch.setattr(denoise_table, "CELLS", (("mix", "12"), ("gaussian", "12")))
+    monkeypatch.setattr(denoise_table, "EXTERNAL_CELLS", (("mix", "12"),))
+    monkeypatch.setattr(denoise_table, "P5_CELL", ("mix", "12"))
+    run = _copy(tmp_path_factory, tmp_path / "runs", "denoise")
+    assert _final(["--run", str(run), "--max-test-windows", "40"])[0] == 0
+    folder = _external_folder(tmp_path / "clean", 250)
+    assert _final(["--run", str(run), "--external", str(folder), "--max-test-windows", "40"])[0] == 0
+    m = json.loads((run / "metrics_test.json").read_text())
+    ext = json.loads((run / "external_clean" / "metrics_test.json").read_text())
+    capsys.readouterr()
+    assert compare_runs.main(["--denoise", str(tmp_path / "runs")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("| mix 12 dB, 5th pct | clean: mix 12 dB |")
+    assert len(lines) == 2 + 1 + 2  # header, rule, the run (not its external folder), 2 filters
+    method, ci = m["model"], m["ci95_snr_imp_db"][m["model"]]["mix"]["12"]
+    mean = m["results"][method]["mix"]["12"]["snr_imp_db"]["mean"]
+    assert f"| {mean:+.2f} [{ci['low']:+.2f}, {ci['high']:+.2f}] |" in lines[2]
+    assert lines[2].endswith(f"| {ext['results'][method]['mix']['12']['snr_imp_db']['mean']:+.2f} "
+                             f"[{ext['ci95_snr_imp_db'][method]['mix']['12']['low']:+.2f}, "
+                             f"{ext['ci95_snr_imp_db'][method]['mix']['12']['high']:+.2f}] |")
+    with open(run / "windows_test.csv", newline="") as fh:
+        imp = [float(r["snr_out_db"]) - float(r["snr_in_db"]) for r in csv.DictReader(fh)
+               if r["noise"] == "mix" and abs(float(r["snr_in_db"]) - 12) < 0.5]
+    assert imp and denoise_table.window_percentile(run, "mix", 12.0) == pytest.approx(
+        np.percentile(imp, 5))
+    assert lines[3].startswith("| bandpass (same windows) |") and lines[4].startswith("| wavelet")
