@@ -457,6 +457,8 @@ def test_final_eval_stage_also_scores_each_run_on_the_profiles_external_records_
     assert external[0][external[0].index("--run") + 1] == str(run)
     assert ["--lead", "II"] == external[0][external[0].index("--lead"):][:2]
     assert "--max-test-windows" in external[0]
+    classic = [c for c in calls if "--classic" in c]  # the filters on the denoisers' windows
+    assert len(classic) == 1 and classic[0][classic[0].index("--max-test-windows") + 1] == "300"
     (run / "external_00000").mkdir()
     (run / "external_00000" / "metrics_test.json").write_text("{}")
     calls.clear()

@@ -230,6 +230,12 @@ def train_one(sr: StageRun, task: str, model: str) -> bool:
     return True
 
 
+def window_args(cfg: PipelineConfig, task: str) -> list[str]:
+    """``--max-test-windows N`` of the profile for the denoising task, else nothing."""
+    return (["--max-test-windows", str(cfg.profile.max_test_windows)]
+            if task == "mitdb_denoise" else [])
+
+
 def final_one(sr: StageRun, task: str, model: str) -> None:
     """The final held-out evaluation of one profile entry (retrain when it was tuned)."""
     name, runs, force = f"{task}_{model}", sr.runs, ["--force"] if sr.force else []
@@ -247,8 +253,7 @@ def final_one(sr: StageRun, task: str, model: str) -> None:
     out = runs / name  # evaluate the trained run's best checkpoint once on test
     if not (out / "summary.json").is_file():
         raise PipelineError(f"{out}: not trained yet; run the train stage first")
-    extra = (["--max-test-windows", str(sr.cfg.profile.max_test_windows)]
-             if task == "mitdb_denoise" else [])
+    extra = window_args(sr.cfg, task)
     if sr.force or not (out / "metrics_test.json").is_file():
         _run(sr.command("pipeline.final_eval", "--task", task, "--run", str(out), *extra, *force),
              f"final {name}")
@@ -281,9 +286,10 @@ def classic_one(sr: StageRun, task: str) -> None:
     if task not in TASKS:
         raise PipelineError(f"profile.classic: unknown task {task!r}; known: {sorted(TASKS)}")
     out = sr.runs / f"{task}_classic"
+    windows = window_args(sr.cfg, task)  # the filters get the windows the denoisers got
     if sr.force or not (out / "metrics_test.json").is_file():
         _run(sr.command("pipeline.final_eval", "--task", task, "--classic", "--out", str(out),
-                        *(["--force"] if sr.force else [])), f"classic {task}")
+                        *windows, *(["--force"] if sr.force else [])), f"classic {task}")
 
 
 def stage_pairs(cfg: PipelineConfig, stage: str, all_models: bool) -> list[tuple[str, str]]:
