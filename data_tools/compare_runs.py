@@ -14,19 +14,14 @@ improvement with intervals per noise and level, the 24 dB 5th percentile, the ou
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from data_tools import denoise_table
+from data_tools.denoise_table import load_json, snr_mean
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(p: Path) -> Any:
-    try:
-        return json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
@@ -35,13 +30,6 @@ def _fmt(v: Any, digits: int = 3) -> str:
     if isinstance(v, float):
         return f"{v:.{digits}f}"
     return str(v)
-
-
-def _denoise_cell(res: dict, method: str, noise: str, snr: str) -> Any:
-    try:
-        return res["results"][method][noise][snr]["snr_imp_db"]["mean"]
-    except (KeyError, TypeError):
-        return None
 
 
 def is_pipeline_summary(s: Any) -> bool:
@@ -55,12 +43,12 @@ def _run_name(d: Path, base: Path | None) -> str:
 
 
 def run_row(d: Path, base: Path | None = None) -> dict[str, Any] | None:
-    s = _load(d / "summary.json") or {}
+    s = load_json(d / "summary.json") or {}
     if is_pipeline_summary(s):
         s = {}
-    m = _load(d / "metrics_test.json") or {}
-    k = _load(d / "kfold.json") or {}
-    hp = _load(d / "best_hparams.json") or {}
+    m = load_json(d / "metrics_test.json") or {}
+    k = load_json(d / "kfold.json") or {}
+    hp = load_json(d / "best_hparams.json") or {}
     if not (s or m or k or hp):
         return None
     row: dict[str, Any] = {
@@ -74,9 +62,9 @@ def run_row(d: Path, base: Path | None = None) -> dict[str, Any] | None:
     }
     if m.get("results"):  # denoiser
         name = m.get("model")
-        row["test"] = (f"SNR imp 24dB gauss {_fmt(_denoise_cell(m, name, 'gaussian', '24'), 2)}, "
-                       f"6dB gauss {_fmt(_denoise_cell(m, name, 'gaussian', '6'), 2)}, "
-                       f"0dB mix {_fmt(_denoise_cell(m, name, 'mix', '0'), 2)}")
+        row["test"] = (f"SNR imp 24dB gauss {_fmt(snr_mean(m, name, 'gaussian', '24'), 2)}, "
+                       f"6dB gauss {_fmt(snr_mean(m, name, 'gaussian', '6'), 2)}, "
+                       f"0dB mix {_fmt(snr_mean(m, name, 'mix', '0'), 2)}")
     elif "macro_auc" in m:
         row["test"] = f"macro AUC {_fmt(m.get('macro_auc'))}, F-max {_fmt(m.get('fmax'))}"
     elif "macro_f1" in m:
@@ -102,11 +90,11 @@ def aami_row(d: Path, base: Path | None = None) -> dict[str, Any] | None:
     """One beat classifier's DS2 headline row (``None`` for runs without AAMI test metrics)."""
     from pipeline.evaluation.metrics import macro_f1_nsvf
 
-    m = _load(d / "metrics_test.json") or {}
+    m = load_json(d / "metrics_test.json") or {}
     pc = m.get("per_class") or {}
     if not all(c in pc for c in ("S", "V")):
         return None
-    s = _load(d / "summary.json") or {}
+    s = load_json(d / "summary.json") or {}
     secs = s.get("train_seconds")
     row: dict[str, Any] = {
         "run": _run_name(d, base),
@@ -155,8 +143,6 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def print_denoise_table(dirs: list[Path]) -> int:
-    from data_tools import denoise_table
-
     runs = [d for d, _ in find_runs(dirs) if not d.name.startswith("external_")]
     text = denoise_table.table(runs)
     print(text or f"no denoiser runs found under {', '.join(map(str, dirs))}")

@@ -11,9 +11,6 @@ the table.
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -31,14 +28,16 @@ P5_CELL = ("mix", "24")
 """Where the 5th percentile of the windows is shown (the aim: no window damaged at 24 dB)."""
 
 
-def _load(p: Path) -> Any:
+def load_json(p: Path) -> Any:
+    """A run file's JSON, or ``None`` when it is missing or damaged (the tables skip it)."""
     try:
         return json.loads(p.read_text())
     except (OSError, json.JSONDecodeError):
         return None
 
 
-def _mean(m: dict, method: str, noise: str, snr: str) -> float | None:
+def snr_mean(m: dict, method: str, noise: str, snr: str) -> float | None:
+    """Mean SNR improvement (dB) of ``method`` in one cell of a denoising ``metrics_test.json``."""
     try:
         return float(m["results"][method][noise][snr]["snr_imp_db"]["mean"])
     except (KeyError, TypeError):
@@ -47,7 +46,7 @@ def _mean(m: dict, method: str, noise: str, snr: str) -> float | None:
 
 def cell(m: dict, method: str, noise: str, snr: str) -> str:
     """``+7.71 [+7.37, +8.09]`` (the interval when the run has one), or ``""``."""
-    mean = _mean(m, method, noise, snr)
+    mean = snr_mean(m, method, noise, snr)
     if mean is None:
         return ""
     ci = (m.get("ci95_snr_imp_db") or {}).get(method, {}).get(noise, {}).get(snr)
@@ -55,20 +54,23 @@ def cell(m: dict, method: str, noise: str, snr: str) -> str:
 
 
 def window_percentile(run: Path, noise: str, snr_db: float, q: float = 5.0) -> float | None:
-    """The ``q``-th percentile of the per-window SNR improvement of ``noise`` at ``snr_db``."""
-    for name, opener in (("windows_test.csv.gz", gzip.open), ("windows_test.csv", open)):
-        if (run / name).is_file():
-            with opener(run / name, "rt") as f:
-                rows = [r for r in csv.DictReader(io.StringIO(f.read()))
-                        if r["noise"] == noise and abs(float(r["snr_in_db"]) - snr_db) < 0.5]
-            imp = [float(r["snr_out_db"]) - float(r["snr_in_db"]) for r in rows]
-            return float(np.percentile(imp, q)) if imp else None
-    return None
+    """The ``q``-th percentile of the per-window SNR improvement of ``noise`` at ``snr_db``
+    (from the run's ``windows_test.csv`` or its ``.gz`` copy; ``None`` without one)."""
+    from pipeline.core.io_utils import PipelineError
+    from pipeline.evaluation import predictions
+
+    try:
+        w = predictions.read_denoiser_csv(run / predictions.DENOISER_FILE)
+    except PipelineError:
+        return None
+    keep = (w["noise"] == noise) & (np.abs(w["snr_in_db"] - snr_db) < 0.5)
+    imp = w["snr_out_db"][keep] - w["snr_in_db"][keep]
+    return float(np.percentile(imp, q)) if imp.size else None
 
 
 def _external(run: Path) -> tuple[str, dict] | None:
     for d in sorted(run.glob("external_*")):
-        m = _load(d / "metrics_test.json")
+        m = load_json(d / "metrics_test.json")
         if m and m.get("results"):
             return d.name.removeprefix("external_"), m
     return None
@@ -81,49 +83,46 @@ def columns(external: str | None) -> list[str]:
 
 
 def run_row(run: Path) -> dict[str, str] | None:
-    """One denoiser run's row (``None`` if it holds no denoising test metrics)."""
-    m = _load(run / "metrics_test.json") or {}
+    """One denoiser run's row (``None`` if it holds no denoising test metrics); the outside
+    records' name, if the run was scored on some, under ``external``."""
+    m = load_json(run / "metrics_test.json") or {}
     if not m.get("results") or m.get("model") in (None, "classic_filters"):
         return None
-    s, name = _load(run / "summary.json") or {}, m["model"]
+    s, name = load_json(run / "summary.json") or {}, m["model"]
     p5 = window_percentile(run, P5_CELL[0], float(P5_CELL[1]))
     row = {"model": f"{name} (`{run.name}`)", "params": f"{s['params']:,}" if s.get("params") else "",
            "epochs (best)": f"{s.get('epochs_done', '')} ({s.get('best_epoch', '')})",
            f"{P5_CELL[0]} {P5_CELL[1]} dB, 5th pct": "" if p5 is None else f"{p5:+.2f}"}
-    row.update({f"{n} {d} dB": cell(m, name, n, d) for n, d in CELLS})
-    ext = _external(run)
+    return {**row, **method_cells(m, _external(run), name)}
+
+
+def method_cells(m: dict, ext: tuple[str, dict] | None, method: str) -> dict[str, str]:
+    """``method``'s cells of a run's metrics and of its outside-records metrics ``ext``."""
+    cells = {f"{n} {d} dB": cell(m, method, n, d) for n, d in CELLS}
     if ext:
-        row["external"] = ext[0]
-        row.update({f"{ext[0]}: {n} {d} dB": cell(ext[1], name, n, d) for n, d in EXTERNAL_CELLS})
-    return row
+        cells["external"] = ext[0]
+        cells.update({f"{ext[0]}: {n} {d} dB": cell(ext[1], method, n, d)
+                      for n, d in EXTERNAL_CELLS})
+    return cells
 
 
-def filter_rows(run: Path, external_run: Path | None) -> list[dict[str, str]]:
-    """The classic filters as scored on ``run``'s own windows and on ``external_run``'s
-    outside records (the same windows for every run scored there)."""
-    m = _load(run / "metrics_test.json") or {}
-    ext = _external(external_run) if external_run else None
-    rows = []
-    for f in FILTERS:
-        if f not in (m.get("results") or {}):
-            continue
-        row = {"model": f"{f} (same windows)", "params": "-", "epochs (best)": "-"}
-        row.update({f"{n} {d} dB": cell(m, f, n, d) for n, d in CELLS})
-        if ext:
-            row.update({f"{ext[0]}: {n} {d} dB": cell(ext[1], f, n, d) for n, d in EXTERNAL_CELLS})
-        rows.append(row)
-    return rows
+def filter_rows(m: dict, ext: tuple[str, dict] | None) -> list[dict[str, str]]:
+    """The classic filters of one run's metrics ``m`` (and of outside-records metrics ``ext``:
+    the same windows for every run scored there)."""
+    return [{"model": f"{f} (same windows)", "params": "-", "epochs (best)": "-",
+             **method_cells(m, ext, f)} for f in FILTERS if f in (m.get("results") or {})]
 
 
 def table(runs: list[Path]) -> str:
     """The Markdown table of the denoiser ``runs`` (the filters from the first of them)."""
-    rows = [r for d in runs if (r := run_row(d))]
+    rows = [(d, r) for d in runs if (r := run_row(d))]
     if not rows:
         return ""
-    evaluated = [d for d in runs if run_row(d)]
-    ext_run = next((d for d in evaluated if _external(d)), None)
-    cols = columns(_external(ext_run)[0] if ext_run else None)
+    ext_run = next((d for d, r in rows if r.get("external")), None)
+    ext = _external(ext_run) if ext_run else None
+    cols = columns(ext[0] if ext else None)
+    first = load_json(rows[0][0] / "metrics_test.json")
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows + filter_rows(evaluated[0], ext_run):
+    for r in [r for _, r in rows] + filter_rows(first, ext):
         lines.append("| " + " | ".join(r.get(c, "") for c in cols) + " |")
     return "\n".join(lines)

@@ -56,6 +56,9 @@ def test_template_features_measure_each_beat_against_its_records_median_beat():
     assert f[7, TCOL["qrs_template_corr"]] < 0.95 and f[7, TCOL["p_template_corr"]] > 0.9
     np.testing.assert_allclose(f[7, TCOL["r_over_record_median"]], 2.0, atol=1e-2)
     assert f[7, TCOL["qrs_width_over_record_median"]] > 2.0
+    given = morphology.morphology_features(beats + np.arange(8)[:, None] * 0.1, FS)
+    np.testing.assert_array_equal(morphology.template_features(
+        beats + np.arange(8)[:, None] * 0.1, FS, morphology=given), f)  # the caller's, reused
 
 
 def test_template_features_of_flat_empty_and_bad_records():

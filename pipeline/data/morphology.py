@@ -97,7 +97,8 @@ def _over_median(values: np.ndarray) -> np.ndarray:
     return values / scale if scale > 1e-12 else np.zeros_like(values)
 
 
-def template_features(segments: np.ndarray, fs_hz: float) -> np.ndarray:
+def template_features(segments: np.ndarray, fs_hz: float,
+                      morphology: np.ndarray | None = None) -> np.ndarray:
     """Each beat of ONE record measured against that record's median beat.
 
     The template is the sample-wise median of the record's baseline-corrected ``segments``
@@ -107,6 +108,10 @@ def template_features(segments: np.ndarray, fs_hz: float) -> np.ndarray:
     and QRS energy of :func:`morphology_features` over the record's median of each. Like the
     record's mean RR of the rhythm features, this needs the whole record (offline); a streaming
     user would keep a running median instead.
+
+    Args:
+        morphology: :func:`morphology_features` of the same ``segments``, when the caller has
+            them already (computed here otherwise).
 
     Returns:
         float32 ``(n, len(TEMPLATE_FEATURE_NAMES))``; zeros for a record without segments.
@@ -119,7 +124,7 @@ def template_features(segments: np.ndarray, fs_hz: float) -> np.ndarray:
     template = np.median(x, axis=0)
     corrs = [_pearson(x[:, s], template[s]) for s in
              (_span(fs_hz, lo, hi, c, length) for lo, hi in TEMPLATE_SPANS_MS.values())]
-    morph = morphology_features(x, fs_hz)
+    morph = morphology_features(segments, fs_hz) if morphology is None else morphology
     col = {name: i for i, name in enumerate(FEATURE_NAMES)}
     ratios = [_over_median(morph[:, col[k]].astype(np.float64))
               for k in ("r_amplitude", "qrs_width_ms", "qrs_energy")]

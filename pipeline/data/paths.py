@@ -36,3 +36,9 @@ def tfrecord_dir(cfg: PipelineConfig, kind: str) -> Path:
 def shard_name(record: str, shard: int = 0, n_shards: int = 1) -> str:
     """``<record>-<shard:05d>-of-<n_shards:05d>.tfrecord`` (tensorflow/models' shard names)."""
     return f"{record}-{shard:05d}-of-{n_shards:05d}.tfrecord"
+
+
+def external_name(folder: str | Path) -> str:
+    """The label of a folder of outside records (its name): ``final_eval --external DIR``
+    scores a run into ``RUN/external_<label>/``."""
+    return Path(folder).resolve().name

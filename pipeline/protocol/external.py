@@ -23,11 +23,6 @@ from pipeline.core.io_utils import PipelineError
 from pipeline.data.tasks import Task
 
 
-def external_name(folder: Path) -> str:
-    """The label of an external folder (its name)."""
-    return Path(folder).resolve().name
-
-
 def _records(folder: Path) -> list[str]:
     from pipeline.data.windowing import list_records
 

@@ -43,6 +43,7 @@ from typing import Any
 from pipeline.core.config import PipelineConfig, to_dict
 from pipeline.core.io_utils import PipelineError, atomic_write_json, atomic_write_text, read_json
 from pipeline.data import normalization, windowing
+from pipeline.data.paths import external_name
 from pipeline.data.splits import Split
 from pipeline.data.tasks import Task
 from pipeline.evaluation import predictions
@@ -155,7 +156,7 @@ def evaluate_external(settings: RunSettings, request: Request) -> Path:
     from pipeline.training.trainer import load_best_model
 
     folder = Path(request.external)
-    name = external.external_name(folder)
+    name = external_name(folder)
     out_dir = settings.run_dir / f"external_{name}"
     check_not_evaluated(out_dir, request.force)
     model = load_best_model(settings.run_dir)

@@ -115,8 +115,9 @@ def record_features(path: Path, segment_fs_hz: float) -> tuple[np.ndarray, np.nd
     if "rhythm" not in w or "rhythm_names" not in w:
         raise PipelineError(f"{path}: no rhythm features (rerun the windows stage with --force)")
     rhythm = np.asarray(w["rhythm"], np.float32)
-    morph = np.concatenate([morphology.morphology_features(w["segments"], segment_fs_hz),
-                            morphology.template_features(w["segments"], segment_fs_hz)], axis=1)
+    shape = morphology.morphology_features(w["segments"], segment_fs_hz)
+    morph = np.concatenate([shape, morphology.template_features(
+        w["segments"], segment_fs_hz, morphology=shape)], axis=1)
     if len(rhythm) != len(morph):
         raise PipelineError(f"{path}: {len(rhythm)} rhythm rows for {len(morph)} segments")
     names = (tuple(str(n) for n in w["rhythm_names"]) + morphology.FEATURE_NAMES

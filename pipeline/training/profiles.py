@@ -33,6 +33,7 @@ from typing import Any
 
 from pipeline.core.config import ConfigError, PipelineConfig, from_dict, to_dict
 from pipeline.core.io_utils import PipelineError, read_json
+from pipeline.data.paths import external_name
 from pipeline.data.tasks import TASKS
 from pipeline.training.checkpoints import STATE_FILE
 
@@ -273,7 +274,7 @@ def external_one(sr: StageRun, task: str, run: Path, extra: list[str]) -> None:
     if not folder.is_dir():
         raise PipelineError(f"profile.external[{task}]: {folder} is not a folder of WFDB "
                             "records (download the database first, or give another folder)")
-    done = run / f"external_{folder.resolve().name}" / "metrics_test.json"  # final_eval's name
+    done = run / f"external_{external_name(folder)}" / "metrics_test.json"
     if sr.force or not done.is_file():
         lead = ["--lead", sr.cfg.profile.external_lead] if sr.cfg.profile.external_lead else []
         _run(sr.command("pipeline.final_eval", "--run", str(run), "--external", str(folder),
