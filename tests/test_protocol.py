@@ -500,6 +500,29 @@ def test_classic_baseline_can_be_chosen_by_grouped_kfold_over_the_training_recor
     assert len(_ledger(out)) == 1
 
 
+def test_classic_tuned_decision_is_chosen_on_the_folds_and_scores_its_members_on_test(
+        tmp_path_factory, tmp_path, capsys, small_classic_grid):
+    root = trained.data_root(tmp_path_factory)
+    out = tmp_path / "classic_tuned"
+    argv = [*trained._argv(root), "--task", "mitdb_aami5_segments_rhythm", "--classic",
+            "--out", str(out), "--set", "eval.classic_selection=kfold",
+            "--set", "eval.classic_decision=tuned"]
+    rc, err = _final(argv, capsys)
+    assert rc == 0, err
+    sel = json.loads((out / "selection.json").read_text())
+    recipes = [c["recipe"] for c in sel["decision_candidates"]]
+    assert recipes == ["single", "single+weights", "top3", "top3+weights", "hgb+forest",
+                       "hgb+forest+weights"]
+    best = max(sel["decision_candidates"], key=lambda c: c["held_out_macro_f1"])
+    assert sel["decision"]["recipe"] == best["recipe"]
+    assert sel["decision"]["settings"] == [
+        {k: sel["grid"][i][k] for k in sel["chosen"]} for i in best["members"]]
+    res = json.loads((out / "metrics_test.json").read_text())
+    assert res["classic_decision"] == sel["decision"]
+    assert len(res["members"]) == (len(best["members"]) if len(best["members"]) > 1 else 0)
+    assert _recompute(out) == 0 and len(_ledger(out)) == 1
+
+
 def test_classic_kfold_pools_every_held_out_beat_once():
     import numpy as np
 
@@ -513,8 +536,11 @@ def test_classic_kfold_pools_every_held_out_beat_once():
     folds = ((("a", "b"), ("c", "d")), (("c", "d"), ("a", "b")))
     grid = ({"features": "relative", "learning_rate": 0.1, "max_leaf_nodes": 15,
              "class_weight_power": 0.5},)
-    chosen, rows = classic.select_kfold(table, folds, ["N", "S"], 0, grid)
-    assert chosen == grid[0] and rows[0]["kfold_macro_f1"] > 0.9
+    sel = classic.select_kfold(table, folds, ["N", "S"], 0, grid)
+    assert sel.best == grid[0] and sel.rows[0]["kfold_macro_f1"] > 0.9
+    # every beat held out once: its fold is its group, and its probabilities are filled
+    assert list(sel.groups) == [1] * 100 + [0] * 100
+    assert np.allclose(sel.probs[0].sum(axis=1), 1.0)
     from pipeline.core.io_utils import PipelineError
 
     with pytest.raises(PipelineError, match=r"^k-fold selection needs folds over the training "

@@ -302,6 +302,11 @@ class EvalConfig:
     """How ``final_eval --classic`` chooses the beat classifier's tree setting: by macro F1 on
     the validation patients, or by the pooled out-of-fold macro F1 of the patient-grouped
     folds over every training record (``splits.n_folds``; more patients decide)."""
+    classic_decision: str = _rule("argmax", one_of=("argmax", "tuned"))
+    """What ``final_eval --classic`` predicts from the selected trees: ``argmax`` (the best
+    setting alone) or ``tuned`` (:mod:`pipeline.training.classic_decision`: the best of a
+    few averages of top settings, with or without class weights, chosen on the same held-out
+    training patients as the setting; the weighted ones scored nested)."""
     test_reads_file: str = ""
     """Ledger of test-split reads (one JSON line per final evaluation); empty: the file
     ``test_reads.jsonl`` in the folder that holds the evaluated run folder (so

@@ -313,7 +313,7 @@ def evaluate_classic(cfg: PipelineConfig, task: Task, *, out_dir: Path | None, t
     refitted on all training records, scored once on test. Denoising tasks: the classic
     filters (:func:`evaluate_classic_filters`)."""
     from pipeline.evaluation import metrics
-    from pipeline.training import classic
+    from pipeline.training import classic, classic_decision
 
     if task.denoising:
         return evaluate_classic_filters(cfg, task, out_dir=out_dir, tag=tag, request=request)
@@ -329,26 +329,32 @@ def evaluate_classic(cfg: PipelineConfig, task: Task, *, out_dir: Path | None, t
                               sorted(set(split.train) | set(split.val)), cfg.windows.segment_fs_hz)
     by = cfg.eval.classic_selection
     if by == "kfold":
-        best, rows = classic.select_kfold(both, split.folds, classes, cfg.train.seed)
+        selection = classic.select_kfold(both, split.folds, classes, cfg.train.seed)
     else:
-        train, val = both.select(split.train), both.select(split.val)
-        best, rows = classic.select(train, val, classes, cfg.train.seed)
+        selection = classic.select(both.select(split.train), both.select(split.val), classes,
+                                   cfg.train.seed)
+    decision, candidates = classic_decision.decide(selection, cfg.eval.classic_decision)
+    best = selection.best
     run_dir = run_folder.new_run_dir(cfg, task.name, name, tag, run_dir=out_dir)
     run_folder.save_split(split, run_dir)
-    atomic_write_json(run_dir / "selection.json", {"chosen": best, "grid": rows, "by": by,
-                                                   "features": list(both.feature_names)})
-    model = classic.fit(both, len(classes), best, cfg.train.seed)
+    atomic_write_json(run_dir / "selection.json", {
+        "chosen": best, "grid": selection.rows, "by": by, "features": list(both.feature_names),
+        "decision": decision.to_json(), "decision_candidates": candidates})
+    models = [classic.fit(both, len(classes), s, cfg.train.seed) for s in decision.settings]
     with run_folder.test_split_access("final_eval"):
         test = classic.load_table(windowing.windows_dir(cfg, "mitdb"), split.test,
                                   cfg.windows.segment_fs_hz)
+        member_probs = [classic.probabilities(m, test.x, len(classes)) for m in models]
         # float32, as the predictions file stores them (so recompute gets the same numbers)
-        probs = classic.probabilities(model, test.x, len(classes)).astype("float32")
+        probs = classic_decision.combine(member_probs, decision).astype("float32")
     res = metrics.single_label_metrics(test.y, probs, classes)
     res["bootstrap_95ci"] = metrics.headline_bootstrap(
         test.y, probs, classes, multilabel=False, n=request.n_boot, seed=cfg.eval.seed,
         groups=test.record) if request.n_boot > 0 else {}
     res.update({"n_test_examples": int(len(test.y)), "test_records": sorted(set(test.record)),
-                "classic_setting": best})
+                "classic_setting": best, "classic_decision": decision.to_json(),
+                "members": reports.member_scores(test.y, member_probs, decision.settings, classes)
+                if len(models) > 1 else []})
     samples, missing = reports.annotation_samples(windowing.raw_dir(cfg, "mitdb"), test.record,
                                                   test.index, cfg.windows.label_scheme)
     res["predictions"] = {"sample": "beat annotation sample at the record's native rate",
@@ -357,10 +363,9 @@ def evaluate_classic(cfg: PipelineConfig, task: Task, *, out_dir: Path | None, t
                                       multilabel=False)
     chosen_by = ("pooled out-of-fold macro F1 of patient-grouped folds over the training records"
                  if by == "kfold" else "validation macro F1")
-    kind = "random forest" if best.get("model") == "random_forest" else "HistGradientBoosting"
-    mode = (f"classic baseline: {kind} on {len(model.columns)} of "
-            f"{len(both.feature_names)} rhythm and morphology features, setting {best} chosen "
-            f"by {chosen_by}, refitted on all training records")
+    mode = (f"classic baseline: {classic_decision.describe(decision)} on "
+            f"{len(both.feature_names)} rhythm and morphology features, chosen by {chosen_by}, "
+            f"refitted on all training records")
     return _finish(res, cfg=cfg, task=task, model_name=name, mode=mode, split=split,
                    run_dir=run_dir, out_dir=run_dir,
                    csv=(predictions.CLASSIFIER_FILE, text), request=request, external=None)

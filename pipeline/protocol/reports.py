@@ -56,6 +56,20 @@ def annotation_samples(raw_folder: Path | None, records: np.ndarray, positions: 
     return out, missing
 
 
+def member_scores(y: np.ndarray, member_probs: Sequence[np.ndarray],
+                  settings: Sequence[dict], classes: Sequence[str]) -> list[dict]:
+    """Each member of an average scored alone on the same beats (setting, accuracy, macro F1,
+    macro F1 over N, S, V, F, F1 per class), so an ensemble can be compared with its members."""
+    rows = []
+    for setting, probs in zip(settings, member_probs):
+        m = metrics.single_label_metrics(y, probs, classes)
+        rows.append({"setting": dict(setting), "accuracy": m["accuracy"],
+                     "macro_f1": m["macro_f1"],
+                     "macro_f1_nsvf": metrics.macro_f1_nsvf(m["per_class"]),
+                     "f1": {c: m["per_class"][c]["f1"] for c in classes}})
+    return rows
+
+
 def _thresholds(model: Any, cfg: PipelineConfig, task: Task, val_files: Any,
                 mean: np.ndarray, scale: np.ndarray) -> np.ndarray | None:
     """Multi-label decision thresholds chosen on the validation split (never on test)."""

@@ -191,39 +191,57 @@ def probabilities(model: FittedTrees, x: np.ndarray, n_classes: int) -> np.ndarr
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """Every grid setting scored on held-out training patients, and the best one.
+
+    ``probs[i]`` holds setting ``rows[i]``'s held-out probabilities of every beat ``y``;
+    ``groups`` says which fold (or validation record) each beat was held out in, so that
+    :mod:`pipeline.training.classic_decision` can tune more on them, nested.
+    """
+
+    best: dict[str, Any]
+    rows: list[dict[str, Any]]
+    y: np.ndarray
+    probs: list[np.ndarray]
+    groups: np.ndarray
+    score_key: str
+
+
 def _choose(grid: Sequence[dict[str, Any]], y: np.ndarray, probs_of: Any, classes: Sequence[str],
-            prefix: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+            prefix: str, groups: np.ndarray) -> Selection:
     """Scores ``probs_of(setting)`` against ``y`` for every setting (``<prefix>_macro_f1``,
-    ``<prefix>_f1``) and returns the best setting and every row."""
+    ``<prefix>_f1``)."""
     from pipeline.evaluation.metrics import single_label_metrics
 
-    rows = []
+    rows, kept = [], []
     for setting in grid:
-        m = single_label_metrics(y, probs_of(setting), classes)
+        probs = probs_of(setting)
+        m = single_label_metrics(y, probs, classes)
         rows.append({**setting, f"{prefix}_macro_f1": m["macro_f1"],
                      f"{prefix}_f1": {c: m["per_class"][c]["f1"] for c in classes}})
+        kept.append(probs)
         log.info("classic %s: %s macro F1 %.3f", setting, prefix, m["macro_f1"])
     best = max(rows, key=lambda r: r[f"{prefix}_macro_f1"])
-    return {k: best[k] for k in grid[0]}, rows
+    return Selection({k: best[k] for k in grid[0]}, rows, y, kept, groups, f"{prefix}_macro_f1")
 
 
 def select(train: BeatTable, val: BeatTable, classes: Sequence[str], seed: int,
-           grid: Sequence[dict[str, Any]] | None = None,
-           ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The setting of ``grid`` (default :data:`GRID`) with the best validation macro F1, and
-    every setting's validation scores."""
+           grid: Sequence[dict[str, Any]] | None = None) -> Selection:
+    """Every setting of ``grid`` (default :data:`GRID`) scored by macro F1 on the validation
+    patients (groups: the validation records)."""
     grid = grid or GRID
     def probs_of(setting: dict[str, Any]) -> np.ndarray:
         return probabilities(fit(train, len(classes), setting, seed), val.x, len(classes))
 
-    return _choose(grid, val.y, probs_of, classes, "val")
+    return _choose(grid, val.y, probs_of, classes, "val", val.record)
 
 
 def select_kfold(table: BeatTable, folds: Sequence[tuple[Sequence[str], Sequence[str]]],
                  classes: Sequence[str], seed: int, grid: Sequence[dict[str, Any]] | None = None,
-                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The setting with the best pooled out-of-fold macro F1 over patient-grouped ``folds``
-    (each ``(training records, held-out records)`` of ``table``), and every setting's scores.
+                 ) -> Selection:
+    """Every setting scored by the pooled out-of-fold macro F1 over patient-grouped ``folds``
+    (each ``(training records, held-out records)`` of ``table``; groups: the fold).
 
     Every beat of the held-out records of each fold is predicted by trees fitted on that
     fold's training records; the predictions of all folds are pooled and scored once.
@@ -232,6 +250,9 @@ def select_kfold(table: BeatTable, folds: Sequence[tuple[Sequence[str], Sequence
     if not folds:
         raise PipelineError("k-fold selection needs folds over the training records (none "
                             "were formed: fewer than 2 patients?)")
+    groups = np.full(len(table.y), -1, np.int64)
+    for k, (_, held_out) in enumerate(folds):
+        groups[np.isin(table.record, list(held_out))] = k
 
     def probs_of(setting: dict[str, Any]) -> np.ndarray:
         probs = np.zeros((len(table.y), len(classes)), np.float64)
@@ -241,4 +262,4 @@ def select_kfold(table: BeatTable, folds: Sequence[tuple[Sequence[str], Sequence
             probs[rows_out] = probabilities(model, table.x[rows_out], len(classes))
         return probs
 
-    return _choose(grid, table.y, probs_of, classes, "kfold")
+    return _choose(grid, table.y, probs_of, classes, "kfold", groups)
