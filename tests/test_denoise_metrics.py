@@ -76,6 +76,7 @@ def test_per_window_then_averaged():
         "mean": 0.625,
         "std": 0.375,
         "median": 0.625,
+        "p05": pytest.approx(0.2875),
         "min": 0.25,
         "max": 1.0,
         "n": 2,

@@ -131,17 +131,19 @@ def summarize(per_window: Mapping[str, Any]) -> dict[str, dict[str, float]]:
         per_window: ``{metric: (n,) values}`` from :func:`window_metrics` (or accumulated).
 
     Returns:
-        ``{metric: {"mean", "std", "median", "min", "max", "n", "n_nonfinite"}}``; statistics
-        over the finite values (``std`` with ddof=0); NaN when there are none.
+        ``{metric: {"mean", "std", "median", "p05", "min", "max", "n", "n_nonfinite"}}``;
+        statistics over the finite values (``std`` with ddof=0; ``p05``: the 5th percentile,
+        linear interpolation); NaN when there are none.
     """
     out = {}
     for k, v in per_window.items():
         v = np.asarray(v, np.float64).ravel()
         f = v[np.isfinite(v)]
         stats = (
-            dict(mean=f.mean(), std=f.std(), median=np.median(f), min=f.min(), max=f.max())
+            dict(mean=f.mean(), std=f.std(), median=np.median(f), p05=np.percentile(f, 5),
+                 min=f.min(), max=f.max())
             if len(f)
-            else dict.fromkeys(("mean", "std", "median", "min", "max"), math.nan)
+            else dict.fromkeys(("mean", "std", "median", "p05", "min", "max"), math.nan)
         )
         out[k] = {
             **{s: float(x) for s, x in stats.items()},

@@ -68,11 +68,14 @@ def evaluate_denoiser(
     keep_examples: int = 0,
     noise_records: Mapping[str, np.ndarray] | None = None,
     filters: Mapping[str, Any] | None = None,
+    post: Mapping[str, Any] | None = None,
 ) -> dict:
     """Metrics per noise type and input SNR for a model and/or classic filters.
 
     ``classic`` names filters of :data:`pipeline.evaluation.classic_filters.CLASSIC_FILTERS`;
-    ``filters`` adds other ``name -> f(noisy, fs_hz)`` (e.g. the candidates of a tuning grid).
+    ``filters`` adds other ``name -> f(noisy, fs_hz)`` (e.g. the candidates of a tuning grid);
+    ``post`` adds methods that transform the model's output, ``name -> g(noisy, denoised)``
+    (in mV; e.g. the pass-through gates of :mod:`pipeline.evaluation.pass_through`).
 
     Every condition uses the same windows (non-overlapping evaluation grid of ``files``,
     restricted by ``include``) and fixed noise from the ``part`` segments of the noise records
@@ -89,7 +92,9 @@ def evaluate_denoiser(
 
     loaded = noise_records if noise_records is not None else noise.load_noise(cfg)
     chosen = {c: filter_fn(c) for c in classic} | dict(filters or {})
-    methods = ([getattr(model, "name", "model")] if model is not None else []) + list(chosen)
+    post = dict(post or {}) if model is not None else {}
+    methods = (([getattr(model, "name", "model")] + list(post)) if model is not None else []) \
+        + list(chosen)
     results: dict = {m: {} for m in methods}
     windows: dict = {m: {} for m in methods}
     examples: dict = {}
@@ -98,7 +103,7 @@ def evaluate_denoiser(
             label = "clean" if math.isinf(snr) else f"{snr:g}"
             fn = noise.make_noise_fn(cfg, nt, snr, part, noise=loaded)
             per = _denoise_condition(model, files, cfg, task, mean, scale, fn, methods,
-                                     chosen, include)
+                                     chosen, include, post)
             first = per.pop("_first", None)
             if keep_examples and first is not None:
                 examples[(nt, snr)] = {k: v[:keep_examples] for k, v in first.items()}
@@ -116,9 +121,10 @@ def evaluate_denoiser(
 def _denoise_condition(model: Any | None, files: Sequence[str], cfg: PipelineConfig, task: Task,
                        mean: np.ndarray | None, scale: np.ndarray | None, noise_fn: Any,
                        methods: Sequence[str], classic: Mapping[str, Any],
-                       include: Mapping[str, np.ndarray] | None) -> dict:
+                       include: Mapping[str, np.ndarray] | None,
+                       post: Mapping[str, Any]) -> dict:
     """One (noise type, SNR) pass: per method an accumulator, window records and starts
-    (``classic``: filter name -> function)."""
+    (``classic``: filter name -> function; ``post``: name -> g(noisy, model output))."""
     from pipeline.data.loader import create_dataset
     from pipeline.evaluation.denoise_metrics import MetricAccumulator
 
@@ -134,6 +140,7 @@ def _denoise_condition(model: Any | None, files: Sequence[str], cfg: PipelineCon
         if model is not None:
             den = np.asarray(model.predict_on_batch((noisy - mean) / scale)) * scale + mean
             outputs[methods[0]] = den
+            outputs.update({name: g(noisy, den) for name, g in post.items()})
             if "_first" not in per:
                 per["_first"] = {"clean": clean, "noisy": noisy, "denoised": den}
         for c, f in classic.items():

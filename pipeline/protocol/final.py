@@ -46,7 +46,7 @@ from pipeline.data import normalization, windowing
 from pipeline.data.paths import external_name
 from pipeline.data.splits import Split
 from pipeline.data.tasks import Task
-from pipeline.evaluation import predictions
+from pipeline.evaluation import pass_through, predictions
 from pipeline.protocol import ledger, reports
 from pipeline.protocol.run_settings import RunSettings
 from pipeline.training import run_folder
@@ -98,14 +98,15 @@ def _write(out_dir: Path, res: dict, report: str, csv_name: str, csv_text: str) 
 def _score(model: Any, cfg: PipelineConfig, task: Task, files: tuple[str, ...],
            include: Any, *, run_dir: Path, out_dir: Path, request: Request,
            val_files: Any = None, raw_folder: Path | None = None,
-           noise_cfg: PipelineConfig | None = None) -> tuple[dict, str, str]:
-    """Scores ``model`` on ``files``; returns (result, csv name, csv text)."""
+           noise_cfg: PipelineConfig | None = None, gate: Any = None) -> tuple[dict, str, str]:
+    """Scores ``model`` on ``files``; returns (result, csv name, csv text). ``gate``: a
+    denoiser run's pass-through gate, scored beside the model alone."""
     mean, scale = normalization.load(run_dir / "normalization.json", task.kind,
                                      normalization.n_channels(task.kind, cfg, task.rr_channels))
     if task.denoising:
         res, text = reports.denoiser_result(model, cfg, task, files, include, mean, scale,
                                             out_dir, request.max_windows, request.n_boot,
-                                            noise_cfg or cfg)
+                                            noise_cfg or cfg, gate=gate)
         return res, predictions.DENOISER_FILE, text
     res, text = reports.classifier_result(model, cfg, task, files, include, mean, scale,
                                           out_dir, request.n_boot, val_files, raw_folder)
@@ -144,7 +145,8 @@ def evaluate_run(settings: RunSettings, request: Request) -> Path:
         res, name, text = _score(model, cfg, task, files, include, run_dir=run_dir,
                                  out_dir=run_dir, request=request,
                                  val_files=(sf.val, sf.include_val),
-                                 raw_folder=windowing.raw_dir(cfg, "mitdb"))
+                                 raw_folder=windowing.raw_dir(cfg, "mitdb"),
+                                 gate=pass_through.load(run_dir))
     return _finish(res, cfg=cfg, task=task, model_name=settings.model, mode=mode,
                    split=settings.split, run_dir=run_dir, out_dir=run_dir, csv=(name, text),
                    request=request, external=None)
@@ -166,7 +168,8 @@ def evaluate_external(settings: RunSettings, request: Request) -> Path:
                                           request.lead)
         res, csv_name, text = _score(model, ext_cfg, settings.task, files, None,
                                      run_dir=settings.run_dir, out_dir=out_dir, request=request,
-                                     raw_folder=folder, noise_cfg=settings.cfg)
+                                     raw_folder=folder, noise_cfg=settings.cfg,
+                                     gate=pass_through.load(settings.run_dir))
     res["external_records"] = sorted({Path(f).name.split("-")[0] for f in files})
     mode = (f"best checkpoint of training run {settings.run_dir.name} on the external folder "
             f"{folder} (lead {ext_cfg.windows.lead}, resampled to the run's rates)")
@@ -232,7 +235,8 @@ def evaluate_ensemble(members: list[RunSettings], out_dir: Path, request: Reques
         res, name, text = _score(model, cfg, task, files, include, run_dir=first.run_dir,
                                  out_dir=out_dir, request=request,
                                  val_files=(sf.val, sf.include_val),
-                                 raw_folder=windowing.raw_dir(cfg, "mitdb"))
+                                 raw_folder=windowing.raw_dir(cfg, "mitdb"),
+                                 gate=pass_through.load(run_dir))
     res["ensemble_members"] = names
     mode = f"mean class probabilities of the best checkpoints of {len(names)} runs: {', '.join(names)}"
     label = "ensemble(" + "+".join(m.model for m in members) + ")"
@@ -481,7 +485,8 @@ def retrain_and_evaluate(cfg: PipelineConfig, task: Task, model_name: str, *,
         res, name, text = _score(model, cfg, task, files, include, run_dir=run_dir,
                                  out_dir=run_dir, request=request,
                                  val_files=(sf.val, sf.include_val),
-                                 raw_folder=windowing.raw_dir(cfg, "mitdb"))
+                                 raw_folder=windowing.raw_dir(cfg, "mitdb"),
+                                 gate=pass_through.load(run_dir))
     return _finish(res, cfg=cfg, task=task, model_name=model_name, mode=mode, split=split,
                    run_dir=run_dir, out_dir=run_dir, csv=(name, text), request=request,
                    external=None)

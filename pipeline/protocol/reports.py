@@ -8,6 +8,7 @@ records) and return the ``metrics_test.json`` content with the text of the per-e
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Sequence
@@ -152,12 +153,26 @@ def denoise_cis(windows: dict, n_boot: int, seed: int) -> dict:
     return out
 
 
+def _gate_post(model: Any, gate: Any) -> dict:
+    """``{"<model>+gate": g(noisy, denoised)}`` for a run's gate, ``{}`` without one."""
+    from pipeline.evaluation import pass_through
+
+    if model is None or gate is None:
+        return {}
+    return {f"{getattr(model, 'name', 'model')}+gate":
+            lambda noisy, den: pass_through.apply(noisy, den, gate)}
+
+
 def denoiser_result(model: Any, cfg: PipelineConfig, task: Task, files: Sequence[str],
                     include: Any, mean: np.ndarray, scale: np.ndarray, out_dir: Path,
                     max_windows: int, n_boot: int, noise_cfg: PipelineConfig,
-                    classic: tuple[str, ...] = ("bandpass", "wavelet")) -> tuple[dict, str]:
+                    classic: tuple[str, ...] = ("bandpass", "wavelet"),
+                    gate: Any = None) -> tuple[dict, str]:
     """Metrics per condition with record-resampled intervals, and ``windows_test.csv`` text
     (of the model, or without one of the first of ``classic``).
+
+    ``gate``: the run's :class:`pipeline.evaluation.pass_through.GateSetting`; the model is
+    then also scored followed by it (method ``<model>+gate``) on the same windows.
 
     ``noise_cfg``: the config whose data folder holds the NSTDB noise (external records are
     prepared in another folder)."""
@@ -169,7 +184,7 @@ def denoiser_result(model: Any, cfg: PipelineConfig, task: Task, files: Sequence
     out = evaluate_denoiser(model, files, cfg, task, mean, scale, part="test",
                             noise_types=cfg.noise.types, snr_dbs=cfg.noise.eval_snr_db,
                             include=include, classic=classic, keep_examples=3,
-                            noise_records=noise.load_noise(noise_cfg))
+                            noise_records=noise.load_noise(noise_cfg), post=_gate_post(model, gate))
     save_denoise_plots(out["results"], out["examples"], out_dir / "plots")
     method = next(iter(out["results"]))
     cis = denoise_cis(out["windows"], n_boot, cfg.eval.seed)
@@ -178,6 +193,7 @@ def denoiser_result(model: Any, cfg: PipelineConfig, task: Task, files: Sequence
            "table_snr_improvement_db": denoise_table(out["results"], ci=cis),
            "table_prd_percent": denoise_table(out["results"], "prd_pct"),
            "test_records": records, "max_test_windows": max_windows,
+           "pass_through_gate": None if gate is None else dataclasses.asdict(gate),
            "predictions": {"method": method, "start": "window start sample in its record at "
                            f"{cfg.windows.denoise_fs_hz:g} Hz"}}
     return res, predictions.denoiser_csv(out["windows"][method])

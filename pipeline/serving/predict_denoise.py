@@ -10,6 +10,7 @@ Channels whose names do not look like ECG leads (:func:`reader.is_ecg_lead`, e.g
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 
 from pipeline.core.io_utils import PipelineError, atomic_path, atomic_write_json
 from pipeline.data.signal import highpass, resample
+from pipeline.evaluation import pass_through
 from pipeline.serving import reader
 from pipeline.serving.outputs import wfdb_out
 from pipeline.serving.run_loader import Run, normalize, run_header
@@ -32,7 +34,10 @@ def _overlap_add_pair(run: Run, xp: np.ndarray, pair: list[int], starts: np.ndar
     acc = np.zeros((total, 2))
     wsum = np.zeros((total, 1))
     wins = np.stack([xp[s : s + win][:, pair] for s in starts])
-    y = run.predict(normalize(wins, run.mean, run.scale, -1), batch_size)
+    xn = normalize(wins, run.mean, run.scale, -1)
+    y = run.predict(xn, batch_size)
+    if run.gate is not None:
+        y = pass_through.apply(xn, y, run.gate)
     y = y.astype(np.float64) * run.scale + run.mean
     for s, yw in zip(starts, y, strict=True):
         acc[s : s + win] += weight * yw
@@ -143,6 +148,7 @@ def denoise_record(run: Run, source: Path | reader.Recording, out_dir: Path, *,
         "baseline_free": True,
         "method": f"{run.input_shape[0]}-sample windows, 50% overlap-add with periodic Hann "
                   "weights, half-window reflection padding at both ends; leads in pairs",
+        "pass_through_gate": None if run.gate is None else dataclasses.asdict(run.gate),
         "clipped_samples": n_clipped,
         "quality": reader.quality_report(spans),
         "files": {"record": str(out_dir / name), "plot": str(png)},

@@ -18,6 +18,7 @@ from pipeline.core.config import PipelineConfig, load_config
 from pipeline.core.io_utils import PipelineError, read_json
 from pipeline.data import normalization
 from pipeline.data.tasks import Task, get_task
+from pipeline.evaluation import pass_through
 
 CHECKPOINTS = ("best", "last")
 """``best``: lowest validation loss (``best.keras``); ``last``: the last epoch (``last.keras``)."""
@@ -37,6 +38,9 @@ class Run:
     model: Any
     checkpoint: Path | None = None
     """The checkpoint file the model was loaded from (named in every output)."""
+    gate: Any = None
+    """A denoiser run's pass-through gate chosen on validation
+    (:mod:`pipeline.evaluation.pass_through`), applied after the model; ``None``: none."""
 
     def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Model outputs for normalized inputs, ``batch_size`` examples at a time."""
@@ -98,8 +102,9 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> Run:
                                      normalization.n_channels(task.kind, cfg, task.rr_channels))
     path = checkpoint_path(run_dir, checkpoint)
     model = load_best_model(run_dir, prefer=checkpoint)  # the file checked just above
+    gate = pass_through.load(run_dir) if task.denoising else None
     return Run(run_dir, task, str(meta.get("model", model.name)), cfg, mean, scale,
-               tuple(int(s) for s in meta["input_shape"]), model, path)
+               tuple(int(s) for s in meta["input_shape"]), model, path, gate)
 
 
 def normalize(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, channel_axis: int) -> np.ndarray:

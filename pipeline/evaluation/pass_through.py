@@ -1,0 +1,94 @@
+"""A pass-through gate after a denoiser: leave input that looks clean untouched.
+
+A denoiser trained on noisy windows also edits clean ones, and a user who denoises every
+recording loses signal on the clean ones (several dB at 24 dB input SNR). The gate needs
+no training: per window and lead, what the model removed estimates the noise, so
+
+    estimated input SNR (dB) = 10 log10(power of the output about its mean
+                                        / power of (input - output))
+
+and the gate returns ``output + w (input - output)`` with the pass-through weight
+``w = sigmoid((estimated SNR - threshold_db) / width_db)``: the input itself where the
+model removed almost nothing, the model's output where it removed a lot. The estimate is a
+ratio of powers per lead, so it is the same in mV and in the loader's normalised units.
+
+``threshold_db`` and ``width_db`` are chosen on validation patients
+(:mod:`pipeline.protocol.gate_tuning`, ``python -m pipeline.tune_gate --run RUN``) and
+stored in the run folder as :data:`GATE_FILE`; evaluation and prediction then apply them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.core.io_utils import PipelineError
+
+GATE_FILE = "pass_through_gate.json"
+
+GRID: tuple[tuple[float, float], ...] = tuple(itertools.product(
+    (10.0, 12.0, 14.0, 16.0, 18.0, 20.0, 22.0, 24.0, 27.0, 30.0), (0.5, 1.0, 2.0, 4.0)))
+"""(threshold_db, width_db) pairs compared on validation (40)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class GateSetting:
+    threshold_db: float
+    width_db: float
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.threshold_db) and self.width_db > 0):
+            raise PipelineError(f"pass-through gate needs a finite threshold_db and width_db > 0; "
+                                f"got {self.threshold_db}, {self.width_db}")
+
+    @property
+    def name(self) -> str:
+        return f"gate_t{self.threshold_db:g}_w{self.width_db:g}"
+
+
+def estimated_input_snr_db(noisy: np.ndarray, denoised: np.ndarray) -> np.ndarray:
+    """``(batch, leads)`` dB: the output's power about its mean over the removed part's."""
+    noisy = np.asarray(noisy, np.float64)
+    den = np.asarray(denoised, np.float64)
+    signal = np.sum((den - den.mean(axis=1, keepdims=True)) ** 2, axis=1)
+    removed = np.sum((noisy - den) ** 2, axis=1)
+    with np.errstate(divide="ignore"):
+        return 10.0 * np.log10(np.maximum(signal, 1e-20) / np.maximum(removed, 1e-30))
+
+
+def pass_weight(est_snr_db: np.ndarray, setting: GateSetting) -> np.ndarray:
+    """The weight of the input in the output (0: the model's output, 1: the input)."""
+    z = np.clip((est_snr_db - setting.threshold_db) / setting.width_db, -60.0, 60.0)
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def apply(noisy: Any, denoised: Any, setting: GateSetting) -> np.ndarray:
+    """``denoised + w (noisy - denoised)`` per window and lead, ``(batch, time, leads)``."""
+    noisy = np.asarray(noisy, np.float64)
+    den = np.asarray(denoised, np.float64)
+    if noisy.shape != den.shape or noisy.ndim != 3:
+        raise PipelineError(f"pass-through gate needs (batch, time, leads) input and output of "
+                            f"one shape; got {noisy.shape} and {den.shape}")
+    w = pass_weight(estimated_input_snr_db(noisy, den), setting)[:, None, :]
+    return (den + w * (noisy - den)).astype(np.asarray(denoised).dtype)
+
+
+def load(run_dir: Path) -> GateSetting | None:
+    """The run's chosen gate (:data:`GATE_FILE`), or ``None`` when it has none (or when
+    validation chose no gate)."""
+    path = Path(run_dir) / GATE_FILE
+    if not path.is_file():
+        return None
+    try:
+        chosen = json.loads(path.read_text())["chosen"]
+        if chosen is None:  # validation preferred the model's output alone
+            return None
+        return GateSetting(float(chosen["threshold_db"]), float(chosen["width_db"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PipelineError(f"{path}: not a pass-through gate file ({type(exc).__name__}: "
+                            f"{exc}); rerun `python -m pipeline.tune_gate --run {run_dir}`") from None

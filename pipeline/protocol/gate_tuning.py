@@ -1,0 +1,91 @@
+"""A denoiser run's pass-through gate, chosen on validation patients only.
+
+:func:`tune_gate` scores the run's best checkpoint alone and followed by every gate of
+:data:`pipeline.evaluation.pass_through.GRID` on the validation records of the run's own
+split, with noise from the ``val`` segment of the NSTDB records (the windows and noise the
+checkpoint was chosen on). The objective is the one the checkpoint was chosen by: the mean
+SNR improvement over every noise type and input level of ``noise.eval_snr_db``, 24 dB
+included, so a gate is kept only if what it saves on near-clean input outweighs what it costs
+on noisy input. "No gate" is a candidate too. The test split is never read.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import Any
+
+from pipeline.core.io_utils import atomic_write_json, atomic_write_text
+from pipeline.evaluation import pass_through
+from pipeline.protocol.filter_tuning import mean_improvement
+from pipeline.protocol.run_settings import RunSettings
+
+log = logging.getLogger("ecg.gate_tuning")
+
+
+def tune_gate(settings: RunSettings, max_windows: int) -> dict[str, Any]:
+    """Every gate (and none) on about ``max_windows`` validation windows per cell (0: all).
+
+    Returns:
+        ``{"chosen": {"threshold_db", "width_db"} or None, "grid": [...], "no_gate_val_mean_snr_imp_db",
+        "val_records", "noise_part", "n_windows", "results"}``.
+    """
+    from pipeline.data import noise, normalization
+    from pipeline.evaluation.evaluate import evaluate_denoiser
+    from pipeline.training import run_folder
+    from pipeline.training.sampling import subsample_masks
+    from pipeline.training.trainer import load_best_model
+
+    cfg, task = settings.cfg, settings.task
+    model = load_best_model(settings.run_dir)
+    mean, scale = normalization.load(settings.run_dir / "normalization.json", task.kind,
+                                     normalization.n_channels(task.kind, cfg, task.rr_channels))
+    sf = run_folder.split_files(cfg, task, settings.split)
+    files = sf.val
+    include = subsample_masks(files, cfg, "denoise", max_windows, cfg.eval.seed, sf.include_val)
+    gates = [pass_through.GateSetting(t, w) for t, w in pass_through.GRID]
+    post = {g.name: functools.partial(_gated, setting=g) for g in gates}
+    out = evaluate_denoiser(model, files, cfg, task, mean, scale, part="val",
+                            noise_types=cfg.noise.types, snr_dbs=cfg.noise.eval_snr_db,
+                            include=include, post=post, noise_records=noise.load_noise(cfg))
+    res = out["results"]
+    rows = [{"threshold_db": g.threshold_db, "width_db": g.width_db,
+             "val_mean_snr_imp_db": mean_improvement(res[g.name])} for g in gates]
+    no_gate = mean_improvement(res[model.name])
+    best = max(rows, key=lambda r: r["val_mean_snr_imp_db"])
+    chosen = ({"threshold_db": best["threshold_db"], "width_db": best["width_db"]}
+              if best["val_mean_snr_imp_db"] > no_gate else None)
+    keep = {model.name: res[model.name]}
+    if chosen is not None:
+        keep[f"{model.name}+gate"] = res[pass_through.GateSetting(**chosen).name]
+    first = res[model.name][cfg.noise.types[0]][f"{cfg.noise.eval_snr_db[0]:g}"]
+    return {"chosen": chosen, "grid": rows, "no_gate_val_mean_snr_imp_db": no_gate,
+            "val_records": list(settings.split.val), "noise_part": "val",
+            "n_windows": int(first["snr_imp_db"]["n"]), "results": keep}
+
+
+def _gated(noisy: Any, denoised: Any, *, setting: pass_through.GateSetting) -> Any:
+    return pass_through.apply(noisy, denoised, setting)
+
+
+def write_report(res: dict[str, Any], run_dir: Path) -> Path:
+    """:data:`pipeline.evaluation.pass_through.GATE_FILE` and ``gate_tuning.md`` in the run."""
+    from pipeline.evaluation.evaluate import denoise_table
+
+    path = Path(run_dir) / pass_through.GATE_FILE
+    atomic_write_json(path, {k: v for k, v in res.items() if k != "results"})
+    rows = sorted(res["grid"], key=lambda r: -r["val_mean_snr_imp_db"])
+    lines = ["# Pass-through gate: chosen on validation patients", "",
+             f"Validation records {', '.join(res['val_records'])}; noise from the "
+             f"`{res['noise_part']}` segment; {res['n_windows']} windows per cell. Objective: "
+             "mean SNR improvement over every noise type and input level.", "",
+             f"Chosen: `{res['chosen']}`; the model alone scores "
+             f"{res['no_gate_val_mean_snr_imp_db']:+.2f} dB on the same windows.", "",
+             "| threshold (dB) | width (dB) | mean SNR improvement (dB) |", "|---|---|---|"]
+    lines += [f"| {r['threshold_db']:g} | {r['width_db']:g} | {r['val_mean_snr_imp_db']:+.2f} |"
+              for r in rows]
+    lines += ["", "## The model with and without the chosen gate, per cell", "",
+              denoise_table(res["results"]), ""]
+    atomic_write_text(Path(run_dir) / "gate_tuning.md", "\n".join(lines))
+    return path

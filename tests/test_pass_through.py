@@ -1,0 +1,130 @@
+"""The pass-through gate after a denoiser: its arithmetic, its choice on validation
+(``python -m pipeline.tune_gate``) and its use by final evaluation and prediction."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import _trained_runs as trained  # noqa: E402
+import numpy as np
+import pytest
+
+from pipeline.core.io_utils import PipelineError, run_cli
+from pipeline.evaluation import pass_through as pt
+
+
+def _signal_and_noise(snr_db: float, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(720) / 360.0
+    s = np.stack([np.sin(2 * np.pi * 1.3 * t), np.cos(2 * np.pi * 0.9 * t)], axis=1)[None]
+    n = rng.normal(size=s.shape)
+    n -= n.mean(axis=1, keepdims=True)
+    power_s = np.mean((s - s.mean(axis=1, keepdims=True)) ** 2, axis=1, keepdims=True)
+    n *= np.sqrt(power_s / np.mean(n ** 2, axis=1, keepdims=True) / 10 ** (snr_db / 10))
+    return s, s + n
+
+
+def test_estimated_snr_is_the_power_ratio_of_kept_to_removed():
+    clean, noisy = _signal_and_noise(17.0)
+    est = pt.estimated_input_snr_db(noisy, clean)  # a perfect denoiser removes the noise exactly
+    assert est.shape == (1, 2)
+    np.testing.assert_allclose(est, 17.0, atol=1e-9)
+
+
+def test_gate_passes_clean_looking_input_and_keeps_the_output_of_noisy_input():
+    clean, noisy = _signal_and_noise(24.0)
+    _, very_noisy = _signal_and_noise(0.0, seed=1)
+    setting = pt.GateSetting(threshold_db=12.0, width_db=0.5)
+    near = pt.apply(noisy, clean, setting)  # removed part 24 dB down: pass the input
+    np.testing.assert_allclose(near, noisy, atol=1e-6)
+    far = pt.apply(very_noisy, clean, setting)  # removed part 0 dB: keep the model's output
+    np.testing.assert_allclose(far, clean, atol=1e-6)
+    half = pt.apply(noisy, clean, pt.GateSetting(24.0, 1.0))
+    np.testing.assert_allclose(half, (noisy + clean) / 2, atol=1e-9)
+
+
+def test_gate_is_the_same_in_mv_and_in_normalised_units():
+    clean, noisy = _signal_and_noise(14.0)
+    mean, scale = np.array([0.3, -0.1]), np.array([2.0, 0.5])
+    setting = pt.GateSetting(15.0, 2.0)
+    in_mv = pt.apply(noisy, clean, setting)
+    normed = pt.apply((noisy - mean) / scale, (clean - mean) / scale, setting) * scale + mean
+    np.testing.assert_allclose(normed, in_mv, atol=1e-9)
+
+
+def test_gate_refuses_bad_settings_and_mismatched_shapes():
+    with pytest.raises(PipelineError, match="width_db > 0; got 12.0, 0.0"):
+        pt.GateSetting(12.0, 0.0)
+    with pytest.raises(PipelineError, match=r"one shape; got \(1, 720, 2\) and \(1, 720, 1\)"):
+        pt.apply(np.zeros((1, 720, 2)), np.zeros((1, 720, 1)), pt.GateSetting(12.0, 1.0))
+
+
+def test_gate_file_missing_null_or_broken(tmp_path):
+    assert pt.load(tmp_path) is None
+    (tmp_path / pt.GATE_FILE).write_text(json.dumps({"chosen": None}))
+    assert pt.load(tmp_path) is None
+    (tmp_path / pt.GATE_FILE).write_text(json.dumps({"chosen": {"threshold_db": 18, "width_db": 2}}))
+    assert pt.load(tmp_path) == pt.GateSetting(18.0, 2.0)
+    (tmp_path / pt.GATE_FILE).write_text(json.dumps({"chosen": {"threshold": 18}}))
+    with pytest.raises(PipelineError, match=r"pass_through_gate.json: not a pass-through gate "
+                                            r"file \(KeyError"):
+        pt.load(tmp_path)
+
+
+def _denoise_run(tmp_path_factory, tmp_path: Path) -> Path:
+    src = trained.trained_run(tmp_path_factory, "denoise")
+    dst = tmp_path / src.name
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_tune_gate_chooses_on_validation_and_final_eval_scores_the_gate_beside_the_model(
+        tmp_path_factory, tmp_path, capsys):
+    from pipeline import final_eval, tune_gate
+
+    run = _denoise_run(tmp_path_factory, tmp_path)
+    assert run_cli(tune_gate.main, ["--run", str(run), "--max-windows", "20"]) == 0
+    saved = json.loads((run / pt.GATE_FILE).read_text())
+    assert len(saved["grid"]) == len(pt.GRID) and saved["noise_part"] == "val"
+    best = max(r["val_mean_snr_imp_db"] for r in saved["grid"])
+    assert (saved["chosen"] is None) == (best <= saved["no_gate_val_mean_snr_imp_db"])
+    assert "Pass-through gate: chosen on validation" in (run / "gate_tuning.md").read_text()
+    assert not (run.parent / "test_reads.jsonl").exists()  # validation only: no test read
+    # a gate that passes everything through: the gated method must score exactly 0 dB
+    (run / pt.GATE_FILE).write_text(json.dumps({"chosen": {"threshold_db": -200.0,
+                                                           "width_db": 1.0}}))
+    assert run_cli(final_eval.main, ["--run", str(run), "--max-test-windows", "20",
+                                     "--bootstrap", "10"]) == 0
+    m = json.loads((run / "metrics_test.json").read_text())
+    model = m["predictions"]["method"]
+    assert m["pass_through_gate"] == {"threshold_db": -200.0, "width_db": 1.0}
+    gated = m["results"][f"{model}+gate"]
+    for by_snr in gated.values():
+        for cell in by_snr.values():
+            assert cell["snr_imp_db"]["mean"] == pytest.approx(0.0, abs=1e-4)
+    assert gated.keys() == m["results"][model].keys()
+
+
+def test_prediction_applies_the_runs_gate(tmp_path_factory, tmp_path):
+    from pipeline.serving.predict_denoise import denoise_signal
+    from pipeline.serving.run_loader import load_run
+
+    run_dir = _denoise_run(tmp_path_factory, tmp_path)
+    rng = np.random.default_rng(3)
+    x = np.cumsum(rng.normal(size=(3600, 2)), axis=0) * 0.01
+    plain = denoise_signal(load_run(run_dir), x, 360.0)
+    (run_dir / pt.GATE_FILE).write_text(json.dumps({"chosen": {"threshold_db": -200.0,
+                                                               "width_db": 1.0}}))
+    run = load_run(run_dir)
+    assert run.gate == pt.GateSetting(-200.0, 1.0)
+    passed = denoise_signal(run, x, 360.0)
+    (run_dir / pt.GATE_FILE).write_text(json.dumps({"chosen": {"threshold_db": 200.0,
+                                                               "width_db": 1.0}}))
+    closed = denoise_signal(load_run(run_dir), x, 360.0)
+    np.testing.assert_allclose(closed, plain, atol=1e-5)  # gate never opens: the model alone
+    assert not np.allclose(passed, plain, atol=1e-3)
+    from pipeline.data.signal import highpass
+
+    np.testing.assert_allclose(passed[720:-720], highpass(x, 0.5, 360.0)[720:-720], atol=1e-3)
