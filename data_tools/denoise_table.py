@@ -96,6 +96,23 @@ def run_row(run: Path) -> dict[str, str] | None:
     return {**row, **method_cells(m, _external(run), name)}
 
 
+def gate_row(run: Path) -> dict[str, str] | None:
+    """The same run followed by its pass-through gate (``<model>+gate``, scored on the same
+    windows when the run holds ``pass_through_gate.json``), or ``None``; the 5th percentile
+    comes from the cell's summary (``p05``)."""
+    m = load_json(run / "metrics_test.json") or {}
+    method = f"{m.get('model')}+gate"
+    if method not in (m.get("results") or {}):
+        return None
+    try:
+        p5 = float(m["results"][method][P5_CELL[0]][P5_CELL[1]]["snr_imp_db"]["p05"])
+    except (KeyError, TypeError):
+        p5 = None
+    return {"model": f"{method} (`{run.name}`)", "params": "+0", "epochs (best)": "-",
+            f"{P5_CELL[0]} {P5_CELL[1]} dB, 5th pct": "" if p5 is None else f"{p5:+.2f}",
+            **method_cells(m, _external(run), method)}
+
+
 def method_cells(m: dict, ext: tuple[str, dict] | None, method: str) -> dict[str, str]:
     """``method``'s cells of a run's metrics and of its outside-records metrics ``ext``."""
     cells = {f"{n} {d} dB": cell(m, method, n, d) for n, d in CELLS}
@@ -115,7 +132,7 @@ def filter_rows(m: dict, ext: tuple[str, dict] | None) -> list[dict[str, str]]:
 
 def table(runs: list[Path]) -> str:
     """The Markdown table of the denoiser ``runs`` (the filters from the first of them)."""
-    rows = [(d, r) for d in runs if (r := run_row(d))]
+    rows = [(d, r) for d in runs for r in (run_row(d), gate_row(d)) if r]
     if not rows:
         return ""
     ext_run = next((d for d, r in rows if r.get("external")), None)

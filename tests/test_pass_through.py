@@ -81,7 +81,7 @@ def _denoise_run(tmp_path_factory, tmp_path: Path) -> Path:
 
 
 def test_tune_gate_chooses_on_validation_and_final_eval_scores_the_gate_beside_the_model(
-        tmp_path_factory, tmp_path, capsys):
+        tmp_path_factory, tmp_path, capsys, monkeypatch):
     from pipeline import final_eval, tune_gate
 
     run = _denoise_run(tmp_path_factory, tmp_path)
@@ -105,6 +105,14 @@ def test_tune_gate_chooses_on_validation_and_final_eval_scores_the_gate_beside_t
         for cell in by_snr.values():
             assert cell["snr_imp_db"]["mean"] == pytest.approx(0.0, abs=1e-4)
     assert gated.keys() == m["results"][model].keys()
+    from data_tools import denoise_table
+
+    level = next(iter(gated["mix"]))  # the tiny config's levels
+    monkeypatch.setattr(denoise_table, "CELLS", (("mix", level),))
+    monkeypatch.setattr(denoise_table, "P5_CELL", ("mix", level))
+    lines = denoise_table.table([run]).splitlines()
+    gate_line = next(line for line in lines if line.startswith(f"| {model}+gate (`"))
+    assert gate_line.split("|")[4:6] == [" +0.00 [+0.00, +0.00] ", " +0.00 "]  # mean, 5th pct
 
 
 def test_prediction_applies_the_runs_gate(tmp_path_factory, tmp_path):
