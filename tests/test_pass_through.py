@@ -136,3 +136,13 @@ def test_prediction_applies_the_runs_gate(tmp_path_factory, tmp_path):
     from pipeline.data.signal import highpass
 
     np.testing.assert_allclose(passed[720:-720], highpass(x, 0.5, 360.0)[720:-720], atol=1e-3)
+
+
+def test_tune_gate_refuses_a_classifier_run_naming_its_task(tmp_path_factory, capsys):
+    from pipeline import tune_gate
+
+    run = trained.trained_run(tmp_path_factory, "segments")
+    assert run_cli(tune_gate.main, ["--run", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a pass-through gate is for denoiser runs; this run's task is " \
+        "mitdb_aami5_segments" in err[0]
