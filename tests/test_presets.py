@@ -38,10 +38,12 @@ DEV = {"segments_rr": "dev-beats", "denoise": "dev-denoise", "ptbxl": "dev-ptbxl
 def check_preset(root: Path, name: str) -> presets.Preset:
     """Loads in safe mode (sha256 checked), size limit, card complete, no optimizer state."""
     folder = Path(root) / name
-    for f in presets.PRESET_FILES:
-        assert (folder / f).is_file(), f"{folder}: {f} missing"
     card = json.loads((folder / presets.CARD_FILE).read_text())
     assert preset_card.card_problems(card) == []
+    if card.get("format") == "classic_trees":
+        return check_classic_preset(root, name, card)
+    for f in presets.PRESET_FILES:
+        assert (folder / f).is_file(), f"{folder}: {f} missing"
     size = (folder / presets.MODEL_FILE).stat().st_size
     assert size <= presets.MAX_MODEL_BYTES and card["model_file"]["bytes"] == size
     assert not presets.has_optimizer_state(folder / presets.MODEL_FILE)
@@ -51,6 +53,22 @@ def check_preset(root: Path, name: str) -> presets.Preset:
     if not card["metrics"]["evaluated"]:
         assert card["metrics"]["headline"] == preset_card.NOT_EVALUATED
         assert "numbers" not in card["metrics"] and "bootstrap_95ci" not in card["metrics"]
+    return preset
+
+
+def check_classic_preset(root: Path, name: str, card: dict) -> presets.Preset:
+    """The classic trees' preset: its files, size limit, sha256 and a skops load."""
+    from pipeline.serving import classic_preset
+    from pipeline.training import classic_store
+
+    folder = Path(root) / name
+    for f in classic_preset.FILES:
+        assert (folder / f).is_file(), f"{folder}: {f} missing"
+    size = (folder / classic_store.TREES_FILE).stat().st_size
+    assert size <= presets.MAX_MODEL_BYTES and card["model_file"]["bytes"] == size
+    preset = presets.load_preset(name, root)
+    assert preset.model.kind == "classic_trees" and card["metrics"]["evaluated"]
+    assert preset.card["model_file"]["sha256"] == presets.sha256_file(folder / classic_store.TREES_FILE)
     return preset
 
 

@@ -196,7 +196,12 @@ def classify_beats(run: Run, source: Path | reader.Recording, *, beats: str = "a
     probs = np.full((n, task.n_outputs), np.nan, np.float32)
     side = (schema.select_rhythm(run.cfg, windowing.record_rhythm(
         x[:, 0], native, rec.fs_hz, wcfg, rec.name)) if task.rhythm else None)  # rr, every beat
-    if task.kind == "segments":
+    if getattr(run.model, "kind", None) == "classic_trees":
+        from pipeline.serving import predict_classic
+
+        probs_ok, ok = predict_classic.classify(run, x[:, 0], native, rec.fs_hz, lead360, r360,
+                                                reason, bad360, rec.name)
+    elif task.kind == "segments":
         probs_ok, ok = _classify_segments(run, lead360, r360, native / rec.fs_hz, reason, bad360,
                                           batch_size, side)
     else:

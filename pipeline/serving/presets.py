@@ -268,6 +268,11 @@ def _out_folder(out_dir: str | Path | None) -> Iterator[Path]:
 
 def open_preset_folder(folder: Path, name: str) -> Preset:
     """Loads a preset folder (hash checked, safe mode) without looking its name up."""
+    from pipeline.serving import classic_preset
+    from pipeline.training.classic_store import META_FILE
+
+    if (folder / META_FILE).is_file():  # the classic trees (trees.skops), not a Keras model
+        return classic_preset.open_folder(folder, name)
     for f in PRESET_FILES:
         if not (folder / f).is_file():
             raise PipelineError(f"{folder}: preset file {f} not found")
@@ -343,7 +348,8 @@ def _write_model(ckpt: Path, dst: Path, run_dir: Path, max_bytes: int) -> Any:
     return model
 
 
-def _promote(tmp: Path, final: Path) -> None:
+def promote(tmp: Path, final: Path) -> None:
+    """Renames a complete temporary preset folder to ``final`` (replacing an old one)."""
     old = final.with_name(f".{final.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
@@ -365,12 +371,17 @@ def save_preset(run_dir: str | Path, name: str, description: str, smoke: bool = 
         PipelineError: bad name or empty description; no best checkpoint; the preset exists
             and ``force`` is false; ``model.keras`` above ``max_bytes``; run files unreadable.
     """
+    from pipeline.serving import classic_preset
+
     check_name(name)
     if not str(description or "").strip():
         raise PipelineError("a preset needs a description (--description TEXT)")
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise PipelineError(f"{run_dir}: run folder not found")
+    if classic_preset.is_classic_run(run_dir):
+        return classic_preset.save(run_dir, name, description, force=force, root=root,
+                                   max_bytes=max_bytes)
     ckpt = _best_checkpoint(run_dir)
     folder = presets_dir(root)
     final = folder / name
@@ -393,7 +404,7 @@ def save_preset(run_dir: str | Path, name: str, description: str, smoke: bool = 
                               "load": "keras.saving.load_model(path, safe_mode=True)"}
         atomic_write_json(tmp / CARD_FILE, card)
         open_preset_folder(tmp, name)  # everything a user will load, checked before the rename
-        _promote(tmp, final)
+        promote(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("preset %s written to %s (%d bytes)", name, final, card["model_file"]["bytes"])

@@ -108,22 +108,35 @@ class BeatTable:
                          self.feature_names)
 
 
+def beat_features(rhythm_rows: np.ndarray, rhythm_names: Sequence[str], segments: np.ndarray,
+                  segment_fs_hz: float) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The beat table's columns for one record: its rhythm rows (one per segment), the
+    segments' morphology and each beat against the record's median beat, and their names.
+    The windows-stage files (:func:`record_features`) and prediction on a user's recording
+    (:mod:`pipeline.serving.predict_classic`) both build their features here."""
+    rhythm = np.asarray(rhythm_rows, np.float32)
+    shape = morphology.morphology_features(segments, segment_fs_hz)
+    morph = np.concatenate([shape, morphology.template_features(
+        segments, segment_fs_hz, morphology=shape)], axis=1)
+    if len(rhythm) != len(morph):
+        raise PipelineError(f"{len(rhythm)} rhythm rows for {len(morph)} segments")
+    names = (tuple(str(n) for n in rhythm_names) + morphology.FEATURE_NAMES
+             + morphology.TEMPLATE_FEATURE_NAMES)
+    return np.concatenate([rhythm, morph], axis=1), names
+
+
 def record_features(path: Path, segment_fs_hz: float) -> tuple[np.ndarray, np.ndarray,
                                                                    np.ndarray, tuple[str, ...]]:
     """(features, labels, beat positions, names) of one windows-stage record file."""
     w = load_npz(path)
     if "rhythm" not in w or "rhythm_names" not in w:
         raise PipelineError(f"{path}: no rhythm features (rerun the windows stage with --force)")
-    rhythm = np.asarray(w["rhythm"], np.float32)
-    shape = morphology.morphology_features(w["segments"], segment_fs_hz)
-    morph = np.concatenate([shape, morphology.template_features(
-        w["segments"], segment_fs_hz, morphology=shape)], axis=1)
-    if len(rhythm) != len(morph):
-        raise PipelineError(f"{path}: {len(rhythm)} rhythm rows for {len(morph)} segments")
-    names = (tuple(str(n) for n in w["rhythm_names"]) + morphology.FEATURE_NAMES
-             + morphology.TEMPLATE_FEATURE_NAMES)
+    try:
+        x, names = beat_features(w["rhythm"], w["rhythm_names"], w["segments"], segment_fs_hz)
+    except PipelineError as exc:
+        raise PipelineError(f"{path}: {exc}") from None
     index = np.asarray(w["segment_beat_index"], np.int64)
-    return np.concatenate([rhythm, morph], axis=1), np.asarray(w["segment_label"]), index, names
+    return x, np.asarray(w["segment_label"]), index, names
 
 
 def load_table(windows_dir: Path, records: Sequence[str], segment_fs_hz: float) -> BeatTable:

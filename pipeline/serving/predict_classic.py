@@ -1,0 +1,47 @@
+"""Beat classification of one recording with the classic trees (a ``classic_trees`` preset).
+
+The trees read a table, not a window: per beat, the rhythm features of all the record's
+beats (:func:`pipeline.data.windowing.record_rhythm`, as the windows stage computes them),
+the morphology of its 2 s segment and the beat against the record's median beat
+(:func:`pipeline.training.classic.beat_features`, shared with the windows-stage table). The
+template is the median over every segment the record yields, as in training; beats whose
+segment overlaps a flat span are then left unclassified, like the deep models' beats.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.core.config import WindowsConfig
+from pipeline.data import rhythm, windowing
+from pipeline.serving.run_loader import Run
+from pipeline.training import classic
+
+
+def record_table(lead_native: np.ndarray, native: np.ndarray, fs_hz: float, lead360: np.ndarray,
+                 r360: np.ndarray, wcfg: WindowsConfig, rec: str,
+                 ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
+    """(beat-table rows of the kept segments, their beat positions, skipped beats + reasons)."""
+    rows = windowing.record_rhythm(lead_native, native, fs_hz, wcfg, rec)
+    segs, keep, skipped = windowing.cut_segments(lead360, r360, wcfg)
+    x, _ = classic.beat_features(rows[keep], rhythm.feature_names(wcfg.rhythm_causal), segs,
+                                 wcfg.segment_fs_hz)
+    return x, keep, skipped
+
+
+def classify(run: Run, lead_native: np.ndarray, native: np.ndarray, fs_hz: float,
+             lead360: np.ndarray, r360: np.ndarray, reason: list[str], bad360: np.ndarray,
+             rec: str) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, beat positions) of the beats the trees classify; ``reason`` gets why
+    the others are not."""
+    from pipeline.serving.predict_beats import window_flat
+
+    wcfg = run.cfg.windows
+    x, keep, skipped = record_table(lead_native, native, fs_hz, lead360, r360, wcfg, rec)
+    for i, why in skipped:
+        reason[i] = why
+    half = wcfg.segment_len_samples // 2
+    flat = window_flat(bad360, r360[keep] - half, wcfg.segment_len_samples)
+    for i in keep[flat]:
+        reason[i] = "window overlaps a flat span"
+    return run.model.probabilities(x[~flat]), keep[~flat]

@@ -1,0 +1,88 @@
+"""The classic trees stored without pickle (skops) and shipped as a preset: round trip,
+refusals, and ``predict`` on a raw record giving the evaluated table's probabilities."""
+
+from __future__ import annotations
+
+import json
+
+import _trained_runs as trained  # noqa: E402
+import numpy as np
+import pytest
+
+from pipeline.core.io_utils import PipelineError, run_cli
+from pipeline.training import classic, classic_store
+from pipeline.training.classic_decision import Decision
+
+NAMES = ("pre_over_local", "amplitude_ratio", "qrs_width_s")
+
+
+def _stored(seed: int = 0) -> classic_store.StoredTrees:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(300, 3)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 1).astype(np.int64)
+    table = classic.BeatTable(x, y, np.repeat(["a", "b", "c"], 100), np.arange(300), NAMES)
+    settings = ({"model": "hgb", "features": "all", "learning_rate": 0.1, "max_leaf_nodes": 7,
+                 "n_trees": 10, "class_weight_power": 1.0},
+                {"model": "random_forest", "features": "all", "learning_rate": None,
+                 "max_leaf_nodes": None, "n_trees": 5, "class_weight_power": 0.0})
+    return classic_store.refit(table, Decision("hgb+forest+weights", settings, (1.0, 2.0, 0.5)),
+                               ("N", "S", "V"), seed=0)
+
+
+def test_stored_trees_round_trip_exactly(tmp_path):
+    stored = _stored()
+    meta = classic_store.save(tmp_path, stored)
+    assert meta["n_nodes"] == stored.n_nodes > 0
+    back = classic_store.load(tmp_path)
+    x = np.random.default_rng(1).normal(size=(50, 3)).astype(np.float32)
+    np.testing.assert_array_equal(back.probabilities(x), stored.probabilities(x))
+    assert back.decision == stored.decision and back.classes == ("N", "S", "V")
+    assert not any(p.suffix == ".tmp" for p in tmp_path.iterdir())  # written atomically
+
+
+def test_changed_trees_file_or_foreign_types_are_refused_naming_them(tmp_path, monkeypatch):
+    classic_store.save(tmp_path, _stored())
+    monkeypatch.setattr(classic_store, "TRUSTED_TYPES", classic_store.TRUSTED_TYPES[:1])
+    with pytest.raises(PipelineError, match=r"trees.skops: refusing to load types outside the "
+                                            r"classic trees' allowlist: \['sklearn.tree._tree.Tree'\]"):
+        classic_store.load(tmp_path)
+    path = tmp_path / classic_store.TREES_FILE
+    path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(PipelineError, match="trees.skops: sha256 differs from classic.json"):
+        classic_store.load(tmp_path)
+
+
+def test_classic_run_becomes_a_preset_that_predicts_the_evaluated_tables_probabilities(
+        tmp_path_factory, tmp_path, monkeypatch, capsys):
+    from pipeline import export, final_eval
+    from pipeline.core.config import load_config
+    from pipeline.data import windowing
+    from pipeline.serving import presets
+
+    pick = [g for g in classic.GRID if g["features"] == "relative+template"]
+    monkeypatch.setattr(classic, "GRID", tuple({**g, "n_trees": 10} if g["model"] == "hgb"
+                                               else g for g in pick))
+    root = trained.data_root(tmp_path_factory)
+    out = tmp_path / "classic_run"
+    argv = [*trained._argv(root), "--task", "mitdb_aami5_segments_rhythm", "--classic",
+            "--out", str(out), "--set", "eval.classic_selection=kfold",
+            "--set", "eval.classic_decision=tuned", "--bootstrap", "10"]
+    assert run_cli(final_eval.main, argv) == 0
+    monkeypatch.setenv(presets.PRESETS_ENV, str(tmp_path / "zoo"))
+    assert run_cli(export.main, ["--run", str(out), "--format", "preset", "--name",
+                                 "trees_test", "--description", "classic trees, test"]) == 0
+    preset = presets.load_preset("trees_test")
+    card = preset.card
+    assert card["format"] == "classic_trees" and card["metrics"]["evaluated"]
+    assert card["data"][0]["licence"].startswith("Open Data Commons Attribution")
+    assert card["budget"]["model_kwargs"] == json.loads((out / "selection.json").read_text())["decision"]
+    # predict on the raw record = the windows-stage table through the same trees
+    cfg = load_config(out / "config.yaml", apply_env=False)
+    x, _, index, _ = classic.record_features(windowing.windows_dir(cfg, "mitdb") / "s01.npz",
+                                             cfg.windows.segment_fs_hz)
+    res = preset.predict_record(root / "raw" / "mitdb" / "s01")
+    beats = res.beats
+    assert beats.source == "atr" and len(index) > 10
+    np.testing.assert_array_equal(np.flatnonzero(beats.classified), index)
+    np.testing.assert_allclose(beats.probs[index], preset.model.probabilities(x), atol=1e-6)
+    assert any(line.startswith("trees_test") for line in presets.listing())
