@@ -12,6 +12,7 @@ each member's columns, the feature names and classes, and the sha256 of :data:`T
 from __future__ import annotations
 
 import dataclasses
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,9 @@ def save(folder: Path, stored: StoredTrees) -> dict[str, Any]:
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / TREES_FILE) as tmp:
-        sio.dump([m.trees for m in stored.models], tmp)
+    with atomic_path(folder / TREES_FILE) as tmp:  # deflated: node arrays shrink about 3x
+        sio.dump([m.trees for m in stored.models], tmp, compression=zipfile.ZIP_DEFLATED,
+                 compresslevel=9)
     meta = {"format": FORMAT, "decision": stored.decision.to_json(),
             "columns": [list(map(int, m.columns)) for m in stored.models],
             "feature_names": list(stored.feature_names), "classes": list(stored.classes),
