@@ -86,3 +86,7 @@ def test_classic_run_becomes_a_preset_that_predicts_the_evaluated_tables_probabi
     np.testing.assert_array_equal(np.flatnonzero(beats.classified), index)
     np.testing.assert_allclose(beats.probs[index], preset.model.probabilities(x), atol=1e-6)
     assert any(line.startswith("trees_test") for line in presets.listing())
+    capsys.readouterr()
+    assert run_cli(export.main, ["--preset", "trees_test", "--format", "tflite"]) == 2
+    assert "preset trees_test holds classic trees (trees.skops, scikit-learn), not a Keras " \
+        "model" in capsys.readouterr().err

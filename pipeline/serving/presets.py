@@ -420,4 +420,7 @@ def export_preset(name: str, fmt: str, *, root: str | Path | None = None, **kwar
     export.check_export_args(fmt, kwargs.get("int8", False), kwargs.get("parity_examples", 256),
                              kwargs.get("calibration_examples", 200), kwargs.get("parity_tol"))
     preset = load_preset(name, root)
+    if getattr(preset.model, "kind", None) == "classic_trees":
+        raise PipelineError(f"preset {name} holds classic trees (trees.skops, scikit-learn), "
+                            f"not a Keras model; export converts Keras models only")
     return export.export_loaded(preset.run, fmt, **kwargs)
