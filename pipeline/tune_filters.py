@@ -23,8 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Scores the wavelet baseline's settings on the validation patients of the denoising "
         "split (mean SNR improvement over every noise type and level) and writes the ranking.",
     )
-    p.add_argument("--max-windows", type=int, default=600,
-                   help="validation windows per noise type and level (default 600; 0: all)")
+    cli.add_max_windows(p, 600, "validation windows")
     p.add_argument("--out", default=None,
                    help="output folder (default: Research_Runs/<date>_wavelet_tuning)")
     return p
@@ -33,8 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, cfg = cli.parse(parser, argv)
-    if args.max_windows < 0:
-        parser.error(f"--max-windows must be >= 0. Received: --max-windows={args.max_windows}")
+    cli.check_max_windows(parser, args)
     out = Path(args.out) if args.out else RUNS_DIR / f"{dt.date.today():%Y-%m-%d}_wavelet_tuning"
     res = tune_wavelet(cfg, args.max_windows)
     write_report(res, out)

@@ -27,16 +27,14 @@ def build_parser() -> argparse.ArgumentParser:
         "on its validation patients and stores it in the run folder.",
     )
     p.add_argument("--run", required=True, help="a denoiser run folder (mitdb_denoise)")
-    p.add_argument("--max-windows", type=int, default=300,
-                   help="validation windows per noise type and level (default 300; 0: all)")
+    cli.add_max_windows(p, 300, "validation windows")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, cfg = cli.parse(parser, argv)
-    if args.max_windows < 0:
-        parser.error(f"--max-windows must be >= 0. Received: --max-windows={args.max_windows}")
+    cli.check_max_windows(parser, args)
     settings = load_run_settings(Path(args.run), cfg, args.overrides)
     if not settings.task.denoising:
         raise PipelineError(f"{args.run}: a pass-through gate is for denoiser runs; this run's "

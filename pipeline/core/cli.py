@@ -43,6 +43,18 @@ def add_force(p: argparse.ArgumentParser,
     p.add_argument("--force", action="store_true", help=help)
 
 
+def add_max_windows(p: argparse.ArgumentParser, default: int, what: str) -> None:
+    """``--max-windows N`` (>= 0; 0: all) for the validation-window tuning commands."""
+    p.add_argument("--max-windows", type=int, default=default,
+                   help=f"{what} per noise type and level (default {default}; 0: all)")
+
+
+def check_max_windows(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exit 2 with one line when ``--max-windows`` is negative."""
+    if args.max_windows < 0:
+        parser.error(f"--max-windows must be >= 0. Received: --max-windows={args.max_windows}")
+
+
 def parse(parser: argparse.ArgumentParser,
           argv: list[str] | None) -> tuple[argparse.Namespace, PipelineConfig | None]:
     """Parses ``argv``, sets up logging and resolves the config (None without config options)."""

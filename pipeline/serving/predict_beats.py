@@ -248,18 +248,27 @@ def _classify_segments(run: Run, lead360: np.ndarray, r360: np.ndarray, r_s: np.
     ``side`` for ``*_rhythm`` tasks), classified."""
     wcfg = run.cfg.windows
     segs, keep, skipped = windowing.cut_segments(lead360, r360, wcfg)
-    for i, why in skipped:
-        reason[i] = why
-    half = wcfg.segment_len_samples // 2
-    flat = window_flat(bad360, r360[keep] - half, wcfg.segment_len_samples)
-    for i in keep[flat]:
-        reason[i] = "window overlaps a flat span"
+    flat = segment_reasons(wcfg, r360, keep, skipped, bad360, reason)
     mean, scale, rr = rhythm_input(run, side)
     if run.task.rr_channels:
         xin = normalize(with_rr(lead360, r_s, r360, keep, segs, wcfg)[~flat], run.mean, run.scale, -1)
     else:
         xin = normalize(segs[~flat], mean, scale, -1)[..., None]
     return predict_inputs(run, xin, None if rr is None else rr[keep[~flat]], batch_size), keep[~flat]
+
+
+def segment_reasons(wcfg: Any, r360: np.ndarray, keep: np.ndarray,
+                    skipped: list[tuple[int, str]], bad360: np.ndarray,
+                    reason: list[str]) -> np.ndarray:
+    """Writes why beats get no segment (``skipped``) or a flat one into ``reason``; returns
+    whether each kept segment overlaps a flat span."""
+    for i, why in skipped:
+        reason[i] = why
+    half = wcfg.segment_len_samples // 2
+    flat = window_flat(bad360, r360[keep] - half, wcfg.segment_len_samples)
+    for i in keep[flat]:
+        reason[i] = "window overlaps a flat span"
+    return flat
 
 
 def with_rr(lead360: np.ndarray, r_s: np.ndarray, r360: np.ndarray, keep_s: np.ndarray,

@@ -34,14 +34,9 @@ def classify(run: Run, lead_native: np.ndarray, native: np.ndarray, fs_hz: float
              rec: str) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities, beat positions) of the beats the trees classify; ``reason`` gets why
     the others are not."""
-    from pipeline.serving.predict_beats import window_flat
+    from pipeline.serving.predict_beats import segment_reasons
 
     wcfg = run.cfg.windows
     x, keep, skipped = record_table(lead_native, native, fs_hz, lead360, r360, wcfg, rec)
-    for i, why in skipped:
-        reason[i] = why
-    half = wcfg.segment_len_samples // 2
-    flat = window_flat(bad360, r360[keep] - half, wcfg.segment_len_samples)
-    for i in keep[flat]:
-        reason[i] = "window overlaps a flat span"
+    flat = segment_reasons(wcfg, r360, keep, skipped, bad360, reason)
     return run.model.probabilities(x[~flat]), keep[~flat]
