@@ -267,10 +267,13 @@ def markdown_table(cards: list[dict]) -> str:
         leak = "leaky split" if t["leaky"] else "patient-wise split"
         where = f"{m['split']}: " if m.get("evaluated") else ""
         smoke = " **smoke model**" if c.get("smoke") else ""
+        size = f"{b['params']:,} tree nodes" if b.get("params_are") else f"{b['params']:,} params"
+        spent = (f"{b['epochs']} epochs, " if b.get("epochs") is not None else "fitted in ") + \
+            f"{b['train_minutes']:g} min"
         rows.append(
-            f"| `{c['name']}`{smoke} | {c['task']} / {c['model']} ({b['params']:,} params) | "
+            f"| `{c['name']}`{smoke} | {c['task']} / {c['model']} ({size}) | "
             f"{i['window_s']:g} s at {i['fs_hz']:g} Hz, {', '.join(i['leads'])} ({i['units']}) | "
             f"{t['data']}; {t['split']}, {leak} | {where}{m['headline']} | "
-            f"{b['epochs']} epochs, {b['train_minutes']:g} min | "
+            f"{spent} | "
             f"{'; '.join(d['licence'].split(' (')[-1].rstrip(')') for d in c['data'])} |")
     return "\n".join(rows) + "\n"
