@@ -21,6 +21,7 @@ COMMANDS = (
     "train",
     "tune",
     "tune_filters",
+    "tune_gate",
     "kfold",
     "final_eval",
     "predict",

@@ -1,5 +1,6 @@
-"""A denoiser run's pass-through gate on validation patients: ``python -m pipeline.tune_gate
---run RUN``.
+"""A denoiser run's pass-through gate, chosen on its validation patients.
+
+``python -m pipeline.tune_gate --run RUN``.
 
 Command over :mod:`pipeline.protocol.gate_tuning`: scores the run's best checkpoint with and
 without each gate of :mod:`pipeline.evaluation.pass_through` on the run's validation records

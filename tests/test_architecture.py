@@ -22,7 +22,7 @@ MAX_FUNCTION_LINES = 80
 MAX_COMMAND_LINES = 150
 LAYERS = ("core", "data", "evaluation", "training", "protocol", "serving")
 COMMANDS = ("download", "windows", "scalograms", "tfrecords", "train", "tune", "tune_filters",
-            "kfold",
+            "tune_gate", "kfold",
             "final_eval", "predict", "export", "cost", "profile")
 
 
