@@ -2,9 +2,7 @@
 and test once) or ``--run RUN`` (test a trained run with its own settings), optionally
 ``--external DIR`` (score the run on outside WFDB records), or ``--noisy TYPES`` (denoise,
 then classify: the classifier ``--run`` on the test records with NSTDB noise added, with and
-without ``--denoiser``; :mod:`pipeline.serving.noisy_beats`).
-
-Command over :mod:`pipeline.protocol.final`.
+without ``--denoiser``; :mod:`pipeline.serving.noisy_beats`). Over :mod:`pipeline.protocol.final`.
 """
 
 from __future__ import annotations
@@ -17,6 +15,7 @@ from pipeline.core.io_utils import PipelineError
 from pipeline.data.tasks import check_model, get_task
 from pipeline.protocol import final as final_lib
 from pipeline.protocol.run_settings import load_run_settings
+from pipeline.training.classic_store import is_classic_run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,15 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the mean probabilities of these runs (same task, split, normalization)")
     p.add_argument("--stored", action="store_true", help="with --ensemble: average the "
                    "evaluated runs' stored test probabilities (any beat classifiers, classic too)")
-    p.add_argument("--external", default=None, metavar="DIR",
-                   help="with --run: score the run on this folder of WFDB records (written to "
-                   "RUN/external_<name>/)")
+    p.add_argument("--external", default=None, metavar="DIR", help="with --run (classic folders "
+                   "too): score it on this folder of WFDB records (-> RUN/external_<name>/)")
     p.add_argument("--lead", default=None, help="with --external: record lead to classify "
                    "(default: the run's windows.lead)")
-    p.add_argument("--noisy", default=None, metavar="TYPES",
-                   help="with --run CLASSIFIER (a run or preset folder): classify the test "
-                   "records with these NSTDB noise types added (comma-separated among bw, em, "
-                   "ma), with and without --denoiser, into --out")
+    p.add_argument("--noisy", default=None, metavar="TYPES", help="with --run CLASSIFIER (run or "
+                   "preset folder): the test records with NSTDB noise TYPES (bw,em,ma) added, "
+                   "with and without --denoiser, into --out")
     p.add_argument("--snr-db", default="12,6,0", help="with --noisy: input SNR levels in dB "
                    "(comma-separated; default 12,6,0)")
     p.add_argument("--denoiser", default=None, metavar="RUN",
@@ -53,16 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --noisy: skip the beat-detection sensitivity (XQRS)")
     p.add_argument("--hparams", default=None, help="best_hparams.json to retrain with")
     p.add_argument("--kfold", default=None, help="k-fold run whose median best epoch sets the "
-                   "retrain's epochs (default: the newest matching *_kfold run; see "
-                   "eval.final_epochs)")
+                   "retrain's epochs (default: the newest matching *_kfold run)")
     p.add_argument("--out", default=None, help="run folder for the retrained model")
     p.add_argument("--tag", default="final", help="run folder name suffix")
-    p.add_argument("--max-test-windows", type=int, default=0,
-                   help="denoising: evaluate on a fixed random subset of this many test windows per "
-                   "condition (0: all)")
+    p.add_argument("--max-test-windows", type=int, default=0, help="denoising: a fixed random "
+                   "subset of this many test windows per condition (0: all)")
     p.add_argument("--bootstrap", type=int, default=None, help="bootstrap resamples (default: eval.bootstrap_samples)")
-    p.add_argument("--force", action="store_true", help="evaluate an evaluated folder again "
-                   "(the previous files are kept as *.prev)")
+    p.add_argument("--force", action="store_true", help="evaluate again (previous files: *.prev)")
     return p
 
 
@@ -88,6 +82,18 @@ def _ensemble(args: argparse.Namespace, cfg) -> Path:
                for r in args.ensemble]
     return final_lib.evaluate_ensemble(members, Path(args.out),
                              _request(args, members[0].cfg.eval.bootstrap_samples))
+
+
+def _run(args: argparse.Namespace, cfg) -> Path:
+    if args.hparams or args.kfold or args.out:
+        raise PipelineError("--run evaluates a trained run as it is; --hparams, --kfold "
+                            "and --out belong to the retrain mode")
+    if is_classic_run(Path(args.run)):  # a final_eval --classic folder: outside records
+        return final_lib.evaluate_classic_external(Path(args.run),
+                                                  _request(args, cfg.eval.bootstrap_samples))
+    settings = load_run_settings(Path(args.run), cfg, args.overrides,
+                                 task_name=args.task, model_name=args.model)
+    return final_lib.evaluate_run(settings, _request(args, settings.cfg.eval.bootstrap_samples))
 
 
 def _noisy(args: argparse.Namespace, cfg) -> Path:
@@ -121,13 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                                out_dir=Path(args.out) if args.out else None, tag=args.tag,
                                request=request)
     elif args.run is not None:
-        if args.hparams or args.kfold or args.out:
-            raise PipelineError("--run evaluates a trained run as it is; --hparams, --kfold "
-                                "and --out belong to the retrain mode")
-        settings = load_run_settings(Path(args.run), cfg, args.overrides,
-                                     task_name=args.task, model_name=args.model)
-        request = _request(args, settings.cfg.eval.bootstrap_samples)
-        out = final_lib.evaluate_run(settings, request)
+        out = _run(args, cfg)
     else:
         try:
             task = get_task(args.task or cfg.train.task)

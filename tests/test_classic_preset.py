@@ -68,6 +68,24 @@ def test_classic_run_becomes_a_preset_that_predicts_the_evaluated_tables_probabi
             "--out", str(out), "--set", "eval.classic_selection=kfold",
             "--set", "eval.classic_decision=tuned", "--bootstrap", "10"]
     assert run_cli(final_eval.main, argv) == 0
+    # outside annotated records at 128 Hz: the same decision, refitted, scored through the
+    # windows stage at the run's rates (the best classifier's external evaluation)
+    from data_tools import recompute, synthetic
+
+    ext = tmp_path / "ext128"
+    ext.mkdir()
+    for i, seed in enumerate((11, 12)):
+        synthetic.write_record(ext, f"x{i}", seed=seed, duration_s=30.0, fs_hz=128)
+    assert run_cli(final_eval.main, ["--run", str(out), "--external", str(ext),
+                                     "--bootstrap", "10"]) == 0
+    m = json.loads((out / "external_ext128" / "metrics_test.json").read_text())
+    assert m["external"] == "ext128" and m["external_records"] == ["x0", "x1"]
+    assert m["n_test_examples"] > 20 and "refitted on its training records" in m["mode"]
+    ledger = [json.loads(line) for line in (tmp_path / "test_reads.jsonl").read_text().splitlines()]
+    assert [r["external"] for r in ledger] == [None, "ext128"]
+    assert run_cli(recompute.main, [str(out / "external_ext128")]) == 0
+    assert run_cli(final_eval.main, ["--run", str(out)]) == 2  # no second test read
+    assert "--run on it scores outside records: add --external DIR" in capsys.readouterr().err
     monkeypatch.setenv(presets.PRESETS_ENV, str(tmp_path / "zoo"))
     assert run_cli(export.main, ["--run", str(out), "--format", "preset", "--name",
                                  "trees_test", "--description", "classic trees, test"]) == 0

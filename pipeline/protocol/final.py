@@ -316,7 +316,6 @@ def evaluate_classic(cfg: PipelineConfig, task: Task, *, out_dir: Path | None, t
     ``eval.classic_selection: kfold``, on the grouped folds over all training records),
     refitted on all training records, scored once on test. Denoising tasks: the classic
     filters (:func:`evaluate_classic_filters`)."""
-    from pipeline.evaluation import metrics
     from pipeline.training import classic, classic_decision
 
     if task.denoising:
@@ -351,20 +350,11 @@ def evaluate_classic(cfg: PipelineConfig, task: Task, *, out_dir: Path | None, t
         member_probs = [classic.probabilities(m, test.x, len(classes)) for m in models]
         # float32, as the predictions file stores them (so recompute gets the same numbers)
         probs = classic_decision.combine(member_probs, decision).astype("float32")
-    res = metrics.single_label_metrics(test.y, probs, classes)
-    res["bootstrap_95ci"] = metrics.headline_bootstrap(
-        test.y, probs, classes, multilabel=False, n=request.n_boot, seed=cfg.eval.seed,
-        groups=test.record) if request.n_boot > 0 else {}
-    res.update({"n_test_examples": int(len(test.y)), "test_records": sorted(set(test.record)),
-                "classic_setting": best, "classic_decision": decision.to_json(),
+    res, text = classic_scores(test, probs, classes, cfg, request, windowing.raw_dir(cfg, "mitdb"))
+    res.update({"test_records": sorted(set(test.record)), "classic_setting": best,
+                "classic_decision": decision.to_json(),
                 "members": reports.member_scores(test.y, member_probs, decision.settings, classes)
                 if len(models) > 1 else []})
-    samples, missing = reports.annotation_samples(windowing.raw_dir(cfg, "mitdb"), test.record,
-                                                  test.index, cfg.windows.label_scheme)
-    res["predictions"] = {"sample": "beat annotation sample at the record's native rate",
-                          "records_without_annotations": missing}
-    text = predictions.classifier_csv(test.record, samples, test.y, probs, classes,
-                                      multilabel=False)
     chosen_by = ("pooled out-of-fold macro F1 of patient-grouped folds over the training records"
                  if by == "kfold" else "validation macro F1")
     mode = (f"classic baseline: {classic_decision.describe(decision)} on "
@@ -373,6 +363,58 @@ def evaluate_classic(cfg: PipelineConfig, task: Task, *, out_dir: Path | None, t
     return _finish(res, cfg=cfg, task=task, model_name=name, mode=mode, split=split,
                    run_dir=run_dir, out_dir=run_dir,
                    csv=(predictions.CLASSIFIER_FILE, text), request=request, external=None)
+
+
+def classic_scores(table: Any, probs: Any, classes: list[str], cfg: PipelineConfig,
+                   request: Request, raw_folder: Path) -> tuple[dict, str]:
+    """Metrics with record-bootstrap intervals, and the predictions file's text, of the
+    classic trees' ``probs`` on a beat table (annotation samples read from ``raw_folder``)."""
+    from pipeline.evaluation import metrics
+
+    res = metrics.single_label_metrics(table.y, probs, classes)
+    res["bootstrap_95ci"] = metrics.headline_bootstrap(
+        table.y, probs, classes, multilabel=False, n=request.n_boot, seed=cfg.eval.seed,
+        groups=table.record) if request.n_boot > 0 else {}
+    samples, missing = reports.annotation_samples(raw_folder, table.record, table.index,
+                                                  cfg.windows.label_scheme)
+    res.update({"n_test_examples": int(len(table.y)),
+                "predictions": {"sample": "beat annotation sample at the record's native rate",
+                                "records_without_annotations": missing}})
+    return res, predictions.classifier_csv(table.record, samples, table.y, probs, classes,
+                                           multilabel=False)
+
+
+def evaluate_classic_external(run_dir: Path, request: Request) -> Path:
+    """``--run CLASSIC_RUN --external DIR``: a ``final_eval --classic`` folder's decision,
+    refitted on the run's training records, scored on outside annotated records
+    (``RUN/external_<name>/``; the records go through the windows stage at the run's rates)."""
+    from pipeline.protocol import external
+    from pipeline.training import classic, classic_store
+    from pipeline.training.classic_decision import describe
+
+    if request.external is None:
+        raise PipelineError(f"{run_dir}: a classic baseline folder was evaluated when it was "
+                            "made; --run on it scores outside records: add --external DIR")
+    stored, cfg, task, _ = classic_store.refit_run(run_dir)
+    folder = Path(request.external)
+    name = external_name(folder)
+    out_dir = Path(run_dir) / f"external_{name}"
+    check_not_evaluated(out_dir, request.force)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".data-") as work:
+        ext_cfg, files = external.prepare(cfg, task, folder, Path(work), request.lead)
+        records = sorted({Path(f).name.split("-")[0] for f in files})
+        table = classic.load_table(windowing.windows_dir(ext_cfg, "mitdb"), records,
+                                   cfg.windows.segment_fs_hz)
+    res, text = classic_scores(table, stored.probabilities(table.x), list(task.classes), cfg,
+                               request, folder)
+    res.update({"external_records": records, "classic_decision": stored.decision.to_json()})
+    mode = (f"classic baseline of {Path(run_dir).name} ({describe(stored.decision)}), "
+            f"refitted on its training records, on the external folder {folder} (lead "
+            f"{ext_cfg.windows.lead}, resampled to the run's rates)")
+    return _finish(res, cfg=cfg, task=task, model_name="classic_trees", mode=mode, split=None,
+                   run_dir=Path(run_dir), out_dir=out_dir,
+                   csv=(predictions.CLASSIFIER_FILE, text), request=request, external=name)
 
 
 def evaluate_classic_filters(cfg: PipelineConfig, task: Task, *, out_dir: Path | None,

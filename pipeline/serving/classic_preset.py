@@ -15,7 +15,6 @@ folder into the same :class:`pipeline.serving.presets.Preset` the Keras presets 
 from __future__ import annotations
 
 import datetime as dt
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,40 +28,6 @@ from pipeline.serving.run_loader import Run
 from pipeline.training import classic_store
 
 FILES = (classic_store.TREES_FILE, classic_store.META_FILE, "config.yaml", "preset.json")
-
-
-def is_classic_run(run_dir: Path) -> bool:
-    """An evaluated ``final_eval --classic`` folder of a beat task."""
-    m = Path(run_dir) / "metrics_test.json"
-    return (Path(run_dir) / "selection.json").is_file() and m.is_file() and \
-        read_json(m, "final evaluation metrics").get("model") == "classic_trees"
-
-
-def refit_run(run_dir: Path) -> tuple[classic_store.StoredTrees, PipelineConfig, Task, float]:
-    """(the run's decision refitted on its training records, its config, task, fit seconds)."""
-    from pipeline.data import windowing
-    from pipeline.training import classic
-    from pipeline.training.classic_decision import Decision
-
-    run_dir = Path(run_dir)
-    cfg = load_config(run_dir / "config.yaml", apply_env=False)
-    metrics = read_json(run_dir / "metrics_test.json", "final evaluation metrics")
-    task = get_task(str(metrics["task"]))
-    sel = read_json(run_dir / "selection.json", "classic selection")
-    d = sel.get("decision") or {"recipe": "single", "settings": [sel["chosen"]],
-                                "class_weights": None}
-    decision = Decision(d["recipe"], tuple(d["settings"]),
-                        None if d["class_weights"] is None else tuple(d["class_weights"]))
-    split = read_json(run_dir / "splits.json", "run split")
-    records = sorted(set(split["train"]) | set(split["val"]))
-    t0 = time.perf_counter()
-    table = classic.load_table(windowing.windows_dir(cfg, "mitdb"), records,
-                               cfg.windows.segment_fs_hz)
-    if tuple(table.feature_names) != tuple(sel.get("features", table.feature_names)):
-        raise PipelineError(f"{run_dir / 'selection.json'}: the run's features differ from the "
-                            "windows stage's now (rerun final_eval --classic)")
-    stored = classic_store.refit(table, decision, task.classes, cfg.train.seed)
-    return stored, cfg, task, time.perf_counter() - t0
 
 
 def build_card(run_dir: Path, name: str, description: str, task: Task, cfg: PipelineConfig,
@@ -112,7 +77,7 @@ def save(run_dir: str | Path, name: str, description: str, *, force: bool = Fals
     final = presets.presets_dir(root) / name
     if final.exists() and not force:
         raise PipelineError(f"{final}: preset {name!r} exists; pass --force (force=True) to replace it")
-    stored, cfg, task, fit_s = refit_run(run_dir)
+    stored, cfg, task, fit_s = classic_store.refit_run(run_dir)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".pending", dir=final.parent))
     try:

@@ -372,6 +372,7 @@ def save_preset(run_dir: str | Path, name: str, description: str, smoke: bool = 
             and ``force`` is false; ``model.keras`` above ``max_bytes``; run files unreadable.
     """
     from pipeline.serving import classic_preset
+    from pipeline.training import classic_store
 
     check_name(name)
     if not str(description or "").strip():
@@ -379,7 +380,7 @@ def save_preset(run_dir: str | Path, name: str, description: str, smoke: bool = 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise PipelineError(f"{run_dir}: run folder not found")
-    if classic_preset.is_classic_run(run_dir):
+    if classic_store.is_classic_run(run_dir):
         return classic_preset.save(run_dir, name, description, force=force, root=root,
                                    max_bytes=max_bytes)
     ckpt = _best_checkpoint(run_dir)

@@ -12,6 +12,7 @@ each member's columns, the feature names and classes, and the sha256 of :data:`T
 from __future__ import annotations
 
 import dataclasses
+import time
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.core.config import PipelineConfig, load_config
 from pipeline.core.io_utils import PipelineError, atomic_path, atomic_write_json, read_json, sha256_file
+from pipeline.data.tasks import Task, get_task
 from pipeline.training import classic
 from pipeline.training.classic_decision import Decision, combine
 
@@ -110,3 +113,35 @@ def refit(table: classic.BeatTable, decision: Decision, classes: Sequence[str],
     """Every member of ``decision`` fitted on ``table`` (what ``final_eval --classic`` fits)."""
     models = tuple(classic.fit(table, len(classes), s, seed) for s in decision.settings)
     return StoredTrees(models, decision, table.feature_names, tuple(classes))
+
+
+def is_classic_run(run_dir: Path) -> bool:
+    """An evaluated ``final_eval --classic`` folder of a beat task."""
+    m = Path(run_dir) / "metrics_test.json"
+    return (Path(run_dir) / "selection.json").is_file() and m.is_file() and \
+        read_json(m, "final evaluation metrics").get("model") == "classic_trees"
+
+
+def refit_run(run_dir: Path) -> tuple[StoredTrees, PipelineConfig, Task, float]:
+    """(the run's decision refitted on its training records, its config, task, fit seconds)."""
+    from pipeline.data import windowing
+
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir / "config.yaml", apply_env=False)
+    metrics = read_json(run_dir / "metrics_test.json", "final evaluation metrics")
+    task = get_task(str(metrics["task"]))
+    sel = read_json(run_dir / "selection.json", "classic selection")
+    d = sel.get("decision") or {"recipe": "single", "settings": [sel["chosen"]],
+                                "class_weights": None}
+    decision = Decision(d["recipe"], tuple(d["settings"]),
+                        None if d["class_weights"] is None else tuple(d["class_weights"]))
+    split = read_json(run_dir / "splits.json", "run split")
+    records = sorted(set(split["train"]) | set(split["val"]))
+    t0 = time.perf_counter()
+    table = classic.load_table(windowing.windows_dir(cfg, "mitdb"), records,
+                               cfg.windows.segment_fs_hz)
+    if tuple(table.feature_names) != tuple(sel.get("features", table.feature_names)):
+        raise PipelineError(f"{run_dir / 'selection.json'}: the run's features differ from the "
+                            "windows stage's now (rerun final_eval --classic)")
+    stored = refit(table, decision, task.classes, cfg.train.seed)
+    return stored, cfg, task, time.perf_counter() - t0
