@@ -471,3 +471,27 @@ def test_cli_preset_without_input_gives_one_line(env_root, capsys):
 
 def test_mirror_dir_of_the_golden_tool_matches_conftest():
     assert golden_presets.mirror_dir() == mirror_dir()
+
+
+def test_a_denoiser_runs_pass_through_gate_travels_into_its_preset_and_is_applied(tmp_path):
+    from pipeline.evaluation import pass_through
+    from pipeline.serving.predict_denoise import denoise_signal
+
+    run = PR.fake_run(tmp_path / "runs", "denoise")
+    rng = np.random.default_rng(5)
+    x = np.cumsum(rng.normal(size=(3600, 2)), axis=0) * 0.01
+    presets.save_preset(run, "plain", "test denoiser", smoke=True, root=tmp_path / "zoo")
+    plain = presets.load_preset("plain", tmp_path / "zoo")
+    assert plain.run.gate is None and plain.card["pass_through_gate"] is None
+    (run / pass_through.GATE_FILE).write_text(json.dumps({"chosen": {"threshold_db": -200.0,
+                                                                     "width_db": 1.0}}))
+    folder = presets.save_preset(run, "gated", "test denoiser", smoke=True, root=tmp_path / "zoo")
+    assert (folder / pass_through.GATE_FILE).is_file()
+    gated = presets.load_preset("gated", tmp_path / "zoo")
+    assert gated.card["pass_through_gate"] == {"threshold_db": -200.0, "width_db": 1.0}
+    assert gated.run.gate == pass_through.GateSetting(-200.0, 1.0)
+    y_plain, y_gated = denoise_signal(plain.run, x, 360.0), denoise_signal(gated.run, x, 360.0)
+    assert not np.allclose(y_plain, y_gated, atol=1e-3)  # an always-open gate passes the input
+    from pipeline.data.signal import highpass
+
+    np.testing.assert_allclose(y_gated[720:-720], highpass(x, 0.5, 360.0)[720:-720], atol=1e-3)

@@ -45,6 +45,7 @@ from pipeline.core.io_utils import (
 )
 from pipeline.data import normalization
 from pipeline.data.tasks import get_task
+from pipeline.evaluation import pass_through
 from pipeline.serving import preset_card, reader
 from pipeline.serving.predict_beats import BeatPrediction
 from pipeline.serving.run_loader import Run, checkpoint_path, load_run
@@ -293,7 +294,8 @@ def open_preset_folder(folder: Path, name: str) -> Preset:
     if signal_input_shape(model) != shape:
         raise PipelineError(f"{model_path}: model input {signal_input_shape(model)} differs "
                             f"from the card's input_shape {shape}")
-    run = Run(folder, task, str(card["model"]), cfg, mean, scale, shape, model, model_path)
+    gate = pass_through.load(folder) if task.denoising else None
+    run = Run(folder, task, str(card["model"]), cfg, mean, scale, shape, model, model_path, gate)
     return Preset(name, folder, card, run)
 
 
@@ -395,10 +397,13 @@ def save_preset(run_dir: str | Path, name: str, description: str, smoke: bool = 
         _write_model(ckpt, tmp / MODEL_FILE, run_dir, max_bytes)
         for f in ("normalization.json", "config.yaml"):
             shutil.copy(run_dir / f, tmp / f)
+        if run.gate is not None:  # the denoiser's pass-through gate, chosen on validation
+            shutil.copy(run_dir / pass_through.GATE_FILE, tmp / pass_through.GATE_FILE)
         card = preset_card.build_card(run_dir, name, description.strip(), task=run.task,
                                       cfg=run.cfg, model_name=run.model_name,
                                       input_shape=run.input_shape, checkpoint=ckpt.name,
                                       smoke=smoke, warning=warning)
+        card["pass_through_gate"] = None if run.gate is None else dataclasses.asdict(run.gate)
         card["model_file"] = {"name": MODEL_FILE, "sha256": sha256_file(tmp / MODEL_FILE),
                               "bytes": (tmp / MODEL_FILE).stat().st_size,
                               "optimizer_state": False,
