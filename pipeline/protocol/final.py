@@ -235,8 +235,7 @@ def evaluate_ensemble(members: list[RunSettings], out_dir: Path, request: Reques
         res, name, text = _score(model, cfg, task, files, include, run_dir=first.run_dir,
                                  out_dir=out_dir, request=request,
                                  val_files=(sf.val, sf.include_val),
-                                 raw_folder=windowing.raw_dir(cfg, "mitdb"),
-                                 gate=pass_through.load(run_dir))
+                                 raw_folder=windowing.raw_dir(cfg, "mitdb"))
     res["ensemble_members"] = names
     mode = f"mean class probabilities of the best checkpoints of {len(names)} runs: {', '.join(names)}"
     label = "ensemble(" + "+".join(m.model for m in members) + ")"
@@ -527,8 +526,7 @@ def retrain_and_evaluate(cfg: PipelineConfig, task: Task, model_name: str, *,
         res, name, text = _score(model, cfg, task, files, include, run_dir=run_dir,
                                  out_dir=run_dir, request=request,
                                  val_files=(sf.val, sf.include_val),
-                                 raw_folder=windowing.raw_dir(cfg, "mitdb"),
-                                 gate=pass_through.load(run_dir))
+                                 raw_folder=windowing.raw_dir(cfg, "mitdb"))
     return _finish(res, cfg=cfg, task=task, model_name=model_name, mode=mode, split=split,
                    run_dir=run_dir, out_dir=run_dir, csv=(name, text), request=request,
                    external=None)
