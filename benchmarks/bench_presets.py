@@ -15,7 +15,9 @@ For each preset (``models/presets/`` or ``$ECG_PRESETS_DIR``), on this machine:
 * **model only** (the baseline in the same run): ``model.predict_on_batch`` alone on as many
   inputs as the end-to-end run fed the model (seeded normal values of the model's input
   shape, batches of 256), and the same inputs through the preset's TFLite conversion
-  (:func:`pipeline.serving.export.convert_tflite`; ``--no-tflite`` skips it).
+  (:func:`pipeline.serving.export.convert_tflite`; ``--no-tflite`` skips it). A classic-trees
+  preset's baseline is its trees' ``probabilities`` on as many seeded beat-table rows (in the
+  "Keras model" column; no TFLite).
 
 Reported: beats/s (or windows/s) and the real-time factor (seconds of ECG per second of
 processing) end to end, the model-only figures, and the ratio end-to-end time / Keras
@@ -107,7 +109,18 @@ def _predict_all(model: Any, x: dict[str, np.ndarray]) -> None:
         model.predict_on_batch(next(iter(part.values())) if one else part)
 
 
+def _trees_only(preset: Any, n: int, rounds: int) -> dict:
+    """A classic-trees preset's baseline: its trees on ``n`` seeded rows of the beat table."""
+    x = np.random.default_rng(0).standard_normal(
+        (max(n, 1), len(preset.model.feature_names))).astype(np.float32)
+    trees_s, _ = _median_time(lambda: preset.model.probabilities(x), rounds)
+    return {"n": n, "keras_s": trees_s, "tflite_s": None,
+            "tflite_error": "classic trees (scikit-learn), not a Keras model"}
+
+
 def _model_only(preset: Any, n: int, rounds: int, tflite: bool) -> dict:
+    if getattr(preset.model, "kind", None) == "classic_trees":
+        return _trees_only(preset, n, rounds)
     inputs = _inputs(preset.model, n)
     _predict_all(preset.model, {k: v[:BATCH] for k, v in inputs.items()})  # warm-up (tracing)
     keras_s, _ = _median_time(lambda: _predict_all(preset.model, inputs), rounds)
