@@ -112,7 +112,13 @@ def test_tune_gate_chooses_on_validation_and_final_eval_scores_the_gate_beside_t
     monkeypatch.setattr(denoise_table, "P5_CELL", ("mix", level))
     lines = denoise_table.table([run]).splitlines()
     gate_line = next(line for line in lines if line.startswith(f"| {model}+gate (`"))
-    assert gate_line.split("|")[4:6] == [" +0.00 [+0.00, +0.00] ", " +0.00 "]  # mean, 5th pct
+    import re
+
+    # the mean, its interval and the 5th percentile are all zero (printed +0.00 or -0.00:
+    # the sign of a rounding error differs between machines)
+    cells = " ".join(gate_line.split("|")[4:6])
+    numbers = [float(v) for v in re.findall(r"[-+]\d+\.\d+", cells)]
+    assert len(numbers) == 4 and all(abs(v) < 0.005 for v in numbers)
 
 
 def test_prediction_applies_the_runs_gate(tmp_path_factory, tmp_path):
