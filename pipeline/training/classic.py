@@ -15,7 +15,8 @@ the beat type; the validation patients decide.
 Selection follows the protocol: every setting of :data:`GRID` is fitted on the training
 patients and scored by macro F1 on the validation patients; the best one is refitted on all
 training records (training + validation patients), and only the final evaluation scores it on
-the test split. Trees are cheap to refit, so no model file is kept (and no pickle is written).
+the test split. Trees are cheap to refit, so no model file is kept; a preset stores them with
+skops, never pickle (:mod:`pipeline.training.classic_store`).
 """
 
 from __future__ import annotations

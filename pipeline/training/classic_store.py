@@ -1,7 +1,9 @@
 """The classic baseline's fitted trees on disk, without pickle.
 
-``final_eval --classic`` refits its trees in seconds and keeps none; a preset
-(:func:`pipeline.serving.presets.save_classic_preset`) needs them stored. The trees are
+``final_eval --classic`` refits its trees in minutes and keeps none; a preset
+(:func:`pipeline.serving.classic_preset.save`) and an outside-records evaluation
+(``final_eval --run CLASSIC_FOLDER --external DIR``) refit the evaluated decision with
+:func:`refit_run`, and a preset needs the result stored. The trees are
 written with skops (``skops.io``), whose loader builds only the types it is told to trust;
 :data:`TRUSTED_TYPES` lists the two tree types scikit-learn's boosted trees and forests
 need beyond skops' own defaults, and :func:`load` refuses a file asking for anything else,
