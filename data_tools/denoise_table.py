@@ -76,41 +76,39 @@ def _external(run: Path) -> tuple[str, dict] | None:
     return None
 
 
+def p5_column() -> str:
+    return f"{P5_CELL[0]} {P5_CELL[1]} dB, 5th pct"
+
+
 def columns(external: str | None) -> list[str]:
     cols = ["model", "params", "epochs (best)"] + [f"{n} {s} dB" for n, s in CELLS]
-    cols.append(f"{P5_CELL[0]} {P5_CELL[1]} dB, 5th pct")
+    cols.append(p5_column())
     return cols + [f"{external}: {n} {s} dB" for n, s in EXTERNAL_CELLS] if external else cols
 
 
-def run_row(run: Path) -> dict[str, str] | None:
-    """One denoiser run's row (``None`` if it holds no denoising test metrics); the outside
-    records' name, if the run was scored on some, under ``external``."""
+def run_rows(run: Path) -> list[dict[str, str]]:
+    """One denoiser run's row (none if it holds no denoising test metrics), and a second,
+    ``<model>+gate``, when it was scored with its pass-through gate (``python -m
+    pipeline.tune_gate``; the gate's 5th percentile comes from the cell's ``p05``). The
+    outside records' name, if the run was scored on some, is under ``external``."""
     m = load_json(run / "metrics_test.json") or {}
     if not m.get("results") or m.get("model") in (None, "classic_filters"):
-        return None
-    s, name = load_json(run / "summary.json") or {}, m["model"]
+        return []
+    s, name, ext = load_json(run / "summary.json") or {}, m["model"], _external(run)
     p5 = window_percentile(run, P5_CELL[0], float(P5_CELL[1]))
-    row = {"model": f"{name} (`{run.name}`)", "params": f"{s['params']:,}" if s.get("params") else "",
-           "epochs (best)": f"{s.get('epochs_done', '')} ({s.get('best_epoch', '')})",
-           f"{P5_CELL[0]} {P5_CELL[1]} dB, 5th pct": "" if p5 is None else f"{p5:+.2f}"}
-    return {**row, **method_cells(m, _external(run), name)}
-
-
-def gate_row(run: Path) -> dict[str, str] | None:
-    """The same run followed by its pass-through gate (``<model>+gate``, scored on the same
-    windows when the run holds ``pass_through_gate.json``), or ``None``; the 5th percentile
-    comes from the cell's summary (``p05``)."""
-    m = load_json(run / "metrics_test.json") or {}
-    method = f"{m.get('model')}+gate"
-    if method not in (m.get("results") or {}):
-        return None
-    try:
-        p5 = float(m["results"][method][P5_CELL[0]][P5_CELL[1]]["snr_imp_db"]["p05"])
-    except (KeyError, TypeError):
-        p5 = None
-    return {"model": f"{method} (`{run.name}`)", "params": "+0", "epochs (best)": "-",
-            f"{P5_CELL[0]} {P5_CELL[1]} dB, 5th pct": "" if p5 is None else f"{p5:+.2f}",
-            **method_cells(m, _external(run), method)}
+    rows = [{"model": f"{name} (`{run.name}`)",
+             "params": f"{s['params']:,}" if s.get("params") else "",
+             "epochs (best)": f"{s.get('epochs_done', '')} ({s.get('best_epoch', '')})",
+             p5_column(): "" if p5 is None else f"{p5:+.2f}", **method_cells(m, ext, name)}]
+    gated = f"{name}+gate"
+    if gated in m["results"]:
+        try:
+            g5 = f"{float(m['results'][gated][P5_CELL[0]][P5_CELL[1]]['snr_imp_db']['p05']):+.2f}"
+        except (KeyError, TypeError):
+            g5 = ""
+        rows.append({"model": f"{gated} (`{run.name}`)", "params": "+0", "epochs (best)": "-",
+                     p5_column(): g5, **method_cells(m, ext, gated)})
+    return rows
 
 
 def method_cells(m: dict, ext: tuple[str, dict] | None, method: str) -> dict[str, str]:
@@ -132,7 +130,7 @@ def filter_rows(m: dict, ext: tuple[str, dict] | None) -> list[dict[str, str]]:
 
 def table(runs: list[Path]) -> str:
     """The Markdown table of the denoiser ``runs`` (the filters from the first of them)."""
-    rows = [(d, r) for d in runs for r in (run_row(d), gate_row(d)) if r]
+    rows = [(d, r) for d in runs for r in run_rows(d)]
     if not rows:
         return ""
     ext_run = next((d for d, r in rows if r.get("external")), None)

@@ -50,6 +50,31 @@ def test_changed_trees_file_or_foreign_types_are_refused_naming_them(tmp_path, m
     path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(PipelineError, match="trees.skops: sha256 differs from classic.json"):
         classic_store.load(tmp_path)
+    path.unlink()
+    with pytest.raises(PipelineError, match=r"trees.skops: trees file not found"):
+        classic_store.load(tmp_path)
+
+
+def test_beat_features_refuse_rows_that_do_not_match_the_segments():
+    segs = np.zeros((3, 720), np.float32)
+    with pytest.raises(PipelineError, match=r"^2 rhythm rows for 3 segments$"):
+        classic.beat_features(np.zeros((2, 1)), ("pre_over_local",), segs, 360.0)
+
+
+def test_a_shipped_classic_preset_with_a_changed_or_missing_file_is_refused(tmp_path):
+    import shutil
+
+    from pipeline.serving import presets
+
+    shutil.copytree(presets.preset_path("aami5_classic_trees"), tmp_path / "t")
+    trees = tmp_path / "t" / classic_store.TREES_FILE
+    trees.write_bytes(trees.read_bytes() + b"x")
+    with pytest.raises(PipelineError, match=r"trees.skops: sha256 [0-9a-f]{16}\.\.\. differs "
+                                            r"from the card's"):
+        presets.load_preset("t", tmp_path)
+    (tmp_path / "t" / "config.yaml").unlink()
+    with pytest.raises(PipelineError, match=r"/t: preset file config.yaml not found"):
+        presets.load_preset("t", tmp_path)
 
 
 def test_classic_run_becomes_a_preset_that_predicts_the_evaluated_tables_probabilities(
@@ -84,8 +109,26 @@ def test_classic_run_becomes_a_preset_that_predicts_the_evaluated_tables_probabi
     ledger = [json.loads(line) for line in (tmp_path / "test_reads.jsonl").read_text().splitlines()]
     assert [r["external"] for r in ledger] == [None, "ext128"]
     assert run_cli(recompute.main, [str(out / "external_ext128")]) == 0
+    short = tmp_path / "short"
+    short.mkdir()
+    synthetic.write_record(short, "s0", seed=3, duration_s=1.5, fs_hz=128)  # shorter than a segment
+    capsys.readouterr()
+    assert run_cli(final_eval.main, ["--run", str(out), "--external", str(short)]) == 2
+    assert "short: no segments could be cut from its records" in capsys.readouterr().err
     assert run_cli(final_eval.main, ["--run", str(out)]) == 2  # no second test read
     assert "--run on it scores outside records: add --external DIR" in capsys.readouterr().err
+    # refusals of the preset maker: too large (nothing left), features changed since the run
+    with pytest.raises(PipelineError, match=r"trees.skops would be [0-9.]+ MiB, above the "
+                                            r"0.000954 MiB preset limit"):
+        presets.save_preset(out, "too_big", "x", root=tmp_path / "zoo", max_bytes=1000)
+    assert not (tmp_path / "zoo" / "too_big").exists()
+    assert not [p for p in (tmp_path / "zoo").iterdir() if p.name.startswith(".too_big")]
+    sel = json.loads((out / "selection.json").read_text())
+    (out / "selection.json").write_text(json.dumps({**sel, "features": sel["features"][:-1]}))
+    with pytest.raises(PipelineError, match=r"selection.json: the run's features differ from "
+                                            r"the windows stage's now"):
+        classic_store.refit_run(out)
+    (out / "selection.json").write_text(json.dumps(sel))
     monkeypatch.setenv(presets.PRESETS_ENV, str(tmp_path / "zoo"))
     assert run_cli(export.main, ["--run", str(out), "--format", "preset", "--name",
                                  "trees_test", "--description", "classic trees, test"]) == 0

@@ -20,6 +20,7 @@ stored in the run folder as :data:`GATE_FILE`; evaluation and prediction then ap
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import json
 from pathlib import Path
@@ -49,6 +50,11 @@ class GateSetting:
     @property
     def name(self) -> str:
         return f"gate_t{self.threshold_db:g}_w{self.width_db:g}"
+
+    def post(self) -> Any:
+        """``g(noisy, denoised)`` applying this gate: a ``post`` method of
+        :func:`pipeline.evaluation.evaluate.evaluate_denoiser`."""
+        return functools.partial(apply, setting=self)
 
 
 def estimated_input_snr_db(noisy: np.ndarray, denoised: np.ndarray) -> np.ndarray:

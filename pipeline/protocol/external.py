@@ -68,8 +68,9 @@ def _link_records(folder: Path, records: list[str], raw: Path, need_atr: bool) -
 
 
 def prepare(cfg: PipelineConfig, task: Task, folder: Path, work: Path,
-            lead: str | None = None) -> tuple[PipelineConfig, tuple[str, ...]]:
-    """Windows, scalograms and TFRecords of the records of ``folder`` under ``work``.
+            lead: str | None = None, examples: bool = True) -> tuple[PipelineConfig, tuple[str, ...]]:
+    """Windows, scalograms and TFRecords of the records of ``folder`` under ``work``
+    (``examples=False``: the windows stage only, for the classic trees' beat table).
 
     Args:
         cfg: the run's config (its windows, scalogram and TFRecord settings are used).
@@ -79,7 +80,8 @@ def prepare(cfg: PipelineConfig, task: Task, folder: Path, work: Path,
         lead: record lead for beats and segments (default: the run's ``windows.lead``).
 
     Returns:
-        The config pointing at ``work`` and the TFRecord files of the task's kind.
+        The config pointing at ``work`` and the TFRecord files of the task's kind (without
+        ``examples``: the names of the records that gave at least one segment).
     """
     from pipeline.data import scalogram, tfrecord_writer, windowing
 
@@ -96,7 +98,12 @@ def prepare(cfg: PipelineConfig, task: Task, folder: Path, work: Path,
         windows=dataclasses.replace(cfg.windows, lead=wanted, workers=1),
         scalograms=dataclasses.replace(cfg.scalograms, workers=1))
     _link_records(folder, records, windowing.raw_dir(ext, "mitdb"), need_atr=not task.denoising)
-    windowing.run_mitdb(ext)
+    manifest = windowing.run_mitdb(ext)
+    if not examples:  # the records that gave at least one segment
+        kept = tuple(r for r, e in manifest["records"].items() if sum(e["segments"].values()))
+        if not kept:
+            raise PipelineError(f"{folder}: no segments could be cut from its records")
+        return ext, kept
     if task.kind == "beats":
         scalogram.run(ext)
     manifest = tfrecord_writer.run_kind(ext, task.kind)

@@ -401,8 +401,9 @@ def evaluate_classic_external(run_dir: Path, request: Request) -> Path:
     check_not_evaluated(out_dir, request.force)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".data-") as work:
-        ext_cfg, files = external.prepare(cfg, task, folder, Path(work), request.lead)
-        records = sorted({Path(f).name.split("-")[0] for f in files})
+        ext_cfg, names = external.prepare(cfg, task, folder, Path(work), request.lead,
+                                          examples=False)
+        records = sorted(names)
         table = classic.load_table(windowing.windows_dir(ext_cfg, "mitdb"), records,
                                    cfg.windows.segment_fs_hz)
     res, text = classic_scores(table, stored.probabilities(table.x), list(task.classes), cfg,

@@ -11,7 +11,6 @@ on noisy input. "No gate" is a candidate too. The test split is never read.
 
 from __future__ import annotations
 
-import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,7 @@ def tune_gate(settings: RunSettings, max_windows: int) -> dict[str, Any]:
     files = sf.val
     include = subsample_masks(files, cfg, "denoise", max_windows, cfg.eval.seed, sf.include_val)
     gates = [pass_through.GateSetting(t, w) for t, w in pass_through.GRID]
-    post = {g.name: functools.partial(_gated, setting=g) for g in gates}
+    post = {g.name: g.post() for g in gates}
     out = evaluate_denoiser(model, files, cfg, task, mean, scale, part="val",
                             noise_types=cfg.noise.types, snr_dbs=cfg.noise.eval_snr_db,
                             include=include, post=post, noise_records=noise.load_noise(cfg))
@@ -63,10 +62,6 @@ def tune_gate(settings: RunSettings, max_windows: int) -> dict[str, Any]:
     return {"chosen": chosen, "grid": rows, "no_gate_val_mean_snr_imp_db": no_gate,
             "val_records": list(settings.split.val), "noise_part": "val",
             "n_windows": int(first["snr_imp_db"]["n"]), "results": keep}
-
-
-def _gated(noisy: Any, denoised: Any, *, setting: pass_through.GateSetting) -> Any:
-    return pass_through.apply(noisy, denoised, setting)
 
 
 def write_report(res: dict[str, Any], run_dir: Path) -> Path:

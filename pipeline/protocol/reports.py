@@ -153,16 +153,6 @@ def denoise_cis(windows: dict, n_boot: int, seed: int) -> dict:
     return out
 
 
-def _gate_post(model: Any, gate: Any) -> dict:
-    """``{"<model>+gate": g(noisy, denoised)}`` for a run's gate, ``{}`` without one."""
-    from pipeline.evaluation import pass_through
-
-    if model is None or gate is None:
-        return {}
-    return {f"{getattr(model, 'name', 'model')}+gate":
-            lambda noisy, den: pass_through.apply(noisy, den, gate)}
-
-
 def denoiser_result(model: Any, cfg: PipelineConfig, task: Task, files: Sequence[str],
                     include: Any, mean: np.ndarray, scale: np.ndarray, out_dir: Path,
                     max_windows: int, n_boot: int, noise_cfg: PipelineConfig,
@@ -184,7 +174,9 @@ def denoiser_result(model: Any, cfg: PipelineConfig, task: Task, files: Sequence
     out = evaluate_denoiser(model, files, cfg, task, mean, scale, part="test",
                             noise_types=cfg.noise.types, snr_dbs=cfg.noise.eval_snr_db,
                             include=include, classic=classic, keep_examples=3,
-                            noise_records=noise.load_noise(noise_cfg), post=_gate_post(model, gate))
+                            noise_records=noise.load_noise(noise_cfg),
+                            post={} if model is None or gate is None else
+                            {f"{getattr(model, 'name', 'model')}+gate": gate.post()})
     save_denoise_plots(out["results"], out["examples"], out_dir / "plots")
     method = next(iter(out["results"]))
     cis = denoise_cis(out["windows"], n_boot, cfg.eval.seed)

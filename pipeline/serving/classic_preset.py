@@ -22,7 +22,7 @@ import numpy as np
 
 from pipeline.core.config import PipelineConfig, load_config
 from pipeline.core.io_utils import PipelineError, atomic_write_json, read_json, sha256_file
-from pipeline.data.tasks import Task, get_task
+from pipeline.data.tasks import Task
 from pipeline.serving import preset_card
 from pipeline.serving.run_loader import Run
 from pipeline.training import classic_store
@@ -112,18 +112,8 @@ def open_folder(folder: Path, name: str) -> Any:
     """A classic preset folder as a :class:`pipeline.serving.presets.Preset` (hashes checked)."""
     from pipeline.serving import presets
 
-    for f in FILES:
-        if not (folder / f).is_file():
-            raise PipelineError(f"{folder}: preset file {f} not found")
-    card = read_json(folder / presets.CARD_FILE, "preset card")
-    problems = preset_card.card_problems(card)
-    if problems:
-        raise PipelineError(f"{folder / presets.CARD_FILE}: incomplete card (missing {problems[:6]})")
-    path = folder / classic_store.TREES_FILE
-    if sha256_file(path) != card["model_file"].get("sha256"):
-        raise PipelineError(f"{path}: sha256 differs from the card's (file changed or damaged)")
+    card, path, task = presets.read_checked_card(folder, FILES, classic_store.TREES_FILE)
     stored = classic_store.load(folder)
-    task = get_task(str(card["task"]))
     cfg = load_config(folder / "config.yaml", apply_env=False)
     shape = (int(cfg.windows.segment_len_samples),)
     run = Run(folder, task, "classic_trees", cfg, np.zeros(0), np.ones(0), shape, stored, path)

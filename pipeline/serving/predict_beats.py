@@ -194,13 +194,14 @@ def classify_beats(run: Run, source: Path | reader.Recording, *, beats: str = "a
     reason = [""] * n
     bad360 = reader.bad_mask(spans, len(lead360), rec.fs_hz, seg_fs)
     probs = np.full((n, task.n_outputs), np.nan, np.float32)
-    side = (schema.select_rhythm(run.cfg, windowing.record_rhythm(
-        x[:, 0], native, rec.fs_hz, wcfg, rec.name)) if task.rhythm else None)  # rr, every beat
-    if getattr(run.model, "kind", None) == "classic_trees":
+    trees = getattr(run.model, "kind", None) == "classic_trees"
+    rows = (windowing.record_rhythm(x[:, 0], native, rec.fs_hz, wcfg, rec.name)
+            if task.rhythm or trees else None)  # every beat's rhythm features
+    side = schema.select_rhythm(run.cfg, rows) if task.rhythm else None  # the rr input
+    if trees:
         from pipeline.serving import predict_classic
 
-        probs_ok, ok = predict_classic.classify(run, x[:, 0], native, rec.fs_hz, lead360, r360,
-                                                reason, bad360, rec.name)
+        probs_ok, ok = predict_classic.classify(run, rows, lead360, r360, reason, bad360)
     elif task.kind == "segments":
         probs_ok, ok = _classify_segments(run, lead360, r360, native / rec.fs_hz, reason, bad360,
                                           batch_size, side)

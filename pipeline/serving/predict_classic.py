@@ -18,25 +18,23 @@ from pipeline.serving.run_loader import Run
 from pipeline.training import classic
 
 
-def record_table(lead_native: np.ndarray, native: np.ndarray, fs_hz: float, lead360: np.ndarray,
-                 r360: np.ndarray, wcfg: WindowsConfig, rec: str,
-                 ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
-    """(beat-table rows of the kept segments, their beat positions, skipped beats + reasons)."""
-    rows = windowing.record_rhythm(lead_native, native, fs_hz, wcfg, rec)
+def record_table(rhythm_rows: np.ndarray, lead360: np.ndarray, r360: np.ndarray,
+                 wcfg: WindowsConfig) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
+    """(beat-table rows of the kept segments, their beat positions, skipped beats + reasons)
+    from the record's rhythm features of every beat (``windowing.record_rhythm``)."""
     segs, keep, skipped = windowing.cut_segments(lead360, r360, wcfg)
-    x, _ = classic.beat_features(rows[keep], rhythm.feature_names(wcfg.rhythm_causal), segs,
-                                 wcfg.segment_fs_hz)
+    x, _ = classic.beat_features(rhythm_rows[keep], rhythm.feature_names(wcfg.rhythm_causal),
+                                 segs, wcfg.segment_fs_hz)
     return x, keep, skipped
 
 
-def classify(run: Run, lead_native: np.ndarray, native: np.ndarray, fs_hz: float,
-             lead360: np.ndarray, r360: np.ndarray, reason: list[str], bad360: np.ndarray,
-             rec: str) -> tuple[np.ndarray, np.ndarray]:
+def classify(run: Run, rhythm_rows: np.ndarray, lead360: np.ndarray, r360: np.ndarray,
+             reason: list[str], bad360: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities, beat positions) of the beats the trees classify; ``reason`` gets why
     the others are not."""
     from pipeline.serving.predict_beats import segment_reasons
 
     wcfg = run.cfg.windows
-    x, keep, skipped = record_table(lead_native, native, fs_hz, lead360, r360, wcfg, rec)
+    x, keep, skipped = record_table(rhythm_rows, lead360, r360, wcfg)
     flat = segment_reasons(wcfg, r360, keep, skipped, bad360, reason)
     return run.model.probabilities(x[~flat]), keep[~flat]

@@ -137,9 +137,9 @@ def load_model_file(path: Path) -> Any:
                             f"({type(exc).__name__}: {first[:300]})") from exc
 
 
-def check_model_file(folder: Path, card: dict) -> Path:
-    """``model.keras`` of a preset folder, its sha256 checked against the card."""
-    path = folder / MODEL_FILE
+def check_model_file(folder: Path, card: dict, name: str = MODEL_FILE) -> Path:
+    """The model file ``name`` of a preset folder, its sha256 checked against the card."""
+    path = folder / name
     if not path.is_file():
         raise PipelineError(f"{path}: preset model file not found")
     want = (card.get("model_file") or {}).get("sha256")
@@ -267,6 +267,23 @@ def _out_folder(out_dir: str | Path | None) -> Iterator[Path]:
         yield Path(tmp)
 
 
+def read_checked_card(folder: Path, files: tuple[str, ...], model_file: str) -> tuple[dict, Path, Any]:
+    """(card, model file path, task) of a preset folder: every file of ``files`` present, the
+    card complete, the model file's sha256 the card's, the card's task known."""
+    for f in files:
+        if not (folder / f).is_file():
+            raise PipelineError(f"{folder}: preset file {f} not found")
+    card = read_json(folder / CARD_FILE, "preset card")
+    problems = preset_card.card_problems(card)
+    if problems:
+        raise PipelineError(f"{folder / CARD_FILE}: incomplete card (missing {problems[:6]})")
+    model_path = check_model_file(folder, card, model_file)
+    try:
+        return card, model_path, get_task(str(card["task"]))
+    except KeyError as exc:
+        raise PipelineError(f"{folder / CARD_FILE}: {exc}") from None
+
+
 def open_preset_folder(folder: Path, name: str) -> Preset:
     """Loads a preset folder (hash checked, safe mode) without looking its name up."""
     from pipeline.serving import classic_preset
@@ -274,18 +291,7 @@ def open_preset_folder(folder: Path, name: str) -> Preset:
 
     if (folder / META_FILE).is_file():  # the classic trees (trees.skops), not a Keras model
         return classic_preset.open_folder(folder, name)
-    for f in PRESET_FILES:
-        if not (folder / f).is_file():
-            raise PipelineError(f"{folder}: preset file {f} not found")
-    card = read_json(folder / CARD_FILE, "preset card")
-    problems = preset_card.card_problems(card)
-    if problems:
-        raise PipelineError(f"{folder / CARD_FILE}: incomplete card (missing {problems[:6]})")
-    model_path = check_model_file(folder, card)
-    try:
-        task = get_task(str(card["task"]))
-    except KeyError as exc:
-        raise PipelineError(f"{folder / CARD_FILE}: {exc}") from None
+    card, model_path, task = read_checked_card(folder, PRESET_FILES, MODEL_FILE)
     cfg = load_config(folder / "config.yaml", apply_env=False)
     mean, scale = normalization.load(folder / "normalization.json", task.kind,
                                      normalization.n_channels(task.kind, cfg, task.rr_channels))

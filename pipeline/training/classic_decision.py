@@ -130,6 +130,12 @@ class Decision:
         return {"recipe": self.recipe, "settings": list(self.settings),
                 "class_weights": None if self.class_weights is None else list(self.class_weights)}
 
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Decision:
+        """The inverse of :meth:`to_json`."""
+        weights = d["class_weights"]
+        return cls(d["recipe"], tuple(d["settings"]), None if weights is None else tuple(weights))
+
 
 def decide(selection: Any, how: str) -> tuple[Decision, list[dict[str, Any]]]:
     """The decision for ``eval.classic_decision`` ``how`` from a

@@ -103,9 +103,7 @@ def load(folder: Path) -> StoredTrees:
         raise PipelineError(f"{path}: refusing to load types outside the classic trees' "
                             f"allowlist: {unknown}")
     trees = sio.load(path, trusted=list(untrusted))
-    d = meta["decision"]
-    decision = Decision(d["recipe"], tuple(d["settings"]),
-                        None if d["class_weights"] is None else tuple(d["class_weights"]))
+    decision = Decision.from_json(meta["decision"])
     models = tuple(classic.FittedTrees(t, list(c)) for t, c in zip(trees, meta["columns"]))
     return StoredTrees(models, decision, tuple(meta["feature_names"]), tuple(meta["classes"]))
 
@@ -133,10 +131,8 @@ def refit_run(run_dir: Path) -> tuple[StoredTrees, PipelineConfig, Task, float]:
     metrics = read_json(run_dir / "metrics_test.json", "final evaluation metrics")
     task = get_task(str(metrics["task"]))
     sel = read_json(run_dir / "selection.json", "classic selection")
-    d = sel.get("decision") or {"recipe": "single", "settings": [sel["chosen"]],
-                                "class_weights": None}
-    decision = Decision(d["recipe"], tuple(d["settings"]),
-                        None if d["class_weights"] is None else tuple(d["class_weights"]))
+    decision = Decision.from_json(sel.get("decision") or {  # runs before classic_decision
+        "recipe": "single", "settings": [sel["chosen"]], "class_weights": None})
     split = read_json(run_dir / "splits.json", "run split")
     records = sorted(set(split["train"]) | set(split["val"]))
     t0 = time.perf_counter()
