@@ -77,6 +77,32 @@ def test_a_shipped_classic_preset_with_a_changed_or_missing_file_is_refused(tmp_
         presets.load_preset("t", tmp_path)
 
 
+def test_trees_fitted_before_columns_were_appended_still_predict_and_others_are_refused(
+        tmp_path):
+    import dataclasses
+
+    from data_tools import synthetic
+    from pipeline.data import rhythm
+    from pipeline.serving import presets
+
+    preset = presets.load_preset("aami5_classic_trees")  # fitted before the context columns
+    fitted = preset.model.feature_names
+    assert fitted[-1] == "qrs_energy_over_record_median"
+    synthetic.write_record(tmp_path, "r0", seed=2, duration_s=30.0)
+    res = preset.predict_record(tmp_path / "r0")
+    assert res.beats.classified.sum() > 10
+    table = (*fitted, *rhythm.CONTEXT_FEATURE_NAMES)
+    classic.check_table_prefix(fitted, table, "trees")  # appended columns are not read
+    with pytest.raises(PipelineError, match=r"^trees differ from the beat table's columns now "
+                                            r"at column 1 \(35 fitted, 35 in the table\)$"):
+        classic.check_table_prefix((table[0], "renamed", *table[2:]), table, "trees")
+    renamed = dataclasses.replace(preset.model, feature_names=("renamed", *fitted[1:]))
+    other = dataclasses.replace(preset, run=dataclasses.replace(preset.run, model=renamed))
+    with pytest.raises(PipelineError, match=r"the trees' stored features differ from the beat "
+                                            r"table's columns now at column 0"):
+        other.predict_record(tmp_path / "r0")
+
+
 def test_classic_run_becomes_a_preset_that_predicts_the_evaluated_tables_probabilities(
         tmp_path_factory, tmp_path, monkeypatch, capsys):
     from pipeline import export, final_eval
@@ -124,9 +150,14 @@ def test_classic_run_becomes_a_preset_that_predicts_the_evaluated_tables_probabi
     assert not (tmp_path / "zoo" / "too_big").exists()
     assert not [p for p in (tmp_path / "zoo").iterdir() if p.name.startswith(".too_big")]
     sel = json.loads((out / "selection.json").read_text())
+    # columns appended to the table since the run are allowed (older trees do not read them)
     (out / "selection.json").write_text(json.dumps({**sel, "features": sel["features"][:-1]}))
+    classic_store.refit_run(out)
+    renamed = ["renamed", *sel["features"][1:]]
+    (out / "selection.json").write_text(json.dumps({**sel, "features": renamed}))
     with pytest.raises(PipelineError, match=r"selection.json: the run's features differ from "
-                                            r"the windows stage's now"):
+                                            r"the beat table's columns now at column 0 "
+                                            r"\(35 fitted, 35 in the table\) \(rerun final_eval"):
         classic_store.refit_run(out)
     (out / "selection.json").write_text(json.dumps(sel))
     monkeypatch.setenv(presets.PRESETS_ENV, str(tmp_path / "zoo"))

@@ -582,12 +582,14 @@ def test_classic_feature_sets_pick_their_columns():
     from pipeline.training import classic
 
     before = (*rhythm.FEATURE_NAMES, *morphology.FEATURE_NAMES)
-    names = (*before, *morphology.TEMPLATE_FEATURE_NAMES)
+    names = (*before, *morphology.TEMPLATE_FEATURE_NAMES, *rhythm.CONTEXT_FEATURE_NAMES)
     pick = {f: [names[i] for i in classic.feature_columns(names, f)] for f in classic.FEATURE_SETS}
+    assert pick["relative+template+context"] == [*pick["relative+template"],
+                                                 *rhythm.CONTEXT_FEATURE_NAMES]
     assert pick["relative"] == list(rhythm.RELATIVE_FEATURE_NAMES)
     assert pick["relative+morphology"] == [*rhythm.RELATIVE_FEATURE_NAMES,
                                            *morphology.FEATURE_NAMES]
-    assert pick["all"] == list(before)  # the template columns are only the new set's
+    assert pick["all"] == list(before)  # the template and context columns: only their sets
     assert pick["relative+template"] == [*pick["relative+morphology"],
                                          *morphology.TEMPLATE_FEATURE_NAMES]
     assert pick["rr6"] == ["pre_rr_s", "post_rr_s", "prev_rr_s", "pre_over_running",

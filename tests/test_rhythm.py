@@ -68,3 +68,48 @@ def test_bad_input_is_refused():
         rhythm.rhythm_features(np.array([0.0, 1.0, 2.0]), amplitudes=np.ones(2))
     with pytest.raises(ValueError, match="`n` must be >= 1. Received: n=0"):
         rhythm.trailing_mean(np.ones(3), 0)
+
+
+CTX = {n: i for i, n in enumerate(rhythm.CONTEXT_FEATURE_NAMES)}
+
+
+def test_context_features_on_known_intervals():
+    pre = np.array([1.0, 1.0, 0.5, 1.5, 1.0])  # |successive changes|: 0, 0, 0.5, 1.0, 0.5
+    post = np.array([1.0, 0.5, 1.5, 1.0, 1.0])
+    f = rhythm.context_features(pre, post, half_window_beats=1)
+    assert f.shape == (5, len(rhythm.CONTEXT_FEATURE_NAMES)) and f.dtype == np.float32
+    # beat 0: beats 0-1 (cut at the edge); beat 1: 0-2; beat 4: beats 3-4, median 1.25
+    np.testing.assert_allclose(f[:, CTX["rr_irregularity_local"]],
+                               [0.0, 0.5 / 3, 1.5 / 3, 2.0 / 3, 0.75 / 1.25], rtol=1e-6)
+    np.testing.assert_allclose(f[:, CTX["rr_irregularity_record"]], 2.0 / 5 / 1.0, rtol=1e-6)
+    np.testing.assert_allclose(f[:, CTX["pre_over_record_median"]], pre, rtol=1e-6)
+    np.testing.assert_allclose(f[:, CTX["post_over_record_median"]], post, rtol=1e-6)
+
+
+def test_context_features_tell_fibrillation_from_a_regular_rhythm_with_premature_beats():
+    regular = np.full(200, 0.8)
+    regular[50] = 0.5  # one premature beat and its pause
+    regular[51] = 1.1
+    fib = np.random.default_rng(0).uniform(0.4, 1.2, 200)
+    reg, af = (rhythm.context_features(p, p) for p in (regular, fib))
+    assert reg[:, CTX["rr_irregularity_record"]].max() < 0.01
+    assert af[:, CTX["rr_irregularity_record"]].min() > 0.2
+    assert reg[50, CTX["pre_over_record_median"]] == pytest.approx(0.5 / 0.8)
+    far = reg[150:, CTX["rr_irregularity_local"]]  # more than 40 beats after the ectopic beat
+    np.testing.assert_array_equal(far, 0.0)
+
+
+def test_causal_context_looks_only_back_and_edges_are_finite():
+    pre = np.random.default_rng(1).uniform(0.6, 1.0, 120)
+    f = rhythm.context_features(pre, causal=True)
+    assert f.shape == (120, len(rhythm.CAUSAL_CONTEXT_FEATURE_NAMES))
+    later = pre.copy()
+    later[-1] = 3.0
+    np.testing.assert_array_equal(rhythm.context_features(later, causal=True)[:-1], f[:-1])
+    assert rhythm.context_features(np.array([]), np.array([])).shape == (0, 4)
+    one = rhythm.context_features(np.array([0.9]), np.array([0.9]))
+    np.testing.assert_allclose(one, [[0.0, 0.0, 1.0, 1.0]])
+    with pytest.raises(ValueError, match=r"`half_window_beats` must be >= 1. Received: 0"):
+        rhythm.context_features(pre, half_window_beats=0)
+    with pytest.raises(ValueError, match=r"post_rr_s must have shape \(120,\). Received: \(3,\)"):
+        rhythm.context_features(pre, np.ones(3))

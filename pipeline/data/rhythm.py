@@ -184,3 +184,72 @@ def amplitude_ratio(amplitudes: np.ndarray | None, n_beats: int) -> np.ndarray:
     if median <= 0:
         return np.ones(n_beats)
     return np.where(np.isfinite(a), a / median, 1.0)
+
+
+CONTEXT_FEATURE_NAMES = ("rr_irregularity_local", "rr_irregularity_record",
+                         "pre_over_record_median", "post_over_record_median")
+"""Columns of :func:`context_features`: how irregular the rhythm around a beat is, and its
+intervals against the record's median RR."""
+
+CAUSAL_CONTEXT_FEATURE_NAMES = tuple(n for n in CONTEXT_FEATURE_NAMES if "post" not in n)
+
+IRREGULARITY_HALF_WINDOW_BEATS = 40
+"""Beats on each side of the local irregularity window (81 beats, about a minute)."""
+
+
+def _irregularity(pre: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Mean |successive difference| of ``pre[lo:hi]`` over its median, per beat."""
+    jumps = np.abs(np.diff(pre, prepend=pre[:1]))
+    csum = np.concatenate([[0.0], np.cumsum(jumps)])
+    mean_jump = (csum[hi] - csum[lo]) / (hi - lo)
+    median = np.array([np.median(pre[a:b]) for a, b in zip(lo, hi)])
+    return mean_jump / np.maximum(median, 1e-9)
+
+
+def context_features(pre_rr_s: np.ndarray, post_rr_s: np.ndarray | None = None, *,
+                     half_window_beats: int = IRREGULARITY_HALF_WINDOW_BEATS,
+                     causal: bool = False) -> np.ndarray:
+    """Rhythm context of every beat of ONE record, from its pre-RR (and post-RR) intervals.
+
+    * ``rr_irregularity_local``: the mean absolute change between successive pre-RR intervals
+      over the beats ``i - k .. i + k`` (``k = half_window_beats``; cut at the record's edges)
+      over their median pre-RR. A regular rhythm with a few premature beats scores low; atrial
+      fibrillation (labelled N) scores high, which is what tells its irregular N beats from
+      premature S beats.
+    * ``rr_irregularity_record``: the same over the whole record.
+    * ``pre_over_record_median``, ``post_over_record_median``: the intervals over the record's
+      median pre-RR (robust to the ectopic beats that move the mean).
+
+    Choosing these columns (window length included) was done on the grouped folds of the
+    DS1 training records only (``Research_Runs/2026-12-03_classic_context_exploration``).
+    Offline, the window looks ``k`` beats ahead; ``causal=True`` uses the trailing ``2k + 1``
+    beats, the intervals so far for the record columns, and drops post-RR
+    (:data:`CAUSAL_CONTEXT_FEATURE_NAMES`).
+
+    Returns:
+        float32 ``(n_beats, len(names))``; zeros for a record without beats.
+    """
+    names = CAUSAL_CONTEXT_FEATURE_NAMES if causal else CONTEXT_FEATURE_NAMES
+    pre = np.asarray(pre_rr_s, np.float64)
+    n = len(pre)
+    if half_window_beats < 1:
+        raise ValueError(f"`half_window_beats` must be >= 1. Received: {half_window_beats}")
+    if n == 0:
+        return np.zeros((0, len(names)), np.float32)
+    idx = np.arange(n)
+    hi = idx + 1 if causal else np.minimum(n, idx + half_window_beats + 1)
+    lo = np.maximum(0, idx - (2 * half_window_beats if causal else half_window_beats))
+    whole = (_irregularity(pre, np.zeros(n, np.int64), idx + 1) if causal else
+             np.full(n, _irregularity(pre, np.array([0]), np.array([n]))[0]))
+    record_median = (np.array([np.median(pre[: i + 1]) for i in idx]) if causal
+                     else np.full(n, np.median(pre)))
+    cols = {"rr_irregularity_local": _irregularity(pre, lo, hi),
+            "rr_irregularity_record": whole,
+            "pre_over_record_median": pre / np.maximum(record_median, 1e-9)}
+    if not causal:
+        post = pre if post_rr_s is None else np.asarray(post_rr_s, np.float64)
+        if post.shape != pre.shape:
+            raise ValueError(f"post_rr_s must have shape {pre.shape}. Received: {post.shape}")
+        cols["post_over_record_median"] = post / np.maximum(record_median, 1e-9)
+    out = np.stack([cols[c] for c in names], axis=1)
+    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)

@@ -10,6 +10,8 @@ segment overlaps a flat span are then left unclassified, like the deep models' b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from pipeline.core.config import WindowsConfig
@@ -19,12 +21,19 @@ from pipeline.training import classic
 
 
 def record_table(rhythm_rows: np.ndarray, lead360: np.ndarray, r360: np.ndarray,
-                 wcfg: WindowsConfig) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
+                 wcfg: WindowsConfig, stored_names: Sequence[str] | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
     """(beat-table rows of the kept segments, their beat positions, skipped beats + reasons)
-    from the record's rhythm features of every beat (``windowing.record_rhythm``)."""
+    from the record's rhythm features of every beat (``windowing.record_rhythm``).
+
+    ``stored_names``: the columns the trees were fitted on. Columns added to the table since
+    come after them and are not read, so older trees keep working; any other difference is
+    refused."""
     segs, keep, skipped = windowing.cut_segments(lead360, r360, wcfg)
-    x, _ = classic.beat_features(rhythm_rows[keep], rhythm.feature_names(wcfg.rhythm_causal),
-                                 segs, wcfg.segment_fs_hz)
+    x, names = classic.beat_features(rhythm_rows[keep], rhythm.feature_names(wcfg.rhythm_causal),
+                                     segs, wcfg.segment_fs_hz)
+    if stored_names is not None:
+        classic.check_table_prefix(tuple(stored_names), names, "the trees' stored features")
     return x, keep, skipped
 
 
@@ -35,6 +44,6 @@ def classify(run: Run, rhythm_rows: np.ndarray, lead360: np.ndarray, r360: np.nd
     from pipeline.serving.predict_beats import segment_reasons
 
     wcfg = run.cfg.windows
-    x, keep, skipped = record_table(rhythm_rows, lead360, r360, wcfg)
+    x, keep, skipped = record_table(rhythm_rows, lead360, r360, wcfg, run.model.feature_names)
     flat = segment_reasons(wcfg, r360, keep, skipped, bad360, reason)
     return run.model.probabilities(x[~flat]), keep[~flat]

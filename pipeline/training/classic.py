@@ -34,12 +34,15 @@ from pipeline.data import morphology
 
 log = logging.getLogger("ecg.classic")
 
-FEATURE_SETS = ("relative", "relative+morphology", "all", "rr6", "relative+template")
+FEATURE_SETS = ("relative", "relative+morphology", "all", "rr6", "relative+template",
+                "relative+template+context")
 """Columns of the beat table a setting uses (:func:`feature_columns`). ``rr6`` is the six RR
 features of Saenz-Cogollo & Agelli 2020 (:data:`RR6_FEATURE_NAMES`); ``relative+template``
 adds to ``relative+morphology`` each beat measured against its own record's median beat
-(:func:`pipeline.data.morphology.template_features`). Only that set sees the template columns,
-so the other sets keep the columns (and results) they had before the template existed."""
+(:func:`pipeline.data.morphology.template_features`); ``relative+template+context`` adds the
+rhythm's irregularity around the beat and in its record
+(:func:`pipeline.data.rhythm.context_features`). A set sees the template or context columns
+only when it names them, so the older sets keep the columns (and results) they had before."""
 
 RR6_FEATURE_NAMES = ("pre_rr_s", "prev_rr_s", "post_rr_s",
                      "pre_over_running", "prev_over_running", "post_over_running")
@@ -66,8 +69,8 @@ MAX_ITER_HGB = 200
 
 GRID: tuple[dict[str, Any], ...] = (
     *(_hgb(f, leaves, power) for f in FEATURE_SETS for leaves in (15, 31) for power in (0.5, 1.0)),
-    *(_forest(f, power) for f in ("rr6", "relative+morphology", "relative+template")
-      for power in (0.0, 1.0)),
+    *(_forest(f, power) for f in ("rr6", "relative+morphology", "relative+template",
+                                  "relative+template+context") for power in (0.0, 1.0)),
 )
 """Settings compared on the validation patients or the folds (``class_weight_power``: weights
 are ``(n / (K n_c)) ** power``; 1 = balanced, 0.5 = square root, 0 = none)."""
@@ -83,8 +86,10 @@ def feature_columns(names: Sequence[str], features: str) -> list[int]:
     def keep(name: str) -> bool:
         if features == "rr6":
             return name in RR6_FEATURE_NAMES
+        if name in rhythm.CONTEXT_FEATURE_NAMES:
+            return features == "relative+template+context"
         if name in morphology.TEMPLATE_FEATURE_NAMES:
-            return features == "relative+template"
+            return features.startswith("relative+template")
         if name in morphology.FEATURE_NAMES:
             return features != "relative"
         return features == "all" or rhythm.is_relative(name)
@@ -112,7 +117,8 @@ class BeatTable:
 def beat_features(rhythm_rows: np.ndarray, rhythm_names: Sequence[str], segments: np.ndarray,
                   segment_fs_hz: float) -> tuple[np.ndarray, tuple[str, ...]]:
     """The beat table's columns for one record: its rhythm rows (one per segment), the
-    segments' morphology and each beat against the record's median beat, and their names.
+    segments' morphology, each beat against the record's median beat, the rhythm context of
+    the kept beats (:func:`context_columns`), and their names.
     The windows-stage files (:func:`record_features`) and prediction on a user's recording
     (:mod:`pipeline.serving.predict_classic`) both build their features here."""
     rhythm = np.asarray(rhythm_rows, np.float32)
@@ -121,9 +127,34 @@ def beat_features(rhythm_rows: np.ndarray, rhythm_names: Sequence[str], segments
         segments, segment_fs_hz, morphology=shape)], axis=1)
     if len(rhythm) != len(morph):
         raise PipelineError(f"{len(rhythm)} rhythm rows for {len(morph)} segments")
+    context, context_names = context_columns(rhythm, rhythm_names)
     names = (tuple(str(n) for n in rhythm_names) + morphology.FEATURE_NAMES
-             + morphology.TEMPLATE_FEATURE_NAMES)
-    return np.concatenate([rhythm, morph], axis=1), names
+             + morphology.TEMPLATE_FEATURE_NAMES + context_names)
+    return np.concatenate([rhythm, morph, context], axis=1), names
+
+
+def context_columns(rhythm_rows: np.ndarray, rhythm_names: Sequence[str],
+                    ) -> tuple[np.ndarray, tuple[str, ...]]:
+    """:func:`pipeline.data.rhythm.context_features` of one record's rhythm rows (in beat
+    order), from their pre-RR (and post-RR) columns; the causal variant when the rows are."""
+    from pipeline.data import rhythm
+
+    names = [str(n) for n in rhythm_names]
+    causal = "post_rr_s" not in names
+    post = None if causal else rhythm_rows[:, names.index("post_rr_s")]
+    x = rhythm.context_features(rhythm_rows[:, names.index("pre_rr_s")], post, causal=causal)
+    return x, (rhythm.CAUSAL_CONTEXT_FEATURE_NAMES if causal else rhythm.CONTEXT_FEATURE_NAMES)
+
+
+def check_table_prefix(fitted: Sequence[str], table: Sequence[str], what: str) -> None:
+    """Refuses a beat table whose first columns are not ``fitted`` (the columns trees were
+    fitted on); columns appended after them are allowed (older trees do not read them)."""
+    fitted, table = tuple(fitted), tuple(table)
+    if table[: len(fitted)] != fitted:
+        differ = next((i for i, (a, b) in enumerate(zip(fitted, table)) if a != b),
+                      min(len(fitted), len(table)))
+        raise PipelineError(f"{what} differ from the beat table's columns now at column "
+                            f"{differ} ({len(fitted)} fitted, {len(table)} in the table)")
 
 
 def record_features(path: Path, segment_fs_hz: float) -> tuple[np.ndarray, np.ndarray,

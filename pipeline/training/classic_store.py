@@ -138,8 +138,10 @@ def refit_run(run_dir: Path) -> tuple[StoredTrees, PipelineConfig, Task, float]:
     t0 = time.perf_counter()
     table = classic.load_table(windowing.windows_dir(cfg, "mitdb"), records,
                                cfg.windows.segment_fs_hz)
-    if tuple(table.feature_names) != tuple(sel.get("features", table.feature_names)):
-        raise PipelineError(f"{run_dir / 'selection.json'}: the run's features differ from the "
-                            "windows stage's now (rerun final_eval --classic)")
+    try:
+        classic.check_table_prefix(sel.get("features", table.feature_names), table.feature_names,
+                                   f"{run_dir / 'selection.json'}: the run's features")
+    except PipelineError as exc:
+        raise PipelineError(f"{exc} (rerun final_eval --classic)") from None
     stored = refit(table, decision, task.classes, cfg.train.seed)
     return stored, cfg, task, time.perf_counter() - t0
