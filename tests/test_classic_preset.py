@@ -56,9 +56,11 @@ def test_changed_trees_file_or_foreign_types_are_refused_naming_them(tmp_path, m
 
 
 def test_beat_features_refuse_rows_that_do_not_match_the_segments():
+    from pipeline.data import beat_table
+
     segs = np.zeros((3, 720), np.float32)
     with pytest.raises(PipelineError, match=r"^2 rhythm rows for 3 segments$"):
-        classic.beat_features(np.zeros((2, 1)), ("pre_over_local",), segs, 360.0)
+        beat_table.beat_features(np.zeros((2, 1)), ("pre_over_local",), segs, 360.0)
 
 
 def test_a_shipped_classic_preset_with_a_changed_or_missing_file_is_refused(tmp_path):

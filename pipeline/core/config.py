@@ -129,6 +129,12 @@ class WindowsConfig:
     rhythm_amplitude_window_s: float = _rule(1.0, gt=0)
     """Half-width of the neighbourhood whose median is the baseline under each R peak when
     measuring its amplitude (R sample minus the median of +- this many seconds)."""
+    beat_table: bool = False
+    """Also store, after each beat's rhythm features, the classic trees' columns: the 2 s
+    segment's morphology, the beat against its record's median beat and the rhythm context
+    (:mod:`pipeline.data.beat_table`), so that the deep models' ``rr`` input can take them
+    (``train.rhythm_features: relative+template+context``). Off: the files, their hash and
+    the TFRecords are what they were before the option existed."""
     ptbxl_fs_hz: float = _rule(100.0, gt=0)
     workers: int = _rule(2, ge=1)
 
@@ -265,13 +271,15 @@ class TrainConfig:
     augment_noise_mv: float = _rule(0.0, ge=0, note="0: off")
     """Beat segments, training batches only: white Gaussian noise of this standard deviation
     (mV) is added to each segment's signal."""
-    rhythm_features: str = _rule("all", one_of=("all", "relative"))
+    rhythm_features: str = _rule("all", one_of=("all", "relative", "relative+template+context"))
     """Rhythm tasks: which stored rhythm features the model's ``rr`` input takes. ``all``:
     every one; ``relative``: only the patient-relative ones (ratios of intervals to the
     patient's own means, and the amplitude ratio), none in seconds
     (:data:`pipeline.data.rhythm.RELATIVE_FEATURE_NAMES`). Absolute intervals let a model
     learn which training patient a beat comes from; on the validation patients the classic
-    baseline's F1(S) is 0.04 with them and 0.69 without (README, beat classification)."""
+    baseline's F1(S) is 0.04 with them and 0.69 without (README, beat classification).
+    ``relative+template+context``: the relative ones and every column of the beat table
+    (needs ``windows.beat_table: true``), what the classic trees' best feature set reads."""
     progress_every_s: float = _rule(30.0, gt=0)
     """The longest gap between two training progress lines (step, examples/s, epoch and run
     ETA; ``pipeline.training.progress``), in seconds; they reach a log file as they happen."""

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.data import rhythm
+from pipeline.data import beat_table, rhythm
 
 SCHEMA_VERSION = 3
 """2: ``chunk_start`` added (denoise windows can be located in their record). 3: ``aux`` of
@@ -265,8 +265,9 @@ RR_AUX = ("rr_pre_s", "rr_post_s", "rr_local_s")
 
 
 def stored_rhythm_names(cfg: Any) -> tuple[str, ...]:
-    """The rhythm features the config's windows stage stores (after the RR values in ``aux``)."""
-    return rhythm.feature_names(cfg.windows.rhythm_causal)
+    """The rhythm features the config's windows stage stores (after the RR values in ``aux``),
+    with the beat table's columns when ``windows.beat_table`` is on."""
+    return beat_table.stored_names(cfg.windows.rhythm_causal, cfg.windows.beat_table)
 
 
 def rhythm_names(cfg: Any) -> tuple[str, ...]:
@@ -274,8 +275,15 @@ def rhythm_names(cfg: Any) -> tuple[str, ...]:
     ``train.rhythm_features`` keeps (``all``, or only the ``relative`` ones)."""
     stored = stored_rhythm_names(cfg)
     if cfg.train.rhythm_features == "all":
-        return stored
-    return tuple(n for n in stored if rhythm.is_relative(n))
+        return tuple(n for n in stored if n in rhythm.FEATURE_NAMES)
+    relative = tuple(n for n in stored if n in rhythm.RELATIVE_FEATURE_NAMES)
+    if cfg.train.rhythm_features == "relative":
+        return relative
+    if not cfg.windows.beat_table:
+        raise SchemaError("train.rhythm_features=relative+template+context needs "
+                          "windows.beat_table: true (then rerun the windows and tfrecords "
+                          "stages)")
+    return relative + beat_table.extra_names(cfg.windows.rhythm_causal)
 
 
 def rhythm_columns(cfg: Any) -> list[int]:

@@ -227,7 +227,9 @@ def _inputs(cfg: PipelineConfig, kind: str) -> dict[str, list[Path]]:
 
 
 def _config_key(cfg: PipelineConfig, kind: str) -> str:
-    parts = {"windows": to_dict(cfg.windows), "tfrecords": to_dict(cfg.tfrecords),
+    from pipeline.data import windowing
+
+    parts = {"windows": windowing.settings(cfg.windows), "tfrecords": to_dict(cfg.tfrecords),
              "schema": schema.SCHEMA_VERSION, "kind": kind}
     if kind == "beats":
         parts["scalograms"] = to_dict(cfg.scalograms)

@@ -19,7 +19,8 @@ Per MIT-BIH record (records in parallel, one process per core) it writes
   +-1 s around it (``windows.rhythm_amplitude_window_s``). Stored aligned with the kept
   segments as ``rhythm`` and with the kept beats as ``beat_rhythm``; column names in
   ``rhythm_names`` and in the manifest. ``windows.rhythm_causal`` keeps only the features
-  that do not look at the next beat.
+  that do not look at the next beat. ``windows.beat_table`` appends the classic trees'
+  columns (:func:`pipeline.data.beat_table.every_beat`: morphology, template, context).
 * **segments** (1-D classifiers): 2 s of lead MLII at 360 Hz (720 samples) centred on the R
   peak (samples r-360 ... r+359).
 * **denoising windows**: the two-lead signal at 360 Hz, high-passed at 0.5 Hz (zero-phase;
@@ -64,13 +65,13 @@ from pipeline.core.io_utils import (
     safe_name,
     stage_done,
 )
-from pipeline.data import labels, rhythm, signal
+from pipeline.data import beat_table, labels, rhythm, signal
 from pipeline.data.paths import raw_dir, windows_dir
 
 __all__ = ["OUTPUT_VERSION", "beat_annotations", "cut_beats", "cut_segments", "cut_windows",
            "format_totals", "list_records", "load_record", "output_hash", "process_ptbxl",
            "process_record", "ptbxl_superclasses", "raw_dir", "record_rhythm", "run_mitdb",
-           "windows_dir"]
+           "settings", "windows_dir"]
 
 log = logging.getLogger("ecg.windows")
 
@@ -87,10 +88,16 @@ outputs. 2: rhythm features (``rhythm``, ``beat_rhythm``, ``rhythm_names``) and
 ``segment_sample`` added."""
 
 
+def settings(wcfg: WindowsConfig) -> dict:
+    """The windows settings as later stages hash them: ``beat_table`` only when on, so the
+    files and TFRecords made before the option existed stay current."""
+    return {k: v for k, v in to_dict(wcfg).items() if not (k == "beat_table" and not v)}
+
+
 def output_hash(wcfg: WindowsConfig) -> str:
     """Hash of the settings that shape the outputs (``workers`` does not) and the layout."""
-    return config_hash({**{k: v for k, v in to_dict(wcfg).items() if k != "workers"},
-                        "output_version": OUTPUT_VERSION})
+    kept = {k: v for k, v in settings(wcfg).items() if k != "workers"}
+    return config_hash({**kept, "output_version": OUTPUT_VERSION})
 
 
 def list_records(folder: Path, wanted: tuple[str, ...] = ()) -> list[str]:
@@ -320,6 +327,9 @@ def process_record(
     sig360 = signal.resample(sig, fs, wcfg.segment_fs_hz)
     beats, keep_b, why_b = cut_beats(sig360[:, lead], b["r360"], wcfg)
     segs, keep_s, why_s = cut_segments(sig360[:, lead], b["r360"], wcfg)
+    if wcfg.beat_table:
+        b["rhythm"] = beat_table.every_beat(b["rhythm"], rhythm.feature_names(wcfg.rhythm_causal),
+                                            keep_s, segs, wcfg.segment_fs_hz)
     dn = _denoise_signal(sig360, wcfg)
     train_starts = denoise_starts(dn, wcfg.denoise_window_samples, wcfg.denoise_train_shift_samples)
     eval_starts = denoise_starts(dn, wcfg.denoise_window_samples, wcfg.denoise_eval_shift_samples)
@@ -372,7 +382,8 @@ def _beat_arrays(b: dict[str, Any], beats: np.ndarray, keep_b: np.ndarray, segs:
         "segment_beat_index": keep_s.astype(np.int32),
         "segment_sample": b["r360"][keep_s],
         "rhythm": b["rhythm"][keep_s],
-        "rhythm_names": np.asarray(rhythm.feature_names(wcfg.rhythm_causal), dtype="<U32"),
+        "rhythm_names": np.asarray(beat_table.stored_names(wcfg.rhythm_causal, wcfg.beat_table),
+                                   dtype="<U32"),
     }
 
 
@@ -517,8 +528,8 @@ def run_mitdb(cfg: PipelineConfig, force: bool = False, db: str = "mitdb") -> di
         "label_scheme": wcfg.label_scheme,
         "classes": list(classes),
         "output_version": OUTPUT_VERSION,
-        "rhythm_names": list(rhythm.feature_names(wcfg.rhythm_causal)),
-        "config": to_dict(wcfg),
+        "rhythm_names": list(beat_table.stored_names(wcfg.rhythm_causal, wcfg.beat_table)),
+        "config": settings(wcfg),
         "records": {r: {k: v for k, v in e.items() if k != "dropped"} for r, e in entries.items()},
         "totals": totals,
         "dropped": dropped,

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.core.io_utils import PipelineError, atomic_path, atomic_write_json
-from pipeline.data import labels, schema, windowing
+from pipeline.data import beat_table, labels, rhythm, schema, windowing
 from pipeline.data.signal import resample, rr_features, rr_for_beats
 from pipeline.serving import reader
 from pipeline.serving.outputs import wfdb_out
@@ -197,6 +197,10 @@ def classify_beats(run: Run, source: Path | reader.Recording, *, beats: str = "a
     trees = getattr(run.model, "kind", None) == "classic_trees"
     rows = (windowing.record_rhythm(x[:, 0], native, rec.fs_hz, wcfg, rec.name)
             if task.rhythm or trees else None)  # every beat's rhythm features
+    if rows is not None and wcfg.beat_table:  # and the beat table's, as the windows stage
+        segs, keep, _ = windowing.cut_segments(lead360, r360, wcfg)
+        rows = beat_table.every_beat(rows, rhythm.feature_names(wcfg.rhythm_causal), keep, segs,
+                                     wcfg.segment_fs_hz)
     side = schema.select_rhythm(run.cfg, rows) if task.rhythm else None  # the rr input
     if trees:
         from pipeline.serving import predict_classic

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.core.io_utils import PipelineError, load_npz
-from pipeline.data import morphology
+from pipeline.data import beat_table, morphology
 
 log = logging.getLogger("ecg.classic")
 
@@ -114,38 +114,6 @@ class BeatTable:
                          self.feature_names)
 
 
-def beat_features(rhythm_rows: np.ndarray, rhythm_names: Sequence[str], segments: np.ndarray,
-                  segment_fs_hz: float) -> tuple[np.ndarray, tuple[str, ...]]:
-    """The beat table's columns for one record: its rhythm rows (one per segment), the
-    segments' morphology, each beat against the record's median beat, the rhythm context of
-    the kept beats (:func:`context_columns`), and their names.
-    The windows-stage files (:func:`record_features`) and prediction on a user's recording
-    (:mod:`pipeline.serving.predict_classic`) both build their features here."""
-    rhythm = np.asarray(rhythm_rows, np.float32)
-    shape = morphology.morphology_features(segments, segment_fs_hz)
-    morph = np.concatenate([shape, morphology.template_features(
-        segments, segment_fs_hz, morphology=shape)], axis=1)
-    if len(rhythm) != len(morph):
-        raise PipelineError(f"{len(rhythm)} rhythm rows for {len(morph)} segments")
-    context, context_names = context_columns(rhythm, rhythm_names)
-    names = (tuple(str(n) for n in rhythm_names) + morphology.FEATURE_NAMES
-             + morphology.TEMPLATE_FEATURE_NAMES + context_names)
-    return np.concatenate([rhythm, morph, context], axis=1), names
-
-
-def context_columns(rhythm_rows: np.ndarray, rhythm_names: Sequence[str],
-                    ) -> tuple[np.ndarray, tuple[str, ...]]:
-    """:func:`pipeline.data.rhythm.context_features` of one record's rhythm rows (in beat
-    order), from their pre-RR (and post-RR) columns; the causal variant when the rows are."""
-    from pipeline.data import rhythm
-
-    names = [str(n) for n in rhythm_names]
-    causal = "post_rr_s" not in names
-    post = None if causal else rhythm_rows[:, names.index("post_rr_s")]
-    x = rhythm.context_features(rhythm_rows[:, names.index("pre_rr_s")], post, causal=causal)
-    return x, (rhythm.CAUSAL_CONTEXT_FEATURE_NAMES if causal else rhythm.CONTEXT_FEATURE_NAMES)
-
-
 def check_table_prefix(fitted: Sequence[str], table: Sequence[str], what: str) -> None:
     """Refuses a beat table whose first columns are not ``fitted`` (the columns trees were
     fitted on); columns appended after them are allowed (older trees do not read them)."""
@@ -164,7 +132,8 @@ def record_features(path: Path, segment_fs_hz: float) -> tuple[np.ndarray, np.nd
     if "rhythm" not in w or "rhythm_names" not in w:
         raise PipelineError(f"{path}: no rhythm features (rerun the windows stage with --force)")
     try:
-        x, names = beat_features(w["rhythm"], w["rhythm_names"], w["segments"], segment_fs_hz)
+        x, names = beat_table.beat_features(w["rhythm"], w["rhythm_names"], w["segments"],
+                                            segment_fs_hz)
     except PipelineError as exc:
         raise PipelineError(f"{path}: {exc}") from None
     index = np.asarray(w["segment_beat_index"], np.int64)
