@@ -86,3 +86,15 @@ def test_a_beat_table_run_streams_the_trees_columns_and_predicts_as_evaluated(tm
     stats = json.loads((run_dir / "normalization.json").read_text())
     assert stats["rr_features"] == list(want)
     TR.assert_predict_matches_evaluation(load_run(run_dir), root)
+
+
+def test_causal_windows_store_the_causal_table(tmp_path):
+    syn.write_synthetic_database(tmp_path / "raw" / "mitdb", n_records=1, seed=3, duration_s=20.0)
+    argv = ["--data-dir", str(tmp_path), "--databases", "mitdb", "--set", "windows.workers=1",
+            "--set", "windows.rhythm_causal=true", "--set", "windows.beat_table=true"]
+    assert windows_cmd.main(argv) == 0
+    z = load_npz(tmp_path / "windows" / "mitdb" / "s00.npz")
+    assert tuple(z["rhythm_names"]) == beat_table.stored_names(True, True)
+    assert z["rhythm"].shape[1] == z["beat_rhythm"].shape[1] == len(z["rhythm_names"])
+    table, _ = beat_table.beat_features(z["rhythm"], z["rhythm_names"], z["segments"], 360.0)
+    np.testing.assert_array_equal(z["rhythm"], table)
