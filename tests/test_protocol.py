@@ -454,7 +454,12 @@ def small_classic_grid(monkeypatch):
 def test_classic_grid_covers_every_feature_set_and_both_models():
     from pipeline.training import classic
 
-    assert {g["features"] for g in classic.GRID} == set(classic.FEATURE_SETS)
+    assert {g["features"] for g in classic.grid_for(True)} == set(classic.FEATURE_SETS)
+    # the context set is compared only on request (eval.classic_context), after its DS2 read
+    assert classic.CONTEXT_SET not in {g["features"] for g in classic.GRID}
+    assert classic.grid_for(False) == classic.GRID and len(classic.GRID) == 26
+    assert {g["features"] for g in classic.CONTEXT_GRID} == {classic.CONTEXT_SET}
+    assert {g["model"] for g in classic.CONTEXT_GRID} == set(classic.MODELS)
     assert {g["model"] for g in classic.GRID} == set(classic.MODELS)
     forests = [g for g in classic.GRID if g["model"] == "random_forest"]
     assert {(g["features"], g["class_weight_power"]) for g in forests} >= {("rr6", 0.0)}  # published

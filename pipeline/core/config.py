@@ -315,6 +315,11 @@ class EvalConfig:
     setting alone) or ``tuned`` (:mod:`pipeline.training.classic_decision`: the best of a
     few averages of top settings, with or without class weights, chosen on the same held-out
     training patients as the setting; the weighted ones scored nested)."""
+    classic_context: bool = False
+    """Add the 6 settings on the ``relative+template+context`` feature set (the rhythm's
+    irregularity; :data:`pipeline.training.classic.CONTEXT_GRID`) to the tree settings
+    compared. Off by default since session 9: the DS1 folds preferred them, but on DS2 they
+    found 5 of record 232's 1,382 S beats (F1(S) 0.162 against 0.712 without; README)."""
     test_reads_file: str = ""
     """Ledger of test-split reads (one JSON line per final evaluation); empty: the file
     ``test_reads.jsonl`` in the folder that holds the evaluated run folder (so

@@ -329,12 +329,12 @@ def evaluate_classic(cfg: PipelineConfig, task: Task, *, out_dir: Path | None, t
     classes = list(task.classes)
     both = classic.load_table(windowing.windows_dir(cfg, "mitdb"),
                               sorted(set(split.train) | set(split.val)), cfg.windows.segment_fs_hz)
-    by = cfg.eval.classic_selection
+    by, grid = cfg.eval.classic_selection, classic.grid_for(cfg.eval.classic_context)
     if by == "kfold":
-        selection = classic.select_kfold(both, split.folds, classes, cfg.train.seed)
+        selection = classic.select_kfold(both, split.folds, classes, cfg.train.seed, grid)
     else:
         selection = classic.select(both.select(split.train), both.select(split.val), classes,
-                                   cfg.train.seed)
+                                   cfg.train.seed, grid)
     decision, candidates = classic_decision.decide(selection, cfg.eval.classic_decision)
     best = selection.best
     run_dir = run_folder.new_run_dir(cfg, task.name, name, tag, run_dir=out_dir)

@@ -67,13 +67,27 @@ def _forest(features: str, power: float) -> dict[str, Any]:
 
 MAX_ITER_HGB = 200
 
-GRID: tuple[dict[str, Any], ...] = (
-    *(_hgb(f, leaves, power) for f in FEATURE_SETS for leaves in (15, 31) for power in (0.5, 1.0)),
-    *(_forest(f, power) for f in ("rr6", "relative+morphology", "relative+template",
-                                  "relative+template+context") for power in (0.0, 1.0)),
-)
+def _settings(feature_sets: Sequence[str], forest_sets: Sequence[str]) -> tuple[dict, ...]:
+    return (*(_hgb(f, leaves, power) for f in feature_sets for leaves in (15, 31)
+              for power in (0.5, 1.0)),
+            *(_forest(f, power) for f in forest_sets for power in (0.0, 1.0)))
+
+
+CONTEXT_SET = "relative+template+context"
+
+GRID: tuple[dict[str, Any], ...] = _settings(
+    [f for f in FEATURE_SETS if f != CONTEXT_SET], ("rr6", "relative+morphology", "relative+template"))
 """Settings compared on the validation patients or the folds (``class_weight_power``: weights
 are ``(n / (K n_c)) ** power``; 1 = balanced, 0.5 = square root, 0 = none)."""
+
+CONTEXT_GRID: tuple[dict[str, Any], ...] = _settings([CONTEXT_SET], [CONTEXT_SET])
+"""The settings on the context feature set, compared only with ``eval.classic_context``
+(session 9: the DS1 folds preferred them; DS2 did not, see the config's note)."""
+
+
+def grid_for(context: bool) -> tuple[dict[str, Any], ...]:
+    """:data:`GRID`, plus :data:`CONTEXT_GRID` when ``context`` (``eval.classic_context``)."""
+    return GRID + CONTEXT_GRID if context else GRID
 
 
 def feature_columns(names: Sequence[str], features: str) -> list[int]:
