@@ -14,6 +14,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -90,7 +91,9 @@ def test_without_a_profile_option_the_hardware_picks_the_profile(tmp_path, fake_
     assert any(c.startswith(f"-m pipeline.profile plan --config {want} --stages download --begin ")
                for c in log), log
     assert f"-m pipeline.download --config {want}" in log
-    assert f"-m pipeline.profile record --config {want} --stage download --seconds 0" in log
+    # the stage's wall seconds: 0 with a fake python, more on a loaded machine
+    assert any(re.fullmatch(rf"-m pipeline.profile record --config {want} --stage download "
+                            r"--seconds \d+", c) for c in log), log
     assert f"-m pipeline.profile summary --config {want}" in log
 
 
