@@ -31,6 +31,11 @@ def stored_names(causal: bool, beat_table: bool) -> tuple[str, ...]:
     return rhythm.feature_names(causal) + (extra_names(causal) if beat_table else ())
 
 
+def is_causal(names: Sequence[str]) -> bool:
+    """Whether rhythm columns ``names`` are the causal variant (no post-RR)."""
+    return "post_rr_s" not in tuple(str(n) for n in names)
+
+
 def base_rhythm(rows: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, tuple[str, ...]]:
     """The rhythm-feature columns of ``rows`` (without any stored table columns)."""
     names = tuple(str(n) for n in names)
@@ -43,12 +48,12 @@ def extra_columns(rhythm_rows: np.ndarray, rhythm_names: Sequence[str], segments
     """:func:`extra_names` columns of one record's kept beats: ``rhythm_rows`` (in beat order,
     one per segment) and their ``segments``. The context uses the pre-RR (and post-RR)
     columns; the causal variant when the rows have no post-RR."""
-    rows, names = base_rhythm(rhythm_rows, rhythm_names)
+    rows, names = np.asarray(rhythm_rows, np.float32), tuple(str(n) for n in rhythm_names)
     shape = morphology.morphology_features(segments, segment_fs_hz)
     if len(rows) != len(shape):
         raise PipelineError(f"{len(rows)} rhythm rows for {len(shape)} segments")
     template = morphology.template_features(segments, segment_fs_hz, morphology=shape)
-    causal = "post_rr_s" not in names
+    causal = is_causal(names)
     post = None if causal else rows[:, names.index("post_rr_s")]
     context = rhythm.context_features(rows[:, names.index("pre_rr_s")], post, causal=causal)
     return np.concatenate([shape, template, context], axis=1).astype(np.float32)
@@ -60,7 +65,7 @@ def beat_features(rhythm_rows: np.ndarray, rhythm_names: Sequence[str], segments
     :func:`extra_columns`; and the column names."""
     rows, names = base_rhythm(rhythm_rows, rhythm_names)
     extra = extra_columns(rows, names, segments, segment_fs_hz)
-    return np.concatenate([rows, extra], axis=1), names + extra_names("post_rr_s" not in names)
+    return np.concatenate([rows, extra], axis=1), names + extra_names(is_causal(names))
 
 
 def every_beat(rows: np.ndarray, names: Sequence[str], keep: np.ndarray, segments: np.ndarray,
@@ -70,7 +75,7 @@ def every_beat(rows: np.ndarray, names: Sequence[str], keep: np.ndarray, segment
     other beat (no segment: too near an edge) given the kept beats' column medians (zeros for
     a record without any)."""
     rows = np.asarray(rows, np.float32)
-    n_extra = len(extra_names("post_rr_s" not in names))
+    n_extra = len(extra_names(is_causal(names)))
     out = np.zeros((len(rows), n_extra), np.float32)
     if len(keep):
         kept = extra_columns(rows[keep], names, segments, segment_fs_hz)

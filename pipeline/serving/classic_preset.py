@@ -36,10 +36,10 @@ def build_card(run_dir: Path, name: str, description: str, task: Task, cfg: Pipe
     env = read_json(run_dir / "env.json", "run environment") if (run_dir / "env.json").is_file() else {}
     metrics, raw = preset_card.metrics_block(task, "classic_trees", run_dir)
     inp = preset_card.input_spec(task, cfg, (cfg.windows.segment_len_samples,))
-    inp["notes"] = ("per beat: rhythm features from all beat positions, the 2 s segment's "
-                    "morphology, the beat against the record's median beat and the rhythm's "
-                    "irregularity around it (the trees read the first "
-                    f"{len(stored.feature_names)} columns); " + inp["notes"])
+    inp["notes"] = ("per beat: the beat table (rhythm features from all beat positions, the "
+                    "2 s segment's morphology, the beat against the record's median beat, the "
+                    f"rhythm context), of which the trees read the first "
+                    f"{len(stored.feature_names)} columns; " + inp["notes"])
     return {
         "card_version": preset_card.CARD_VERSION, "name": name, "description": description,
         "task": task.name, "kind": "classifier", "format": classic_store.FORMAT,

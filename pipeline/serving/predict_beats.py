@@ -197,11 +197,9 @@ def classify_beats(run: Run, source: Path | reader.Recording, *, beats: str = "a
     trees = getattr(run.model, "kind", None) == "classic_trees"
     rows = (windowing.record_rhythm(x[:, 0], native, rec.fs_hz, wcfg, rec.name)
             if task.rhythm or trees else None)  # every beat's rhythm features
-    if rows is not None and wcfg.beat_table:  # and the beat table's, as the windows stage
-        segs, keep, _ = windowing.cut_segments(lead360, r360, wcfg)
-        rows = beat_table.every_beat(rows, rhythm.feature_names(wcfg.rhythm_causal), keep, segs,
-                                     wcfg.segment_fs_hz)
-    side = schema.select_rhythm(run.cfg, rows) if task.rhythm else None  # the rr input
+    side = None  # the deep models' rr input (the trees build their own table)
+    if task.rhythm and not trees:
+        side = schema.select_rhythm(run.cfg, _stored_rows(rows, lead360, r360, wcfg))
     if trees:
         from pipeline.serving import predict_classic
 
@@ -215,6 +213,17 @@ def classify_beats(run: Run, source: Path | reader.Recording, *, beats: str = "a
     return BeatPrediction(rec.name, kind, native.astype(np.int64), r360, np.arange(n, dtype=np.int32),
                           list(symbols), probs, reason, task.classes, rec.lead_names[j], rec.fs_hz,
                           reader.quality_report(spans), note, reader.input_info(rec))
+
+
+def _stored_rows(rows: np.ndarray, lead360: np.ndarray, r360: np.ndarray,
+                 wcfg: Any) -> np.ndarray:
+    """Every beat's rhythm features, with the beat table's columns appended when
+    ``windows.beat_table`` is on: the columns the windows stage stores."""
+    if not wcfg.beat_table:
+        return rows
+    segs, keep, _ = windowing.cut_segments(lead360, r360, wcfg)
+    return beat_table.every_beat(rows, rhythm.feature_names(wcfg.rhythm_causal), keep, segs,
+                                 wcfg.segment_fs_hz)
 
 
 def rhythm_input(run: Run, side: np.ndarray | None) -> tuple[np.ndarray, np.ndarray,

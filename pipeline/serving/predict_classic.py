@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from pipeline.core.config import WindowsConfig
-from pipeline.data import beat_table, windowing
+from pipeline.data import beat_table, rhythm, windowing
 from pipeline.serving.run_loader import Run
 from pipeline.training import classic
 
@@ -30,9 +30,8 @@ def record_table(rhythm_rows: np.ndarray, lead360: np.ndarray, r360: np.ndarray,
     come after them and are not read, so older trees keep working; any other difference is
     refused."""
     segs, keep, skipped = windowing.cut_segments(lead360, r360, wcfg)
-    x, names = beat_table.beat_features(
-        rhythm_rows[keep], beat_table.stored_names(wcfg.rhythm_causal, wcfg.beat_table), segs,
-        wcfg.segment_fs_hz)
+    x, names = beat_table.beat_features(rhythm_rows[keep], rhythm.feature_names(wcfg.rhythm_causal),
+                                        segs, wcfg.segment_fs_hz)
     if stored_names is not None:
         classic.check_table_prefix(tuple(stored_names), names, "the trees' stored features")
     return x, keep, skipped

@@ -101,9 +101,9 @@ def feature_columns(names: Sequence[str], features: str) -> list[int]:
         if features == "rr6":
             return name in RR6_FEATURE_NAMES
         if name in rhythm.CONTEXT_FEATURE_NAMES:
-            return features == "relative+template+context"
+            return features == CONTEXT_SET
         if name in morphology.TEMPLATE_FEATURE_NAMES:
-            return features.startswith("relative+template")
+            return features in ("relative+template", CONTEXT_SET)
         if name in morphology.FEATURE_NAMES:
             return features != "relative"
         return features == "all" or rhythm.is_relative(name)
