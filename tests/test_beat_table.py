@@ -45,6 +45,26 @@ def test_the_table_input_without_stored_columns_is_refused_naming_both_keys():
         schema.rhythm_names(cfg)
 
 
+def test_the_template_input_is_the_table_input_without_the_context_columns():
+    from pipeline.data import morphology
+
+    def names(option, beat_table_on=True):
+        cfg = load_config(None, {"train": {"rhythm_features": option},
+                                 "windows": {"beat_table": beat_table_on}}, apply_env=False)
+        return schema.rhythm_names(cfg), schema.rhythm_columns(cfg)
+
+    template, cols = names("relative+template")
+    full, _ = names("relative+template+context")
+    assert template == (rhythm.RELATIVE_FEATURE_NAMES + morphology.FEATURE_NAMES
+                        + morphology.TEMPLATE_FEATURE_NAMES)
+    assert full == template + rhythm.CONTEXT_FEATURE_NAMES and len(template) == 25
+    stored = beat_table.stored_names(False, True)
+    assert [stored[i] for i in cols] == list(template)
+    with pytest.raises(schema.SchemaError, match=r"^train.rhythm_features=relative\+template "
+                                                 r"needs windows.beat_table: true"):
+        names("relative+template", beat_table_on=False)
+
+
 def test_every_beat_fills_beats_without_a_segment_with_the_kept_medians():
     rows = np.tile(np.arange(len(rhythm.FEATURE_NAMES), dtype=np.float32), (5, 1))
     rows[:, rhythm.FEATURE_NAMES.index("pre_rr_s")] = [0.8, 0.8, 0.5, 1.1, 0.8]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -177,6 +178,38 @@ def finished(root, tmp_path_factory):
     run = tmp_path_factory.mktemp("finished") / "run"
     assert train_cmd.main(_argv(root, run)) == 0
     return run
+
+
+def _trainable(model) -> list:
+    return [w.numpy() for w in model.trainable_weights]
+
+
+def test_a_run_fine_tunes_a_preset_folder_and_refuses_a_changed_one(root, finished, tmp_path,
+                                                                   capsys):
+    from pipeline.serving import presets
+    from pipeline.training.checkpoints import load_best_model
+
+    folder = presets.save_preset(finished, "start", "fine-tune test", smoke=True,
+                                 root=tmp_path / "presets")
+    still = ("train.learning_rate=1e-12", "train.min_learning_rate=0", "train.weight_decay=0")
+    run = tmp_path / "tuned"
+    assert train_cmd.main(_argv(root, run, f"train.init_from={folder}", *still)) == 0
+    want = _trainable(presets.load_model_file(folder / presets.MODEL_FILE))
+    got = _trainable(load_best_model(run))
+    assert len(got) == len(want) > 0
+    for a, b in zip(got, want):  # a learning rate of 1e-12: the preset's weights, unmoved
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert train_cmd.main(_argv(root, tmp_path / "fresh", *still)) == 0  # without init_from
+    fresh = _trainable(load_best_model(tmp_path / "fresh"))
+    assert not all(np.allclose(a, b, atol=1e-3) for a, b in zip(fresh, want))
+    _flip_byte(folder / presets.MODEL_FILE)
+    bad = [f"train.init_from={folder}", *still]
+    assert run_cli(train_cmd.main, _argv(root, tmp_path / "bad", *bad)) == 2
+    assert re.search(r"model\.keras: sha256 \w+\.\.\. differs from the card's",
+                     capsys.readouterr().err)
+    assert run_cli(train_cmd.main, _argv(root, tmp_path / "none",
+                                         f"train.init_from={tmp_path / 'nope'}")) == 2
+    assert "nope: train.init_from is not a folder" in capsys.readouterr().err
 
 
 def test_rerun_of_a_finished_run_writes_nothing(root, finished, capsys):

@@ -254,7 +254,9 @@ class TrainConfig:
     (per-epoch cosine decay from ``learning_rate`` to ``min_learning_rate`` over ``epochs``;
     what the final retrain uses, where no held-out validation drives a plateau)."""
     init_from: str = ""
-    """Run folder whose best checkpoint initializes the weights (same model and kwargs)."""
+    """Run folder whose best checkpoint initializes the weights, or a preset folder
+    (``models/presets/NAME``: its ``model.keras``, hash checked) to fine-tune; same model and
+    kwargs. The learning rate, schedule and budget are this run's."""
     max_train_seconds: float = _rule(0.0, ge=0, note="0: no limit")
     """Stop after this wall time (0 = no limit); the run stays resumable."""
     distribution: str = "default"
@@ -271,7 +273,8 @@ class TrainConfig:
     augment_noise_mv: float = _rule(0.0, ge=0, note="0: off")
     """Beat segments, training batches only: white Gaussian noise of this standard deviation
     (mV) is added to each segment's signal."""
-    rhythm_features: str = _rule("all", one_of=("all", "relative", "relative+template+context"))
+    rhythm_features: str = _rule("all", one_of=("all", "relative", "relative+template",
+                                                "relative+template+context"))
     """Rhythm tasks: which stored rhythm features the model's ``rr`` input takes. ``all``:
     every one; ``relative``: only the patient-relative ones (ratios of intervals to the
     patient's own means, and the amplitude ratio), none in seconds
@@ -279,7 +282,9 @@ class TrainConfig:
     learn which training patient a beat comes from; on the validation patients the classic
     baseline's F1(S) is 0.04 with them and 0.69 without (README, beat classification).
     ``relative+template+context``: the relative ones and every column of the beat table
-    (needs ``windows.beat_table: true``), what the classic trees' best feature set reads."""
+    (needs ``windows.beat_table: true``). ``relative+template``: the same without the
+    rhythm-context columns, what the classic trees' default best feature set reads (the
+    context columns failed on DS2 in session 9; README)."""
     progress_every_s: float = _rule(30.0, gt=0)
     """The longest gap between two training progress lines (step, examples/s, epoch and run
     ETA; ``pipeline.training.progress``), in seconds; they reach a log file as they happen."""

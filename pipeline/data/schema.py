@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.data import beat_table, rhythm
+from pipeline.data import beat_table, morphology, rhythm
 
 SCHEMA_VERSION = 3
 """2: ``chunk_start`` added (denoise windows can be located in their record). 3: ``aux`` of
@@ -272,7 +272,9 @@ def stored_rhythm_names(cfg: Any) -> tuple[str, ...]:
 
 def rhythm_names(cfg: Any) -> tuple[str, ...]:
     """The rhythm features of the model's ``rr`` side input: the stored ones that
-    ``train.rhythm_features`` keeps (``all``, or only the ``relative`` ones)."""
+    ``train.rhythm_features`` keeps (``all``; only the ``relative`` ones; those and the beat
+    table's morphology and template columns, ``relative+template``; or every beat-table
+    column, ``relative+template+context``)."""
     stored = stored_rhythm_names(cfg)
     if cfg.train.rhythm_features == "all":
         return tuple(n for n in stored if n in rhythm.FEATURE_NAMES)
@@ -280,9 +282,11 @@ def rhythm_names(cfg: Any) -> tuple[str, ...]:
     if cfg.train.rhythm_features == "relative":
         return relative
     if not cfg.windows.beat_table:
-        raise SchemaError("train.rhythm_features=relative+template+context needs "
+        raise SchemaError(f"train.rhythm_features={cfg.train.rhythm_features} needs "
                           "windows.beat_table: true (then rerun the windows and tfrecords "
                           "stages)")
+    if cfg.train.rhythm_features == "relative+template":
+        return relative + morphology.FEATURE_NAMES + morphology.TEMPLATE_FEATURE_NAMES
     return relative + beat_table.extra_names(cfg.windows.rhythm_causal)
 
 

@@ -49,14 +49,18 @@ from pipeline.evaluation import pass_through
 from pipeline.serving import preset_card, reader
 from pipeline.serving.predict_beats import BeatPrediction
 from pipeline.serving.run_loader import Run, checkpoint_path, load_run
+from pipeline.training.checkpoints import (  # noqa: F401 - part of this module's API
+    CARD_FILE,
+    MODEL_FILE,
+    check_model_file,
+    load_model_file,
+)
 
 log = logging.getLogger("ecg.presets")
 
 PRESETS_ENV = "ECG_PRESETS_DIR"
 """Environment variable naming another presets folder (tests, a user's own zoo)."""
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "models" / "presets"
-MODEL_FILE = "model.keras"
-CARD_FILE = "preset.json"
 PRESET_FILES = (MODEL_FILE, "normalization.json", "config.yaml", CARD_FILE)
 MAX_MODEL_BYTES = 3 * 1024 * 1024
 """Largest ``model.keras`` a preset may hold (3 MiB), so the repository stays small."""
@@ -120,37 +124,6 @@ def markdown_table(root: str | Path | None = None) -> str:
 
 
 # ------------------------------------------------------------------------------ loading
-
-
-def load_model_file(path: Path) -> Any:
-    """A ``.keras`` file loaded in safe mode without compiling (no optimizer is built)."""
-    import keras
-
-    from models import registry
-
-    registry.names("denoiser")  # imports every model module: registers custom layers
-    try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # unsafe content (Lambda, foreign module) or damaged file
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise PipelineError(f"{path}: refusing to load this model file in safe mode "
-                            f"({type(exc).__name__}: {first[:300]})") from exc
-
-
-def check_model_file(folder: Path, card: dict, name: str = MODEL_FILE) -> Path:
-    """The model file ``name`` of a preset folder, its sha256 checked against the card."""
-    path = folder / name
-    if not path.is_file():
-        raise PipelineError(f"{path}: preset model file not found")
-    want = (card.get("model_file") or {}).get("sha256")
-    if not want:
-        raise PipelineError(f"{folder / CARD_FILE}: the card has no model_file.sha256")
-    got = sha256_file(path)
-    if got != want:
-        raise PipelineError(f"{path}: sha256 {got[:16]}... differs from the card's {want[:16]}... "
-                            "(file changed or damaged; recreate the preset with python -m "
-                            "pipeline.export --run RUN --format preset --name NAME --force)")
-    return path
 
 
 def has_optimizer_state(path: Path) -> bool:

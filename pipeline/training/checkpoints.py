@@ -12,10 +12,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipeline.core.io_utils import PipelineError, atomic_path, atomic_write_json, read_json
+from pipeline.core.io_utils import (
+    PipelineError,
+    atomic_path,
+    atomic_write_json,
+    read_json,
+    sha256_file,
+)
 
 STATE_FILE = "train_state.json"
 CKPT_DIR = "checkpoints"
+MODEL_FILE = "model.keras"
+"""A preset folder's model (:mod:`pipeline.serving.presets`)."""
+CARD_FILE = "preset.json"
+"""A preset folder's card, with the sha256 of :data:`MODEL_FILE`."""
 
 
 @dataclasses.dataclass
@@ -110,3 +120,48 @@ def load_best_model(run_dir: Path, prefer: str = "best") -> Any:
                     f"({type(exc).__name__}: {first[:300]})"
                 ) from exc
     raise PipelineError(f"{run_dir}: no checkpoint found (train the model first)")
+
+
+def load_model_file(path: Path) -> Any:
+    """A ``.keras`` file loaded in safe mode without compiling (no optimizer is built)."""
+    import keras
+
+    from models import registry
+
+    registry.names("denoiser")  # imports every model module: registers custom layers
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # unsafe content (Lambda, foreign module) or damaged file
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise PipelineError(f"{path}: refusing to load this model file in safe mode "
+                            f"({type(exc).__name__}: {first[:300]})") from exc
+
+
+def check_model_file(folder: Path, card: dict, name: str = MODEL_FILE) -> Path:
+    """The model file ``name`` of a preset folder, its sha256 checked against the card."""
+    path = folder / name
+    if not path.is_file():
+        raise PipelineError(f"{path}: preset model file not found")
+    want = (card.get("model_file") or {}).get("sha256")
+    if not want:
+        raise PipelineError(f"{folder / CARD_FILE}: the card has no model_file.sha256")
+    got = sha256_file(path)
+    if got != want:
+        raise PipelineError(f"{path}: sha256 {got[:16]}... differs from the card's {want[:16]}... "
+                            "(file changed or damaged; recreate the preset with python -m "
+                            "pipeline.export --run RUN --format preset --name NAME --force)")
+    return path
+
+
+def load_init_model(source: str | Path) -> Any:
+    """The model whose weights start a run (``train.init_from``): a run folder's best
+    checkpoint, or a preset folder's model (its sha256 checked against the card), so a user
+    can fine-tune a shipped preset on their own records."""
+    source = Path(source)
+    if not source.is_dir():
+        raise PipelineError(f"{source}: train.init_from is not a folder (give a run folder or "
+                            "a preset folder such as models/presets/NAME)")
+    if (source / CARD_FILE).is_file():
+        return load_model_file(check_model_file(source, read_json(source / CARD_FILE,
+                                                                  "preset card")))
+    return load_best_model(source)

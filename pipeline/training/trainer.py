@@ -50,6 +50,7 @@ from pipeline.training.checkpoints import (  # noqa: F401 - public names of this
     STATE_FILE,
     TrainState,
     load_best_model,
+    load_init_model,
     load_state,
     save_checkpoint,
     timed_checkpoint,
@@ -502,7 +503,7 @@ class Trainer:
             cfg, "train", snr, cfg.noise.train_types, noise=records)
 
     def _init_weights(self, model: Any) -> None:
-        src = load_best_model(Path(self.t.init_from))
+        src = load_init_model(self.t.init_from)
         try:
             model.set_weights(src.get_weights())
         except ValueError as exc:
