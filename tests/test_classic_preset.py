@@ -184,3 +184,16 @@ def test_classic_run_becomes_a_preset_that_predicts_the_evaluated_tables_probabi
     assert run_cli(export.main, ["--preset", "trees_test", "--format", "tflite"]) == 2
     assert "preset trees_test holds classic trees (trees.skops, scikit-learn), not a Keras " \
         "model" in capsys.readouterr().err
+    # denoise, then classify with the trees (their template features read the waveform)
+    noisy = tmp_path / "runs" / "noisy_trees"
+    den = trained.trained_run(tmp_path_factory, "denoise")
+    assert run_cli(final_eval.main, ["--run", str(tmp_path / "zoo" / "trees_test"), "--noisy",
+                                     "em", "--snr-db", "6", "--denoiser", str(den), "--out",
+                                     str(noisy), "--bootstrap", "10", *trained._argv(root)]) == 0
+    m = json.loads((noisy / "metrics_test.json").read_text())
+    assert [(c["condition"], c["denoised"]) for c in m["conditions"]] == [
+        ("clean", False), ("clean", True), ("em_6dB", False), ("em_6dB", True)]
+    clean = m["conditions"][0]
+    assert clean["beats"] == sum(int(preset.predict_record(root / "raw" / "mitdb" / r)
+                                     .beats.classified.sum()) for r in m["records"]) > 0
+    assert run_cli(recompute.main, [str(noisy)]) == 0
