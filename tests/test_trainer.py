@@ -207,6 +207,7 @@ def test_a_run_fine_tunes_a_preset_folder_and_refuses_a_changed_one(root, finish
     assert run_cli(train_cmd.main, _argv(root, tmp_path / "bad", *bad)) == 2
     assert re.search(r"model\.keras: sha256 \w+\.\.\. differs from the card's",
                      capsys.readouterr().err)
+    assert not (tmp_path / "bad").exists()  # refused before any file of the run was written
     assert run_cli(train_cmd.main, _argv(root, tmp_path / "none",
                                          f"train.init_from={tmp_path / 'nope'}")) == 2
     assert "nope: train.init_from is not a folder" in capsys.readouterr().err
