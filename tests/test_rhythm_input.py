@@ -316,7 +316,8 @@ def test_an_unknown_rhythm_feature_set_is_refused_naming_the_key():
     from pipeline.core.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"train\.rhythm_features: must be one of all, "
-                                          r"relative, relative\+template\+context, got 'ratios'"):
+                                          r"relative, relative\+template, "
+                                          r"relative\+template\+context, got 'ratios'"):
         load_config(None, {"train": {"rhythm_features": "ratios"}}, apply_env=False)
 
 
