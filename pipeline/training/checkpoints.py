@@ -1,6 +1,8 @@
 """Checkpoints and training state of a run folder: ``checkpoints/{best,last}.keras`` and
-``train_state.json`` (what a resume reads), the in-epoch timed checkpoint callback, and
-:func:`load_best_model` (safe-mode loading, used by training, evaluation and serving).
+``train_state.json`` (what a resume reads), the in-epoch timed checkpoint callback,
+:func:`load_best_model` (safe-mode loading, used by training, evaluation and serving), a
+preset folder's model file (:func:`check_model_file`, :func:`load_model_file`) and
+:func:`load_init_model` (``train.init_from``: a run folder or a preset folder).
 """
 
 from __future__ import annotations
@@ -98,43 +100,37 @@ def timed_checkpoint(run_dir: Path, state: TrainState, every_s: float, start_ste
     return TimedCheckpoint()
 
 
-def load_best_model(run_dir: Path, prefer: str = "best") -> Any:
-    """A run's checkpoint (``best``: the epoch chosen by the run's selection metric, or
-    ``last``), loaded in safe mode; falls back to the other one when missing."""
+def _safe_load(path: Path, compile: bool) -> Any:
+    """A ``.keras`` file loaded in Keras safe mode, every model module imported first (their
+    custom layers registered); a refusal or a damaged file is one line naming the file."""
     import keras
 
     import pipeline.training.losses  # noqa: F401 - registers the loss before loading
     from models import registry
 
     registry.names("denoiser")  # imports every model module: registers custom layers
+    try:
+        return keras.saving.load_model(path, compile=compile, safe_mode=True)
+    except Exception as exc:  # unsafe content (Lambda, foreign module) or damaged file
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise PipelineError(f"{path}: refusing to load this model file in safe mode "
+                            f"({type(exc).__name__}: {first[:300]})") from exc
+
+
+def load_best_model(run_dir: Path, prefer: str = "best") -> Any:
+    """A run's checkpoint (``best``: the epoch chosen by the run's selection metric, or
+    ``last``), loaded in safe mode; falls back to the other one when missing."""
     order = ("best.keras", "last.keras") if prefer == "best" else ("last.keras", "best.keras")
     for name in order:
         p = Path(run_dir) / CKPT_DIR / name
         if p.is_file():
-            try:
-                return keras.models.load_model(p, safe_mode=True)
-            except Exception as exc:  # unsafe content (Lambda, foreign module) or damaged file
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise PipelineError(
-                    f"{p}: refusing to load this model file in safe mode "
-                    f"({type(exc).__name__}: {first[:300]})"
-                ) from exc
+            return _safe_load(p, compile=True)
     raise PipelineError(f"{run_dir}: no checkpoint found (train the model first)")
 
 
 def load_model_file(path: Path) -> Any:
     """A ``.keras`` file loaded in safe mode without compiling (no optimizer is built)."""
-    import keras
-
-    from models import registry
-
-    registry.names("denoiser")  # imports every model module: registers custom layers
-    try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # unsafe content (Lambda, foreign module) or damaged file
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise PipelineError(f"{path}: refusing to load this model file in safe mode "
-                            f"({type(exc).__name__}: {first[:300]})") from exc
+    return _safe_load(path, compile=False)
 
 
 def check_model_file(folder: Path, card: dict, name: str = MODEL_FILE) -> Path:
