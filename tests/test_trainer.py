@@ -213,6 +213,24 @@ def test_a_run_fine_tunes_a_preset_folder_and_refuses_a_changed_one(root, finish
     assert "nope: train.init_from is not a folder" in capsys.readouterr().err
 
 
+def test_load_init_model_refuses_a_missing_folder_and_a_changed_preset_file(tmp_path):
+    from pipeline.training import checkpoints
+
+    with pytest.raises(PipelineError, match=r"nope: train.init_from is not a folder \(give a "
+                                            r"run folder or a preset folder"):
+        checkpoints.load_init_model(tmp_path / "nope")
+    folder = tmp_path / "preset"
+    folder.mkdir()
+    (folder / checkpoints.MODEL_FILE).write_bytes(b"not the card's model")
+    (folder / checkpoints.CARD_FILE).write_text(json.dumps({"model_file": {"sha256": "0" * 64}}))
+    with pytest.raises(PipelineError, match=r"model\.keras: sha256 \w{16}\.\.\. differs from "
+                                            r"the card's 0{16}\.\.\."):
+        checkpoints.load_init_model(folder)
+    (folder / checkpoints.CARD_FILE).write_text(json.dumps({}))
+    with pytest.raises(PipelineError, match=r"preset\.json: the card has no model_file\.sha256"):
+        checkpoints.load_init_model(folder)
+
+
 def test_rerun_of_a_finished_run_writes_nothing(root, finished, capsys):
     before = _shas(finished)
     assert train_cmd.main(_argv(root, finished)) == 0

@@ -19,10 +19,11 @@ from pipeline.core.io_utils import PipelineError
 from pipeline.data import morphology, rhythm
 
 
-def extra_names(causal: bool = False) -> tuple[str, ...]:
-    """Names of :func:`extra_columns`, in order."""
-    context = rhythm.CAUSAL_CONTEXT_FEATURE_NAMES if causal else rhythm.CONTEXT_FEATURE_NAMES
-    return morphology.FEATURE_NAMES + morphology.TEMPLATE_FEATURE_NAMES + context
+def extra_names(causal: bool = False, context: bool = True) -> tuple[str, ...]:
+    """Names of :func:`extra_columns`, in order (``context=False``: without the trailing
+    rhythm-context columns)."""
+    tail = rhythm.CAUSAL_CONTEXT_FEATURE_NAMES if causal else rhythm.CONTEXT_FEATURE_NAMES
+    return morphology.FEATURE_NAMES + morphology.TEMPLATE_FEATURE_NAMES + (tail if context else ())
 
 
 def stored_names(causal: bool, beat_table: bool) -> tuple[str, ...]:

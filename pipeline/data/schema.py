@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.data import beat_table, morphology, rhythm
+from pipeline.data import beat_table, rhythm
 
 SCHEMA_VERSION = 3
 """2: ``chunk_start`` added (denoise windows can be located in their record). 3: ``aux`` of
@@ -285,9 +285,8 @@ def rhythm_names(cfg: Any) -> tuple[str, ...]:
         raise SchemaError(f"train.rhythm_features={cfg.train.rhythm_features} needs "
                           "windows.beat_table: true (then rerun the windows and tfrecords "
                           "stages)")
-    if cfg.train.rhythm_features == "relative+template":
-        return relative + morphology.FEATURE_NAMES + morphology.TEMPLATE_FEATURE_NAMES
-    return relative + beat_table.extra_names(cfg.windows.rhythm_causal)
+    context = cfg.train.rhythm_features == "relative+template+context"
+    return relative + beat_table.extra_names(cfg.windows.rhythm_causal, context=context)
 
 
 def rhythm_columns(cfg: Any) -> list[int]:
