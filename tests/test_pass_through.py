@@ -80,6 +80,36 @@ def _denoise_run(tmp_path_factory, tmp_path: Path) -> Path:
     return dst
 
 
+def test_served_chain_input_is_what_predict_feeds_the_model_on_a_whole_recording():
+    """Predict high-passes the whole noisy recording; the reference is the high-passed clean
+    recording. The evaluation's per-window emulation (reference + high-passed noise) must give
+    the model the same input, up to the windows' edges."""
+    from pipeline.data.signal import highpass
+    from pipeline.evaluation.evaluate import ServedChain
+
+    fs, rng = 360.0, np.random.default_rng(0)
+    t = np.arange(36000) / fs
+    raw = np.stack([np.sin(2 * np.pi * 1.2 * t) + 0.3 * np.sin(2 * np.pi * 0.2 * t) + 0.5,
+                    np.cos(2 * np.pi * 1.1 * t)], axis=1)
+    ref = highpass(raw, 0.5, fs)
+    drift = np.stack([0.8 * np.sin(2 * np.pi * 0.15 * t + 1), 0.5 * np.sin(2 * np.pi * 0.3 * t)],
+                     axis=1) + 0.01 * rng.normal(size=raw.shape)
+    in_predict = highpass(raw + drift, 0.5, fs)
+    chain = ServedChain(0.5)
+    for a in (3600, 10000, 20000):
+        w = slice(a, a + 1440)
+        xin = chain.model_input((ref + drift)[w][None], ref[w][None], fs)[0]
+        assert xin.dtype == np.float32
+        err = np.mean((xin - in_predict[w]) ** 2) / np.mean(drift[w] ** 2)
+        inner = np.mean((xin - in_predict[w])[180:-180] ** 2) / np.mean(drift[w] ** 2)
+        assert err < 0.02 and inner < 0.002  # measured: 0.5-0.8 % and 0.05-0.1 %
+        # the drift is what the high-pass removes: about 1 % of its power reaches the model
+        assert np.mean((xin - ref[w]) ** 2) < 0.03 * np.mean(drift[w] ** 2)
+    white = 0.1 * rng.normal(size=(1, 1440, 2))
+    kept = chain.model_input(white, np.zeros_like(white), fs)  # white noise passes
+    assert np.corrcoef(kept.ravel(), white.ravel())[0, 1] > 0.99
+
+
 def test_tune_gate_chooses_on_validation_and_final_eval_scores_the_gate_beside_the_model(
         tmp_path_factory, tmp_path, capsys, monkeypatch):
     from pipeline import final_eval, tune_gate
@@ -88,6 +118,8 @@ def test_tune_gate_chooses_on_validation_and_final_eval_scores_the_gate_beside_t
     assert run_cli(tune_gate.main, ["--run", str(run), "--max-windows", "20"]) == 0
     saved = json.loads((run / pt.GATE_FILE).read_text())
     assert len(saved["grid"]) == len(pt.GRID) and saved["noise_part"] == "val"
+    # scored on the chain predict runs (the config high-passes the recording first)
+    assert saved["input"] == "served" and saved["highpass_hz"] == 0.5
     best = max(r["val_mean_snr_imp_db"] for r in saved["grid"])
     assert (saved["chosen"] is None) == (best <= saved["no_gate_val_mean_snr_imp_db"])
     assert "Pass-through gate: chosen on validation" in (run / "gate_tuning.md").read_text()
@@ -105,6 +137,14 @@ def test_tune_gate_chooses_on_validation_and_final_eval_scores_the_gate_beside_t
         for cell in by_snr.values():
             assert cell["snr_imp_db"]["mean"] == pytest.approx(0.0, abs=1e-4)
     assert gated.keys() == m["results"][model].keys()
+    # the served chain with a gate that passes everything: the model's input in predict, the
+    # reference plus the high-passed noise; white noise passes the high-pass (about 0 dB),
+    # baseline wander does not
+    served = m["results"][f"{model}+hp+gate"]
+    assert served.keys() == gated.keys() and f"{model}+hp" in m["results"]
+    for level, cell in served["gaussian"].items():
+        assert abs(cell["snr_imp_db"]["mean"]) < 0.1, level
+    assert all(cell["snr_imp_db"]["mean"] > 1.0 for cell in served["bw"].values())
     from data_tools import denoise_table
 
     level = next(iter(gated["mix"]))  # the tiny config's levels

@@ -142,7 +142,7 @@ def wavelet_denoise(
         )
     x = _check(noisy).astype(np.float64)
     if highpass_hz > 0:
-        x = _mirror_highpass(x, highpass_hz, fs_hz)
+        x = mirror_highpass(x, highpass_hz, fs_hz)
     T = x.shape[1]
     w = pywt.Wavelet(wavelet)
     level = max(1, min(level, pywt.dwt_max_level(T, w.dec_len)))
@@ -161,7 +161,7 @@ def wavelet_denoise(
     return y.astype(np.float32)
 
 
-def _mirror_highpass(x: np.ndarray, cutoff_hz: float, fs_hz: float) -> np.ndarray:
+def mirror_highpass(x: np.ndarray, cutoff_hz: float, fs_hz: float) -> np.ndarray:
     """Zero-phase order-2 Butterworth high-pass along time of ``(n, T, C)`` windows."""
     from scipy import signal
 

@@ -7,6 +7,7 @@ passes test files (it alone opens
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -19,6 +20,34 @@ from pipeline.core.config import PipelineConfig
 from pipeline.data.tasks import Task
 
 log = logging.getLogger("ecg.evaluate")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServedChain:
+    """The denoising chain ``pipeline.predict`` runs, scored on evaluation windows.
+
+    Predict high-passes the whole recording (``windows.denoise_highpass_hz``, the filter the
+    windows stage applied to the clean reference) before the model. The reference is that
+    high-passed clean signal, so on a noisy recording predict's model input is the reference
+    plus the high-passed noise; the evaluation builds it so (``clean + highpass(noisy -
+    clean)``, the noise filtered per window with mirror padding) while the input SNR and the
+    improvement are still measured against the raw noisy window. ``post`` (``name ->
+    g(model input, output)``, e.g. the pass-through gate) follows the model as in predict.
+    """
+
+    highpass_hz: float
+    name: str = "served"
+    post: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def methods(self) -> list[str]:
+        return [self.name, *self.post]
+
+    def model_input(self, noisy: np.ndarray, clean: np.ndarray, fs_hz: float) -> np.ndarray:
+        """The model's input in predict: the reference plus the high-passed noise (mV)."""
+        from pipeline.evaluation.classic_filters import mirror_highpass
+
+        noise = np.asarray(noisy, np.float64) - clean
+        return (clean + mirror_highpass(noise, self.highpass_hz, fs_hz)).astype(np.float32)
 
 
 def predict_classifier(model: Any, files: Sequence[str], cfg: PipelineConfig, task: Task,
@@ -69,13 +98,16 @@ def evaluate_denoiser(
     noise_records: Mapping[str, np.ndarray] | None = None,
     filters: Mapping[str, Any] | None = None,
     post: Mapping[str, Any] | None = None,
+    served: ServedChain | None = None,
 ) -> dict:
     """Metrics per noise type and input SNR for a model and/or classic filters.
 
     ``classic`` names filters of :data:`pipeline.evaluation.classic_filters.CLASSIC_FILTERS`;
     ``filters`` adds other ``name -> f(noisy, fs_hz)`` (e.g. the candidates of a tuning grid);
     ``post`` adds methods that transform the model's output, ``name -> g(noisy, denoised)``
-    (in mV; e.g. the pass-through gates of :mod:`pipeline.evaluation.pass_through`).
+    (in mV; e.g. the pass-through gates of :mod:`pipeline.evaluation.pass_through`);
+    ``served`` adds the chain predict runs (:class:`ServedChain`: its methods score the model
+    on the input predict gives it).
 
     Every condition uses the same windows (non-overlapping evaluation grid of ``files``,
     restricted by ``include``) and fixed noise from the ``part`` segments of the noise records
@@ -93,8 +125,9 @@ def evaluate_denoiser(
     loaded = noise_records if noise_records is not None else noise.load_noise(cfg)
     chosen = {c: filter_fn(c) for c in classic} | dict(filters or {})
     post = dict(post or {}) if model is not None else {}
+    served = served if model is not None else None
     methods = (([getattr(model, "name", "model")] + list(post)) if model is not None else []) \
-        + list(chosen)
+        + (served.methods() if served is not None else []) + list(chosen)
     results: dict = {m: {} for m in methods}
     windows: dict = {m: {} for m in methods}
     examples: dict = {}
@@ -103,7 +136,7 @@ def evaluate_denoiser(
             label = "clean" if math.isinf(snr) else f"{snr:g}"
             fn = noise.make_noise_fn(cfg, nt, snr, part, noise=loaded)
             per = _denoise_condition(model, files, cfg, task, mean, scale, fn, methods,
-                                     chosen, include, post)
+                                     chosen, include, post, served)
             first = per.pop("_first", None)
             if keep_examples and first is not None:
                 examples[(nt, snr)] = {k: v[:keep_examples] for k, v in first.items()}
@@ -122,9 +155,10 @@ def _denoise_condition(model: Any | None, files: Sequence[str], cfg: PipelineCon
                        mean: np.ndarray | None, scale: np.ndarray | None, noise_fn: Any,
                        methods: Sequence[str], classic: Mapping[str, Any],
                        include: Mapping[str, np.ndarray] | None,
-                       post: Mapping[str, Any]) -> dict:
+                       post: Mapping[str, Any], served: ServedChain | None = None) -> dict:
     """One (noise type, SNR) pass: per method an accumulator, window records and starts
-    (``classic``: filter name -> function; ``post``: name -> g(noisy, model output))."""
+    (``classic``: filter name -> function; ``post``: name -> g(noisy, model output);
+    ``served``: the chain predict runs)."""
     from pipeline.data.loader import create_dataset
     from pipeline.evaluation.denoise_metrics import MetricAccumulator
 
@@ -143,6 +177,11 @@ def _denoise_condition(model: Any | None, files: Sequence[str], cfg: PipelineCon
             outputs.update({name: g(noisy, den) for name, g in post.items()})
             if "_first" not in per:
                 per["_first"] = {"clean": clean, "noisy": noisy, "denoised": den}
+        if served is not None:
+            xin = served.model_input(noisy, clean, fs)
+            den = np.asarray(model.predict_on_batch((xin - mean) / scale)) * scale + mean
+            outputs[served.name] = den
+            outputs.update({name: g(xin, den) for name, g in served.post.items()})
         for c, f in classic.items():
             outputs[c] = f(noisy, fs)
         for m, out in outputs.items():

@@ -7,6 +7,13 @@ checkpoint was chosen on). The objective is the one the checkpoint was chosen by
 SNR improvement over every noise type and input level of ``noise.eval_snr_db``, 24 dB
 included, so a gate is kept only if what it saves on near-clean input outweighs what it costs
 on noisy input. "No gate" is a candidate too. The test split is never read.
+
+When the run's config high-passes the recording before the model
+(``windows.denoise_highpass_hz > 0``, the default), the gates are scored on the chain
+``pipeline.predict`` runs (:class:`pipeline.evaluation.evaluate.ServedChain`: the model sees
+the reference plus the high-passed noise), since that is where the gate is applied; the gate
+file then says ``"input": "served"``. Runs tuned before this (no ``input`` key) were tuned on
+the unfiltered noisy windows.
 """
 
 from __future__ import annotations
@@ -28,10 +35,11 @@ def tune_gate(settings: RunSettings, max_windows: int) -> dict[str, Any]:
 
     Returns:
         ``{"chosen": {"threshold_db", "width_db"} or None, "grid": [...], "no_gate_val_mean_snr_imp_db",
-        "val_records", "noise_part", "n_windows", "results"}``.
+        "input" ("served" or "noisy"), "highpass_hz", "val_records", "noise_part", "n_windows",
+        "results"}``.
     """
     from pipeline.data import noise, normalization
-    from pipeline.evaluation.evaluate import evaluate_denoiser
+    from pipeline.evaluation.evaluate import ServedChain, evaluate_denoiser
     from pipeline.training import run_folder
     from pipeline.training.sampling import subsample_masks
     from pipeline.training.trainer import load_best_model
@@ -44,22 +52,28 @@ def tune_gate(settings: RunSettings, max_windows: int) -> dict[str, Any]:
     files = sf.val
     include = subsample_masks(files, cfg, "denoise", max_windows, cfg.eval.seed, sf.include_val)
     gates = [pass_through.GateSetting(t, w) for t, w in pass_through.GRID]
-    post = {g.name: g.post() for g in gates}
+    hz = cfg.windows.denoise_highpass_hz
+    served = (ServedChain(hz, f"{model.name}+hp", {f"hp+{g.name}": g.post() for g in gates})
+              if hz > 0 else None)
     out = evaluate_denoiser(model, files, cfg, task, mean, scale, part="val",
                             noise_types=cfg.noise.types, snr_dbs=cfg.noise.eval_snr_db,
-                            include=include, post=post, noise_records=noise.load_noise(cfg))
+                            include=include, served=served,
+                            post=None if served else {g.name: g.post() for g in gates},
+                            noise_records=noise.load_noise(cfg))
     res = out["results"]
+    base, prefix = (served.name, "hp+") if served else (model.name, "")
     rows = [{"threshold_db": g.threshold_db, "width_db": g.width_db,
-             "val_mean_snr_imp_db": mean_improvement(res[g.name])} for g in gates]
-    no_gate = mean_improvement(res[model.name])
+             "val_mean_snr_imp_db": mean_improvement(res[prefix + g.name])} for g in gates]
+    no_gate = mean_improvement(res[base])
     best = max(rows, key=lambda r: r["val_mean_snr_imp_db"])
     chosen = ({"threshold_db": best["threshold_db"], "width_db": best["width_db"]}
               if best["val_mean_snr_imp_db"] > no_gate else None)
-    keep = {model.name: res[model.name]}
+    keep = {model.name: res[model.name]} | ({base: res[base]} if served else {})
     if chosen is not None:
-        keep[f"{model.name}+gate"] = res[pass_through.GateSetting(**chosen).name]
+        keep[f"{base}+gate"] = res[prefix + pass_through.GateSetting(**chosen).name]
     first = res[model.name][cfg.noise.types[0]][f"{cfg.noise.eval_snr_db[0]:g}"]
     return {"chosen": chosen, "grid": rows, "no_gate_val_mean_snr_imp_db": no_gate,
+            "input": "served" if served else "noisy", "highpass_hz": hz if served else 0.0,
             "val_records": list(settings.split.val), "noise_part": "val",
             "n_windows": int(first["snr_imp_db"]["n"]), "results": keep}
 
@@ -74,7 +88,10 @@ def write_report(res: dict[str, Any], run_dir: Path) -> Path:
     lines = ["# Pass-through gate: chosen on validation patients", "",
              f"Validation records {', '.join(res['val_records'])}; noise from the "
              f"`{res['noise_part']}` segment; {res['n_windows']} windows per cell. Objective: "
-             "mean SNR improvement over every noise type and input level.", "",
+             "mean SNR improvement over every noise type and input level. Gates scored on "
+             + ("the chain predict runs (the recording high-passed at "
+                f"{res['highpass_hz']:g} Hz, then the model)" if res.get("input") == "served"
+                else "the model's output on the unfiltered noisy windows") + ".", "",
              f"Chosen: `{res['chosen']}`; the model alone scores "
              f"{res['no_gate_val_mean_snr_imp_db']:+.2f} dB on the same windows.", "",
              "| threshold (dB) | width (dB) | mean SNR improvement (dB) |", "|---|---|---|"]

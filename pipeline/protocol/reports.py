@@ -163,20 +163,27 @@ def denoiser_result(model: Any, cfg: PipelineConfig, task: Task, files: Sequence
 
     ``gate``: the run's :class:`pipeline.evaluation.pass_through.GateSetting`; the model is
     then also scored followed by it (method ``<model>+gate``) on the same windows.
+    When the config high-passes recordings before the model (``windows.denoise_highpass_hz``),
+    the chain predict runs is scored too (``<model>+hp``, and ``<model>+hp+gate`` with a
+    gate; :class:`pipeline.evaluation.evaluate.ServedChain`).
 
     ``noise_cfg``: the config whose data folder holds the NSTDB noise (external records are
     prepared in another folder)."""
     from pipeline.data import noise
-    from pipeline.evaluation.evaluate import denoise_table, evaluate_denoiser, save_denoise_plots
+    from pipeline.evaluation.evaluate import (ServedChain, denoise_table, evaluate_denoiser,
+                                              save_denoise_plots)
     from pipeline.training.trainer import subsample_masks
 
     include = subsample_masks(files, cfg, "denoise", max_windows, cfg.eval.seed, include)
+    name, hz = getattr(model, "name", "model"), cfg.windows.denoise_highpass_hz
+    gated = {} if gate is None else {f"{name}+gate": gate.post()}
+    served = (ServedChain(hz, f"{name}+hp", {f"{name}+hp+gate": g for g in gated.values()})
+              if model is not None and hz > 0 else None)
     out = evaluate_denoiser(model, files, cfg, task, mean, scale, part="test",
                             noise_types=cfg.noise.types, snr_dbs=cfg.noise.eval_snr_db,
                             include=include, classic=classic, keep_examples=3,
                             noise_records=noise.load_noise(noise_cfg),
-                            post={} if model is None or gate is None else
-                            {f"{getattr(model, 'name', 'model')}+gate": gate.post()})
+                            post={} if model is None else gated, served=served)
     save_denoise_plots(out["results"], out["examples"], out_dir / "plots")
     method = next(iter(out["results"]))
     cis = denoise_cis(out["windows"], n_boot, cfg.eval.seed)
