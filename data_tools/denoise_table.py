@@ -24,6 +24,9 @@ CELLS = (("mix", "0"), ("gaussian", "6"), ("bw", "0"), ("em", "6"), ("ma", "6"),
 FILTERS = ("bandpass", "wavelet")
 EXTERNAL_CELLS = (("mix", "0"), ("mix", "24"))
 """The outside records' columns."""
+CHAINS = ("+gate", "+hp", "+hp+gate")
+"""Method suffixes a run's evaluation may hold beside the model alone: its gate, and the chain
+``pipeline.predict`` runs (the recording high-passed, then the model, then the gate)."""
 P5_CELL = ("mix", "24")
 """Where the 5th percentile of the windows is shown (the aim: no window damaged at 24 dB)."""
 
@@ -87,10 +90,11 @@ def columns(external: str | None) -> list[str]:
 
 
 def run_rows(run: Path) -> list[dict[str, str]]:
-    """One denoiser run's row (none if it holds no denoising test metrics), and a second,
-    ``<model>+gate``, when it was scored with its pass-through gate (``python -m
-    pipeline.tune_gate``; the gate's 5th percentile comes from the cell's ``p05``). The
-    outside records' name, if the run was scored on some, is under ``external``."""
+    """One denoiser run's row (none if it holds no denoising test metrics), and one per chain
+    of :data:`CHAINS` it was scored with (the pass-through gate of ``python -m
+    pipeline.tune_gate``, the chain predict runs; their 5th percentile comes from the cell's
+    ``p05``). The outside records' name, if the run was scored on some, is under
+    ``external``."""
     m = load_json(run / "metrics_test.json") or {}
     if not m.get("results") or m.get("model") in (None, "classic_filters"):
         return []
@@ -100,14 +104,15 @@ def run_rows(run: Path) -> list[dict[str, str]]:
              "params": f"{s['params']:,}" if s.get("params") else "",
              "epochs (best)": f"{s.get('epochs_done', '')} ({s.get('best_epoch', '')})",
              p5_column(): "" if p5 is None else f"{p5:+.2f}", **method_cells(m, ext, name)}]
-    gated = f"{name}+gate"
-    if gated in m["results"]:
+    for method in (f"{name}{suffix}" for suffix in CHAINS):
+        if method not in m["results"]:
+            continue
         try:
-            g5 = f"{float(m['results'][gated][P5_CELL[0]][P5_CELL[1]]['snr_imp_db']['p05']):+.2f}"
+            p5 = f"{float(m['results'][method][P5_CELL[0]][P5_CELL[1]]['snr_imp_db']['p05']):+.2f}"
         except (KeyError, TypeError):
-            g5 = ""
-        rows.append({"model": f"{gated} (`{run.name}`)", "params": "+0", "epochs (best)": "-",
-                     p5_column(): g5, **method_cells(m, ext, gated)})
+            p5 = ""
+        rows.append({"model": f"{method} (`{run.name}`)", "params": "+0", "epochs (best)": "-",
+                     p5_column(): p5, **method_cells(m, ext, method)})
     return rows
 
 

@@ -750,7 +750,8 @@ def test_compare_runs_denoise_table_reads_an_evaluated_run_and_its_outside_recor
     assert compare_runs.main(["--denoise", str(tmp_path / "runs")]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].endswith("| mix 12 dB, 5th pct | clean: mix 12 dB |")
-    assert len(lines) == 2 + 1 + 2  # header, rule, the run (not its external folder), 2 filters
+    # header, rule, the run and the chain predict runs (not its external folder), 2 filters
+    assert len(lines) == 2 + 2 + 2
     method, ci = m["model"], m["ci95_snr_imp_db"][m["model"]]["mix"]["12"]
     mean = m["results"][method]["mix"]["12"]["snr_imp_db"]["mean"]
     assert f"| {mean:+.2f} [{ci['low']:+.2f}, {ci['high']:+.2f}] |" in lines[2]
@@ -762,4 +763,7 @@ def test_compare_runs_denoise_table_reads_an_evaluated_run_and_its_outside_recor
                if r["noise"] == "mix" and abs(float(r["snr_in_db"]) - 12) < 0.5]
     assert imp and denoise_table.window_percentile(run, "mix", 12.0) == pytest.approx(
         np.percentile(imp, 5))
-    assert lines[3].startswith("| bandpass (same windows) |") and lines[4].startswith("| wavelet")
+    served = m["results"][f"{method}+hp"]["mix"]["12"]["snr_imp_db"]
+    assert lines[3].startswith(f"| {method}+hp (`{run.name}`) | +0 | - |")
+    assert f"| {served['mean']:+.2f} [" in lines[3] and f"| {served['p05']:+.2f} |" in lines[3]
+    assert lines[4].startswith("| bandpass (same windows) |") and lines[5].startswith("| wavelet")
