@@ -495,3 +495,26 @@ def test_a_denoiser_runs_pass_through_gate_travels_into_its_preset_and_is_applie
     from pipeline.data.signal import highpass
 
     np.testing.assert_allclose(y_gated[720:-720], highpass(x, 0.5, 360.0)[720:-720], atol=1e-3)
+
+
+def test_denoiser_card_reports_the_chain_predict_runs():
+    """The card's numbers are those of what the preset's predict does: the served chain
+    (record high-pass, model, gate) when the run was scored with it; older runs fall back to
+    the gate on unfiltered windows, or the model alone."""
+    from pipeline.serving.preset_card import denoiser_metrics
+
+    def cell(v):
+        return {"mix": {"6": {"snr_imp_db": {"mean": v}}}}
+
+    every = {"u": cell(1.0), "u+gate": cell(2.0), "u+hp": cell(3.0), "u+hp+gate": cell(4.0)}
+    gate = {"threshold_db": 10.0, "width_db": 0.5}
+    cases = [(every, gate, "u+hp+gate", 4.0, "(the chain predict runs: record high-pass, model, gate)"),
+             ({k: every[k] for k in ("u", "u+hp")}, None, "u+hp", 3.0,
+              "(the chain predict runs: record high-pass, model)"),
+             ({k: every[k] for k in ("u", "u+gate")}, gate, "u+gate", 2.0, "(with its pass-through gate)"),
+             ({"u": every["u"]}, None, "u", 1.0, "mixed NSTDB noise")]
+    for results, g, method, value, says in cases:
+        out = denoiser_metrics("u", {"results": results, "pass_through_gate": g})
+        assert out["method"] == method and out["snr_improvement_db"]["mix"]["6"] == value
+        assert out["headline"].startswith(f"SNR improvement {value:+.2f} dB")
+        assert says in out["headline"]

@@ -160,12 +160,16 @@ def classifier_metrics(task: Task, m: dict) -> dict:
 
 
 def denoiser_metrics(model_name: str, m: dict) -> dict:
-    """Mean SNR improvement per noise type and input SNR (with intervals when computed); of
-    ``<model>+gate`` when the run was evaluated with its pass-through gate (what the preset
-    then applies)."""
-    gated = f"{model_name}+gate"
-    if m.get("pass_through_gate") and gated in (m.get("results") or {}):
-        model_name = gated
+    """Mean SNR improvement per noise type and input SNR (with intervals when computed) of
+    what the preset's predict runs: the served chain (``<model>+hp[+gate]``: the recording
+    high-passed, the model, its pass-through gate) when the run was scored with it, else
+    ``<model>+gate`` or the model alone."""
+    results = m.get("results") or {}
+    gate = "+gate" if m.get("pass_through_gate") else ""
+    chosen = next((f"{model_name}{c}" for c in (f"+hp{gate}", gate)
+                   if f"{model_name}{c}" in results), model_name)
+    served, gated = chosen.startswith(f"{model_name}+hp"), chosen.endswith("+gate")
+    model_name = chosen
     res = (m.get("results") or {}).get(model_name) or next(iter((m.get("results") or {}).values()), {})
     table = {nt: {snr: round(cell["snr_imp_db"]["mean"], 3) for snr, cell in by.items()
                   if isinstance(cell, dict) and "snr_imp_db" in cell}
@@ -176,9 +180,11 @@ def denoiser_metrics(model_name: str, m: dict) -> dict:
     ci_text = f" [{ci['low']:+.2f}, {ci['high']:+.2f}]" if ci else " (interval not computed)"
     head = (f"SNR improvement {cell:+.2f} dB{ci_text} at 6 dB input, mixed NSTDB noise"
             if cell is not None else "SNR improvement: no 6 dB mixed-noise condition")
-    if model_name == gated:
-        head += " (with its pass-through gate)"
+    head += {(True, True): " (the chain predict runs: record high-pass, model, gate)",
+             (True, False): " (the chain predict runs: record high-pass, model)",
+             (False, True): " (with its pass-through gate)"}.get((served, gated), "")
     return {"snr_improvement_db": table, "ci95_snr_imp_db": cis, "headline": head,
+            "method": model_name,
             "table_snr_improvement_db": m.get("table_snr_improvement_db")}
 
 
