@@ -206,6 +206,9 @@ class NoiseConfig:
     mix_snr_db: tuple[float, ...] = _rule(
         (float("inf"), 24.0, 18.0, 12.0, 6.0, 3.0, 0.0, -3.0), non_empty=True
     )
+    served_highpass: bool = False
+    """Train and validate a denoiser on the input ``pipeline.predict`` gives it: the noise
+    high-passed like the recording (``windows.denoise_highpass_hz``; :mod:`pipeline.data.served`)."""
 
 
 @dataclass(frozen=True)

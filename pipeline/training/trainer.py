@@ -493,14 +493,15 @@ class Trainer:
         if not self.task.denoising:
             return "", None
         from pipeline.data import noise
+        from pipeline.data.served import maybe_served
 
         cfg, records = self.cfg, self.data.noise_records
         if cfg.noise.schedule == "mix":
-            return "mixed levels", noise.make_mixed_level_noise_fn(
-                cfg, "train", cfg.noise.mix_snr_db, cfg.noise.train_types, noise=records)
+            return "mixed levels", maybe_served(noise.make_mixed_level_noise_fn(
+                cfg, "train", cfg.noise.mix_snr_db, cfg.noise.train_types, noise=records), cfg)
         snr = cfg.noise.curriculum_snr_db[epoch % len(cfg.noise.curriculum_snr_db)]
-        return validation.level_label(snr), noise.make_curriculum_noise_fn(
-            cfg, "train", snr, cfg.noise.train_types, noise=records)
+        return validation.level_label(snr), maybe_served(noise.make_curriculum_noise_fn(
+            cfg, "train", snr, cfg.noise.train_types, noise=records), cfg)
 
     def _init_weights(self, model: Any) -> None:
         src = load_init_model(self.t.init_from)

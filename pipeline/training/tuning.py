@@ -110,8 +110,11 @@ def datasets(cfg: PipelineConfig, task: Task, model_name: str, write_dir: Path) 
     data = trainer.prepare()
     t = cfg.train
     if task.denoising:
-        fns = [noise.make_curriculum_noise_fn(cfg, part, TUNE_SNR_DB, cfg.noise.train_types,
-                                              noise=data.noise_records) for part in ("train", "val")]
+        from pipeline.data.served import maybe_served
+
+        fns = [maybe_served(noise.make_curriculum_noise_fn(
+            cfg, part, TUNE_SNR_DB, cfg.noise.train_types, noise=data.noise_records), cfg)
+            for part in ("train", "val")]
         train = trainer.train_dataset(0, fns[0], subset=False)
         val = trainer.validation_data(fns[1])
         n_train = t.examples_per_epoch or 10000

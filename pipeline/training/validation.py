@@ -31,11 +31,12 @@ def denoise_val_sets(cfg: PipelineConfig, task: Task, files: Sequence[str], mean
     """One validation dataset per level (validation noise segments, fixed noise per window)."""
     from pipeline.data import noise
     from pipeline.data.loader import create_dataset
+    from pipeline.data.served import maybe_served
 
     out = {}
     for snr in denoise_levels(cfg):
-        fn = noise.make_curriculum_noise_fn(cfg, "val", snr, cfg.noise.train_types,
-                                            noise=noise_records)
+        fn = maybe_served(noise.make_curriculum_noise_fn(cfg, "val", snr, cfg.noise.train_types,
+                                                         noise=noise_records), cfg)
         out[level_label(snr)] = create_dataset(files, cfg, cfg.train.batch_size, False, mean, scale,
                                                task=task, noise_fn=fn, include=masks, check=False)
     return out
