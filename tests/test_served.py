@@ -13,7 +13,7 @@ import yaml
 
 from pipeline.core.config import load_config
 from pipeline.data import served
-from pipeline.evaluation.classic_filters import mirror_highpass
+from pipeline.data.signal import mirror_highpass
 
 FS = 360.0
 

@@ -8,9 +8,9 @@ and validation windows are built so: every noise function's output ``noisy`` bec
 ``clean + highpass(noisy - clean)``, the noise scaled to its SNR before the filter (the SNR a
 user's raw recording has). The filter runs in the ``tf.data`` graph as its frequency response
 on the window padded by its mirror image (the response of ``scipy.signal.sosfiltfilt`` with
-a Butterworth design, ``|H(f)|^2 = r^4 / (1 + r^4)``, ``r = f / cutoff``), the same as the
-evaluation's :func:`pipeline.evaluation.classic_filters.mirror_highpass` up to the window
-edges (tested).
+a Butterworth design, ``|H(f)|^2 = r^4 / (1 + r^4)``, ``r = f / cutoff``), the same as
+:func:`pipeline.data.signal.mirror_highpass`, which the evaluation uses (:func:`served_input`),
+to 1e-5 of the input's power (tested).
 """
 
 from __future__ import annotations
@@ -41,6 +41,16 @@ def tf_mirror_highpass(x: Any, cutoff_hz: float, fs_hz: float) -> Any:
     padded = tf.transpose(tf.concat([x, tf.reverse(x, [1])], axis=1), [0, 2, 1])
     y = tf.signal.irfft(tf.signal.rfft(padded) * gain, fft_length=[2 * steps])
     return tf.transpose(y[:, :, :steps], [0, 2, 1])
+
+
+def served_input(noisy: np.ndarray, clean: np.ndarray, cutoff_hz: float,
+                 fs_hz: float) -> np.ndarray:
+    """``(n, T, C)`` float32: the reference plus the high-passed noise (NumPy, for evaluation:
+    :class:`pipeline.evaluation.evaluate.ServedChain`)."""
+    from pipeline.data.signal import mirror_highpass
+
+    noise = np.asarray(noisy, np.float64) - clean
+    return (clean + mirror_highpass(noise, cutoff_hz, fs_hz)).astype(np.float32)
 
 
 def served_noise_fn(fn: Any, cutoff_hz: float, fs_hz: float) -> Any:

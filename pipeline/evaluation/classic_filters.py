@@ -43,6 +43,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from pipeline.data.signal import mirror_highpass
+
 BANDPASS_LOW_HZ = 0.5
 BANDPASS_HIGH_HZ = 40.0
 BANDPASS_ORDER = 4
@@ -159,17 +161,6 @@ def wavelet_denoise(
         out.append(pywt.threshold(d, sigma * thr_scale, mode=threshold_mode))
     y = pywt.waverec(out, w, axis=1)[:, :T]
     return y.astype(np.float32)
-
-
-def mirror_highpass(x: np.ndarray, cutoff_hz: float, fs_hz: float) -> np.ndarray:
-    """Zero-phase order-2 Butterworth high-pass along time of ``(n, T, C)`` windows."""
-    from scipy import signal
-
-    if not 0 < cutoff_hz < fs_hz / 2:
-        raise ValueError(f"need 0 < highpass_hz < fs_hz/2. Received: highpass_hz={cutoff_hz}, "
-                         f"fs_hz={fs_hz}")
-    sos = signal.butter(2, cutoff_hz, btype="highpass", fs=fs_hz, output="sos")
-    return _zero_phase(sos, x)
 
 
 FilterFn = Callable[[np.ndarray, float], np.ndarray]

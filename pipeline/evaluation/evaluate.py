@@ -44,10 +44,9 @@ class ServedChain:
 
     def model_input(self, noisy: np.ndarray, clean: np.ndarray, fs_hz: float) -> np.ndarray:
         """The model's input in predict: the reference plus the high-passed noise (mV)."""
-        from pipeline.evaluation.classic_filters import mirror_highpass
+        from pipeline.data.served import served_input
 
-        noise = np.asarray(noisy, np.float64) - clean
-        return (clean + mirror_highpass(noise, self.highpass_hz, fs_hz)).astype(np.float32)
+        return served_input(noisy, clean, self.highpass_hz, fs_hz)
 
 
 def predict_classifier(model: Any, files: Sequence[str], cfg: PipelineConfig, task: Task,
