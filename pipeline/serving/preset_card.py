@@ -108,8 +108,12 @@ def input_spec(task: Task, cfg: PipelineConfig, input_shape: tuple[int, ...]) ->
                 f"({cfg.scalograms.n_scales} {cfg.scalograms.wavelet} scales)")
     elif task.kind == "denoise":
         fs, n, leads = w.denoise_fs_hz, w.denoise_window_samples, ["any ECG leads, in pairs"]
-        note = (f"two-lead windows, 50 % overlap-add; one lead is paired with itself; output "
-                f"high-passed at {w.denoise_highpass_hz:g} Hz (baseline-free)")
+        note = (f"two-lead windows, 50 % overlap-add; one lead is paired with itself; the "
+                f"recording is high-passed at {w.denoise_highpass_hz:g} Hz before the model, so "
+                "the output is baseline-free"
+                + ("; trained on that high-passed input (noise.served_highpass): a window fed "
+                   "to the network directly must be high-passed first"
+                   if cfg.noise.served_highpass else ""))
     else:
         fs, n = w.ptbxl_fs_hz, int(input_shape[0])
         leads = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
