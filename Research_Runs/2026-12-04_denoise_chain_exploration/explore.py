@@ -22,15 +22,56 @@ from pipeline.training.checkpoints import load_model_file
 from pipeline.training.sampling import subsample_masks
 
 RUN = Path("Research_Runs/2026-12-03_mitdb_denoise_unet1d_msemae_finetune_cpu150min")
-PRESET = Path("models/presets/nstdb_unet1d_gated/model.keras")
-OUT = Path(__file__).parent / "first"
-MAX_WINDOWS = int(sys.argv[1]) if len(sys.argv) > 1 else 300
+# the 150-min weights (the preset's before session 11's served-input weights replaced them),
+# restored as in Research_Runs/2026-12-04_mitdb_denoise_unet1d_served_chain/NOTES.md from
+# `git show 5bae8c1:models/presets/nstdb_unet1d_gated/model.keras`
+PRESET = Path("Research_Runs/2026-12-04_mitdb_denoise_unet1d_served_chain/checkpoints/best.keras")
+MODE = sys.argv[1] if len(sys.argv) > 1 else "first"
+OUT = Path(__file__).parent / MODE
+MAX_WINDOWS = 300
+CUTOFFS = (0.3, 0.5, 0.7)
+GATES = [(t, w) for t in (14.0, 16.0, 18.0, 20.0, 22.0, 24.0) for w in (1.0, 2.0, 4.0)]
 
 
 def hp(x, c, fs, order=2):
     sos = signal.butter(order, c, btype="highpass", fs=fs, output="sos")
     return signal.sosfiltfilt(sos, np.asarray(x, np.float64), axis=1, padtype="even",
                               padlen=x.shape[1] - 1).astype(np.float32)
+
+
+def first_candidates(run_model, fs, gate):
+    post = {"gate": gate.post()}
+    for c in (0.3, 0.5, 0.7, 1.0):
+        post[f"model>hp{c:g}"] = lambda n, d, c=c: hp(d, c, fs)
+        post[f"gate>hp{c:g}"] = lambda n, d, c=c: hp(pass_through.apply(n, d, gate), c, fs)
+    filters = {}
+    for c in CUTOFFS:
+        filters[f"hp{c:g}>model"] = lambda n, f, c=c: run_model(hp(n, c, fs))
+        filters[f"hp{c:g}>model>gate"] = (
+            lambda n, f, c=c: pass_through.apply(hp(n, c, fs), run_model(hp(n, c, fs)), gate))
+    return post, filters
+
+
+def rawgate_candidates(run_model, fs, gate):
+    cache = {}
+
+    def model_after_hp(n, c):
+        if cache.get("n") is not n:  # a new batch: drop the old outputs
+            cache.clear()
+            cache["n"] = n
+        if c not in cache:
+            cache[c] = run_model(hp(n, c, fs))
+        return cache[c]
+
+    filters = {}
+    for c in CUTOFFS:
+        filters[f"hp{c:g}>model"] = lambda n, f, c=c: model_after_hp(n, c)
+        for t, w in GATES:
+            g = pass_through.GateSetting(t, w)
+            # the gate compares the model's output with the raw input and passes the raw input
+            filters[f"hp{c:g}>model>rawgate_t{t:g}_w{w:g}"] = (
+                lambda n, f, c=c, g=g: pass_through.apply(n, model_after_hp(n, c), g))
+    return {"gate": gate.post()}, filters
 
 
 def main():
@@ -48,15 +89,8 @@ def main():
     def run_model(x):
         return np.asarray(model.predict_on_batch((x - mean) / scale)) * scale + mean
 
-    post = {"gate": gate.post()}
-    for c in (0.3, 0.5, 0.7, 1.0):
-        post[f"model>hp{c:g}"] = lambda n, d, c=c: hp(d, c, fs)
-        post[f"gate>hp{c:g}"] = lambda n, d, c=c: hp(pass_through.apply(n, d, gate), c, fs)
-    filters = {}
-    for c in (0.3, 0.5, 0.7):
-        filters[f"hp{c:g}>model"] = lambda n, f, c=c: run_model(hp(n, c, fs))
-        filters[f"hp{c:g}>model>gate"] = (
-            lambda n, f, c=c: pass_through.apply(hp(n, c, fs), run_model(hp(n, c, fs)), gate))
+    make = {"first": first_candidates, "rawgate": rawgate_candidates}[MODE]
+    post, filters = make(run_model, fs, gate)
     out = evaluate_denoiser(model, sf.val, cfg, task, mean, scale, part="val",
                             noise_types=cfg.noise.types, snr_dbs=cfg.noise.eval_snr_db,
                             include=include, post=post, filters=filters,
