@@ -1,8 +1,8 @@
 """Signal helpers shared by the windows stage, the TFRecord writer and predict.
 
 Resampling (polyphase, NaN spans kept visible), the zero-phase high-pass of the denoising
-reference (of a recording, and of windows padded by their mirror image), and the RR-interval features of a beat sequence. Pure NumPy/SciPy functions on
-arrays; no files.
+reference (of a recording, and of windows padded by their mirror image), and the
+RR-interval features of a beat sequence. Pure NumPy/SciPy functions on arrays; no files.
 """
 
 from __future__ import annotations
@@ -48,17 +48,24 @@ def highpass(x: np.ndarray, cutoff_hz: float, fs_hz: float, order: int = 2) -> n
     return y
 
 
-def mirror_highpass(x: np.ndarray, cutoff_hz: float, fs_hz: float) -> np.ndarray:
-    """Zero-phase order-2 Butterworth high-pass along time of ``(n, T, C)`` windows, each
-    padded by its mirror image (``padtype="even"``, ``padlen = T - 1``; the choice
+def mirror_filtfilt(sos: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Forward-backward filtering of ``(n, T, C)`` windows along time, each padded by its
+    mirror image (``padtype="even"``, ``padlen = T - 1``; the choice
     :mod:`pipeline.evaluation.classic_filters` explains)."""
-    from scipy.signal import butter, sosfiltfilt
+    from scipy.signal import sosfiltfilt
+
+    return sosfiltfilt(sos, x, axis=1, padtype="even", padlen=max(0, x.shape[1] - 1))
+
+
+def mirror_highpass(x: np.ndarray, cutoff_hz: float, fs_hz: float) -> np.ndarray:
+    """Zero-phase order-2 Butterworth high-pass along time of ``(n, T, C)`` windows
+    (:func:`mirror_filtfilt`)."""
+    from scipy.signal import butter
 
     if not 0 < cutoff_hz < fs_hz / 2:
         raise ValueError(f"need 0 < highpass_hz < fs_hz/2. Received: highpass_hz={cutoff_hz}, "
                          f"fs_hz={fs_hz}")
-    sos = butter(2, cutoff_hz, btype="highpass", fs=fs_hz, output="sos")
-    return sosfiltfilt(sos, x, axis=1, padtype="even", padlen=max(0, x.shape[1] - 1))
+    return mirror_filtfilt(butter(2, cutoff_hz, btype="highpass", fs=fs_hz, output="sos"), x)
 
 
 def rr_features(r_s: np.ndarray, n_local: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -43,7 +43,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from pipeline.data.signal import mirror_highpass
+from pipeline.data.signal import mirror_filtfilt, mirror_highpass
 
 BANDPASS_LOW_HZ = 0.5
 BANDPASS_HIGH_HZ = 40.0
@@ -88,15 +88,7 @@ def bandpass(
             f"high_hz={high_hz}, fs_hz={fs_hz}"
         )
     sos = signal.butter(order, [low_hz, high_hz], btype="bandpass", fs=fs_hz, output="sos")
-    return _zero_phase(sos, x.astype(np.float64)).astype(np.float32)
-
-
-def _zero_phase(sos: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Forward-backward filtering of ``(n, T, C)`` windows along time, each padded by its
-    mirror image (the choice the module doc explains)."""
-    from scipy import signal
-
-    return signal.sosfiltfilt(sos, x, axis=1, padtype="even", padlen=max(0, x.shape[1] - 1))
+    return mirror_filtfilt(sos, x.astype(np.float64)).astype(np.float32)
 
 
 def wavelet_denoise(

@@ -174,7 +174,7 @@ def denoiser_metrics(model_name: str, m: dict) -> dict:
                    if f"{model_name}{c}" in results), model_name)
     served, gated = chosen.startswith(f"{model_name}+hp"), chosen.endswith("+gate")
     model_name = chosen
-    res = (m.get("results") or {}).get(model_name) or next(iter((m.get("results") or {}).values()), {})
+    res = results.get(model_name) or next(iter(results.values()), {})
     table = {nt: {snr: round(cell["snr_imp_db"]["mean"], 3) for snr, cell in by.items()
                   if isinstance(cell, dict) and "snr_imp_db" in cell}
              for nt, by in res.items()}
