@@ -1,6 +1,7 @@
 """Final held-out evaluation: ``python -m pipeline.final_eval --task T --model M`` (retrain
 and test once) or ``--run RUN`` (test a trained run with its own settings), optionally
-``--external DIR`` (score the run on outside WFDB records), or ``--noisy TYPES`` (denoise,
+``--external DIR`` (score the run on outside WFDB records), ``--best-of RUN RUN ...`` (test
+only the run validation ranks first; :mod:`pipeline.protocol.best_of`), or ``--noisy TYPES`` (denoise,
 then classify: the classifier ``--run`` on the test records with NSTDB noise added, with and
 without ``--denoiser``; :mod:`pipeline.serving.noisy_beats`). Over :mod:`pipeline.protocol.final`.
 """
@@ -33,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "boosted trees on rhythm and morphology features) instead of --model")
     p.add_argument("--ensemble", nargs="+", default=None, metavar="RUN",
                    help="the mean probabilities of these runs (same task, split, normalization)")
+    p.add_argument("--best-of", nargs="+", default=None, metavar="RUN",
+                   help="evaluate the one of these runs (e.g. seeds of one recipe) whose best "
+                   "checkpoint scored highest on validation; the others are never read")
     p.add_argument("--stored", action="store_true", help="with --ensemble: average the "
                    "evaluated runs' stored test probabilities (any beat classifiers, classic too)")
     p.add_argument("--external", default=None, metavar="DIR", help="with --run (classic folders "
@@ -96,6 +100,21 @@ def _run(args: argparse.Namespace, cfg) -> Path:
     return final_lib.evaluate_run(settings, _request(args, settings.cfg.eval.bootstrap_samples))
 
 
+def _best_of(args: argparse.Namespace, cfg) -> Path:
+    from pipeline.protocol import best_of
+
+    if args.run or args.external or args.hparams or args.kfold or args.out or args.classic:
+        raise PipelineError("--best-of RUN RUN ... takes no --run, --external, --hparams, "
+                            "--kfold, --out or --classic")
+    chosen, record = best_of.choose([Path(r) for r in args.best_of])
+    settings = load_run_settings(chosen, cfg, args.overrides, task_name=args.task,
+                                 model_name=args.model)
+    request = _request(args, settings.cfg.eval.bootstrap_samples)
+    final_lib.check_not_evaluated(chosen, request.force)
+    best_of.record_choice(chosen, record)
+    return final_lib.evaluate_run(settings, request)
+
+
 def _noisy(args: argparse.Namespace, cfg) -> Path:
     from pipeline.serving import noisy_beats
     from pipeline.training.run_folder import RUNS_DIR
@@ -115,12 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     args, cfg = cli.parse(build_parser(), argv)
     if args.stored and args.ensemble is None:
         raise PipelineError("--stored belongs to --ensemble RUN RUN ... (stored predictions)")
+    if args.best_of is not None and args.ensemble is not None:
+        raise PipelineError("--best-of and --ensemble are two ways to use several runs; give one")
     if args.denoiser and not args.noisy:
         raise PipelineError("--denoiser belongs to --noisy TYPES (denoise, then classify)")
     if args.noisy is not None:
         out = _noisy(args, cfg)
     elif args.ensemble is not None:
         out = _ensemble(args, cfg)
+    elif args.best_of is not None:
+        out = _best_of(args, cfg)
     elif args.classic:
         request = _request(args, cfg.eval.bootstrap_samples)
         out = final_lib.evaluate_classic(cfg, get_task(args.task or cfg.train.task),

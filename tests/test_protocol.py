@@ -767,3 +767,51 @@ def test_compare_runs_denoise_table_reads_an_evaluated_run_and_its_outside_recor
     assert lines[3].startswith(f"| {method}+hp (`{run.name}`) | +0 | - |")
     assert f"| {served['mean']:+.2f} [" in lines[3] and f"| {served['p05']:+.2f} |" in lines[3]
     assert lines[4].startswith("| bandpass (same windows) |") and lines[5].startswith("| wavelet")
+
+
+# ------------------------------------------------------------ keep validation's first (15)
+
+
+def _seeds(tmp_path_factory, tmp_path: Path, values: list[float]) -> list[Path]:
+    """Copies of the tiny segments run whose validation best_value is each of ``values``."""
+    src = trained.trained_run(tmp_path_factory, "segments")
+    runs = []
+    for i, value in enumerate(values):
+        run = tmp_path / "runs" / f"seed{i}"
+        shutil.copytree(src, run)
+        summary = json.loads((run / "summary.json").read_text())
+        (run / "summary.json").write_text(json.dumps({**summary, "best_value": value}))
+        runs.append(run)
+    return runs
+
+
+def test_best_of_reads_only_the_run_validation_ranks_first(tmp_path_factory, tmp_path, capsys):
+    from pipeline.protocol import best_of
+
+    runs = _seeds(tmp_path_factory, tmp_path, [0.31, 0.42, 0.42])  # a tie goes to the first
+    rc, err = _final(["--best-of", *map(str, runs)], capsys)
+    assert rc == 0, err
+    assert [(r / "metrics_test.json").is_file() for r in runs] == [False, True, False]
+    choice = json.loads((runs[1] / best_of.SELECTION_FILE).read_text())
+    assert choice["chosen"] == str(runs[1]) and choice["direction"] == "max"
+    assert choice["selection_metric"] == "val_macro_f1"
+    assert [c["best_value"] for c in choice["candidates"]] == [0.31, 0.42, 0.42]
+    assert [e["outputs"] for e in _ledger(runs[1])] == [str(runs[1])]  # one read, logged
+    rc, err = _final(["--best-of", *map(str, runs)], capsys)
+    assert rc == 2 and "already evaluated" in err  # no second read of the chosen run
+
+
+def test_best_of_refuses_runs_it_cannot_rank(tmp_path_factory, tmp_path, capsys):
+    a, b = _seeds(tmp_path_factory, tmp_path, [0.3, 0.4])
+    rc, err = _final(["--best-of", str(a)], capsys)
+    assert rc == 2 and "--best-of needs two runs or more; got 1" in err
+    split = json.loads((b / "splits.json").read_text())
+    (b / "splits.json").write_text(json.dumps({**split, "val": split["val"][:-1]}))
+    rc, err = _final(["--best-of", str(a), str(b)], capsys)
+    assert rc == 2 and f"{b} and {a} differ in val" in err
+    (b / "summary.json").unlink()
+    rc, err = _final(["--best-of", str(a), str(b)], capsys)
+    assert rc == 2 and f"{b / 'summary.json'}: JSON file not found" in err
+    rc, err = _final(["--best-of", str(a), str(b), "--ensemble", str(a), str(b)], capsys)
+    assert rc == 2 and "give one" in err
+    assert not any((r / "metrics_test.json").exists() for r in (a, b)) and not _ledger(a)
