@@ -61,12 +61,43 @@ def test_gate_refuses_bad_settings_and_mismatched_shapes():
         pt.apply(np.zeros((1, 720, 2)), np.zeros((1, 720, 1)), pt.GateSetting(12.0, 1.0))
 
 
+def test_removed_flatness_is_near_one_for_white_noise_and_near_zero_for_a_tone():
+    clean, noisy = _signal_and_noise(12.0)
+    white = pt.removed_flatness(noisy, clean)  # a perfect denoiser removes white noise
+    assert white.shape == (1, 2) and (white > 0.45).all()  # |FFT|^2 of Gaussian noise: e^-gamma
+    t = np.arange(720) / 360.0
+    hum = 0.2 * np.sin(2 * np.pi * 4.5 * t)[None, :, None]  # a removed narrow-band part
+    assert (pt.removed_flatness(clean + hum, clean) < 0.01).all()
+    np.testing.assert_allclose(pt.removed_flatness(3.0 * noisy, 3.0 * clean), white, rtol=1e-9)
+
+
+def test_flatness_limit_keeps_the_output_where_the_removed_part_is_white():
+    clean, noisy = _signal_and_noise(24.0)  # looks clean to the SNR estimate alone
+    one_feature = pt.GateSetting(12.0, 0.5)
+    np.testing.assert_allclose(pt.apply(noisy, clean, one_feature), noisy, atol=1e-6)
+    limited = pt.GateSetting(12.0, 0.5, max_flatness=0.25)
+    np.testing.assert_allclose(pt.apply(noisy, clean, limited), clean, atol=1e-12)
+    t = np.arange(720) / 360.0
+    hum = 0.01 * np.sin(2 * np.pi * 4.5 * t)[None, :, None]  # narrow-band and small: passed
+    np.testing.assert_allclose(pt.apply(clean + hum, clean, limited), clean + hum, atol=1e-6)
+    assert limited.name == "gate_t12_w0.5_f0.25" and one_feature.name == "gate_t12_w0.5"
+    assert limited.to_json() == {"threshold_db": 12.0, "width_db": 0.5, "max_flatness": 0.25}
+    assert one_feature.to_json() == {"threshold_db": 12.0, "width_db": 0.5}
+    with pytest.raises(PipelineError, match=r"max_flatness must be in \(0, 1\] or null; got 1.5"):
+        pt.GateSetting(12.0, 0.5, 1.5)
+    with pytest.raises(PipelineError, match="gate_t12_w0.5_f0.25: this gate limits"):
+        pt.pass_weight(np.zeros((1, 2)), limited)
+
+
 def test_gate_file_missing_null_or_broken(tmp_path):
     assert pt.load(tmp_path) is None
     (tmp_path / pt.GATE_FILE).write_text(json.dumps({"chosen": None}))
     assert pt.load(tmp_path) is None
     (tmp_path / pt.GATE_FILE).write_text(json.dumps({"chosen": {"threshold_db": 18, "width_db": 2}}))
     assert pt.load(tmp_path) == pt.GateSetting(18.0, 2.0)
+    (tmp_path / pt.GATE_FILE).write_text(json.dumps(
+        {"chosen": {"threshold_db": 8, "width_db": 1, "max_flatness": 0.35}}))
+    assert pt.load(tmp_path) == pt.GateSetting(8.0, 1.0, 0.35)
     (tmp_path / pt.GATE_FILE).write_text(json.dumps({"chosen": {"threshold": 18}}))
     with pytest.raises(PipelineError, match=r"pass_through_gate.json: not a pass-through gate "
                                             r"file \(KeyError"):

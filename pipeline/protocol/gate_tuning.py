@@ -1,7 +1,8 @@
 """A denoiser run's pass-through gate, chosen on validation patients only.
 
 :func:`tune_gate` scores the run's best checkpoint alone and followed by every gate of
-:data:`pipeline.evaluation.pass_through.GRID` on the validation records of the run's own
+:data:`pipeline.evaluation.pass_through.GRID` (threshold, width and the optional limit on the
+removed part's flatness) on the validation records of the run's own
 split, with noise from the ``val`` segment of the NSTDB records (the windows and noise the
 checkpoint was chosen on). The objective is the one the checkpoint was chosen by: the mean
 SNR improvement over every noise type and input level of ``noise.eval_snr_db``, 24 dB
@@ -51,7 +52,7 @@ def tune_gate(settings: RunSettings, max_windows: int) -> dict[str, Any]:
     sf = run_folder.split_files(cfg, task, settings.split)
     files = sf.val
     include = subsample_masks(files, cfg, "denoise", max_windows, cfg.eval.seed, sf.include_val)
-    gates = [pass_through.GateSetting(t, w) for t, w in pass_through.GRID]
+    gates = [pass_through.GateSetting(t, w, f) for t, w, f in pass_through.GRID]
     hz = cfg.windows.denoise_highpass_hz
     served = (ServedChain(hz, f"{model.name}+hp", {f"hp+{g.name}": g.post() for g in gates})
               if hz > 0 else None)
@@ -62,11 +63,11 @@ def tune_gate(settings: RunSettings, max_windows: int) -> dict[str, Any]:
                             noise_records=noise.load_noise(cfg))
     res = out["results"]
     base, prefix = (served.name, "hp+") if served else (model.name, "")
-    rows = [{"threshold_db": g.threshold_db, "width_db": g.width_db,
-             "val_mean_snr_imp_db": mean_improvement(res[prefix + g.name])} for g in gates]
+    rows = [{**g.to_json(), "val_mean_snr_imp_db": mean_improvement(res[prefix + g.name])}
+            for g in gates]
     no_gate = mean_improvement(res[base])
-    best = max(rows, key=lambda r: r["val_mean_snr_imp_db"])
-    chosen = ({"threshold_db": best["threshold_db"], "width_db": best["width_db"]}
+    best = max(rows, key=lambda r: r["val_mean_snr_imp_db"])  # ties: the first, the simplest
+    chosen = ({k: v for k, v in best.items() if k != "val_mean_snr_imp_db"}
               if best["val_mean_snr_imp_db"] > no_gate else None)
     keep = {model.name: res[model.name]} | ({base: res[base]} if served else {})
     if chosen is not None:
@@ -94,9 +95,10 @@ def write_report(res: dict[str, Any], run_dir: Path) -> Path:
                 else "the model's output on the unfiltered noisy windows") + ".", "",
              f"Chosen: `{res['chosen']}`; the model alone scores "
              f"{res['no_gate_val_mean_snr_imp_db']:+.2f} dB on the same windows.", "",
-             "| threshold (dB) | width (dB) | mean SNR improvement (dB) |", "|---|---|---|"]
-    lines += [f"| {r['threshold_db']:g} | {r['width_db']:g} | {r['val_mean_snr_imp_db']:+.2f} |"
-              for r in rows]
+             "| threshold (dB) | width (dB) | max flatness | mean SNR improvement (dB) |",
+             "|---|---|---|---|"]
+    lines += [f"| {r['threshold_db']:g} | {r['width_db']:g} | {r.get('max_flatness') or '-'} | "
+              f"{r['val_mean_snr_imp_db']:+.2f} |" for r in rows]
     lines += ["", "## The model with and without the chosen gate, per cell", "",
               denoise_table(res["results"]), ""]
     atomic_write_text(Path(run_dir) / "gate_tuning.md", "\n".join(lines))

@@ -8,7 +8,6 @@ records) and return the ``metrics_test.json`` content with the text of the per-e
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from collections.abc import Sequence
@@ -192,7 +191,7 @@ def denoiser_result(model: Any, cfg: PipelineConfig, task: Task, files: Sequence
            "table_snr_improvement_db": denoise_table(out["results"], ci=cis),
            "table_prd_percent": denoise_table(out["results"], "prd_pct"),
            "test_records": records, "max_test_windows": max_windows,
-           "pass_through_gate": None if gate is None else dataclasses.asdict(gate),
+           "pass_through_gate": None if gate is None else gate.to_json(),
            "predictions": {"method": method, "start": "window start sample in its record at "
                            f"{cfg.windows.denoise_fs_hz:g} Hz"}}
     return res, predictions.denoiser_csv(out["windows"][method])

@@ -10,7 +10,6 @@ Channels whose names do not look like ECG leads (:func:`reader.is_ecg_lead`, e.g
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from pathlib import Path
@@ -148,7 +147,7 @@ def denoise_record(run: Run, source: Path | reader.Recording, out_dir: Path, *,
         "baseline_free": True,
         "method": f"{run.input_shape[0]}-sample windows, 50% overlap-add with periodic Hann "
                   "weights, half-window reflection padding at both ends; leads in pairs",
-        "pass_through_gate": None if run.gate is None else dataclasses.asdict(run.gate),
+        "pass_through_gate": None if run.gate is None else run.gate.to_json(),
         "clipped_samples": n_clipped,
         "quality": reader.quality_report(spans),
         "files": {"record": str(out_dir / name), "plot": str(png)},

@@ -382,7 +382,7 @@ def save_preset(run_dir: str | Path, name: str, description: str, smoke: bool = 
                                       cfg=run.cfg, model_name=run.model_name,
                                       input_shape=run.input_shape, checkpoint=ckpt.name,
                                       smoke=smoke, warning=warning)
-        card["pass_through_gate"] = None if run.gate is None else dataclasses.asdict(run.gate)
+        card["pass_through_gate"] = None if run.gate is None else run.gate.to_json()
         card["model_file"] = {"name": MODEL_FILE, "sha256": sha256_file(tmp / MODEL_FILE),
                               "bytes": (tmp / MODEL_FILE).stat().st_size,
                               "optimizer_state": False,
