@@ -89,6 +89,28 @@ def test_flatness_limit_keeps_the_output_where_the_removed_part_is_white():
         pt.pass_weight(np.zeros((1, 2)), limited)
 
 
+def test_white_lowpass_filters_only_noisy_white_windows_and_needs_the_rate():
+    clean, noisy = _signal_and_noise(6.0)  # white, and estimated 6 dB: low-passed
+    half = clean + (noisy - clean) * 0.5  # a model that removed half the noise
+    setting = pt.GateSetting(12.0, 0.5, max_flatness=0.25, white_lowpass_hz=40.0)
+    out = pt.apply(noisy, half, setting, fs_hz=360.0)
+    np.testing.assert_allclose(out, pt.white_lowpass(half, 40.0, 360.0), atol=1e-12)
+    assert np.mean((out - clean) ** 2) < 0.3 * np.mean((half - clean) ** 2)
+    c24, n24 = _signal_and_noise(40.0)  # white but estimated 40 dB: left to the gate alone
+    plain = pt.GateSetting(12.0, 0.5, max_flatness=0.25)
+    np.testing.assert_array_equal(pt.apply(n24, c24, setting, fs_hz=360.0), pt.apply(n24, c24, plain))
+    assert setting.name == "gate_t12_w0.5_f0.25_lp40"
+    assert setting.to_json() == {"threshold_db": 12.0, "width_db": 0.5, "max_flatness": 0.25,
+                                 "white_lowpass_hz": 40.0, "white_max_snr_db": pt.WHITE_MAX_SNR_DB}
+    with pytest.raises(PipelineError, match="gate_t12_w0.5_f0.25_lp40: this gate low-passes"):
+        pt.apply(noisy, half, setting)
+    with pytest.raises(PipelineError, match="white_lowpass_hz needs max_flatness"):
+        pt.GateSetting(12.0, 0.5, white_lowpass_hz=40.0)
+    with pytest.raises(PipelineError, match=r"white_lowpass_hz must be in \(0, fs/2\); got 40.0 at 50"):
+        pt.apply(noisy, half, setting, fs_hz=50.0)
+    assert all(f is not None for _, _, f, lp in pt.GRID if lp is not None) and len(pt.GRID) == 624
+
+
 def test_gate_file_missing_null_or_broken(tmp_path):
     assert pt.load(tmp_path) is None
     (tmp_path / pt.GATE_FILE).write_text(json.dumps({"chosen": None}))
@@ -98,6 +120,9 @@ def test_gate_file_missing_null_or_broken(tmp_path):
     (tmp_path / pt.GATE_FILE).write_text(json.dumps(
         {"chosen": {"threshold_db": 8, "width_db": 1, "max_flatness": 0.35}}))
     assert pt.load(tmp_path) == pt.GateSetting(8.0, 1.0, 0.35)
+    white = pt.GateSetting(8.0, 1.0, 0.35, white_lowpass_hz=60.0)
+    (tmp_path / pt.GATE_FILE).write_text(json.dumps({"chosen": white.to_json()}))
+    assert pt.load(tmp_path) == white
     (tmp_path / pt.GATE_FILE).write_text(json.dumps({"chosen": {"threshold": 18}}))
     with pytest.raises(PipelineError, match=r"pass_through_gate.json: not a pass-through gate "
                                             r"file \(KeyError"):

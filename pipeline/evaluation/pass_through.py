@@ -19,6 +19,12 @@ below 0.1 for baseline wander, electrode motion, muscle artefact and what a mode
 clean input). With ``max_flatness`` set, a window whose removed part is flatter than that is
 never passed through (``w = 0``).
 
+The model also under-removes white noise. With ``white_lowpass_hz`` set too, a window whose
+removed part is white on a lead and whose lowest estimated input SNR is below
+``white_max_snr_db`` (so not one of the near-clean windows whose tiny removed part happens to
+be flat) is low-passed after the model (zero-phase Butterworth, order 4, mirror-padded): the
+classic filter for the noise the network handles worst. It needs the windows' sampling rate.
+
 ``threshold_db`` and ``width_db`` are chosen on validation patients
 (:mod:`pipeline.protocol.gate_tuning`, ``python -m pipeline.tune_gate --run RUN``) and
 stored in the run folder as :data:`GATE_FILE`; evaluation and prediction then apply them.
@@ -39,10 +45,16 @@ from pipeline.core.io_utils import PipelineError
 
 GATE_FILE = "pass_through_gate.json"
 
-GRID: tuple[tuple[float, float, float | None], ...] = tuple(itertools.product(
-    (6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 18.0, 20.0, 22.0, 24.0, 27.0, 30.0), (0.5, 1.0, 2.0, 4.0),
-    (None, 0.15, 0.25, 0.35)))
-"""(threshold_db, width_db, max_flatness) settings compared on validation (192)."""
+GRID: tuple[tuple[float, float, float | None, float | None], ...] = tuple(
+    (t, w, f, lp) for t, w, f, lp in itertools.product(
+        (6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 18.0, 20.0, 22.0, 24.0, 27.0, 30.0),
+        (0.5, 1.0, 2.0, 4.0), (None, 0.15, 0.25, 0.35), (None, 50.0, 60.0, 70.0))
+    if f is not None or lp is None)
+"""(threshold_db, width_db, max_flatness, white_lowpass_hz) settings compared on validation
+(624; a white-noise low-pass only with a flatness limit)."""
+WHITE_MAX_SNR_DB = 25.0
+"""Default ``white_max_snr_db``: below every Gaussian cell's estimated SNR, above the near-clean
+windows' (`Research_Runs/2026-12-04_white_noise_postfilter_exploration`, validation only)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +63,9 @@ class GateSetting:
     width_db: float
     max_flatness: float | None = None
     """Never pass a window whose removed part is flatter than this (``None``: no limit)."""
+    white_lowpass_hz: float | None = None
+    """Low-pass the output of the windows whose removed part is white (``None``: never)."""
+    white_max_snr_db: float = WHITE_MAX_SNR_DB
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.threshold_db) and self.width_db > 0):
@@ -59,22 +74,30 @@ class GateSetting:
         if self.max_flatness is not None and not 0.0 < self.max_flatness <= 1.0:
             raise PipelineError(f"pass-through gate max_flatness must be in (0, 1] or null; "
                                 f"got {self.max_flatness}")
+        if self.white_lowpass_hz is not None and (self.max_flatness is None
+                                                  or not self.white_lowpass_hz > 0):
+            raise PipelineError(f"pass-through gate white_lowpass_hz needs max_flatness and a "
+                                f"cut-off > 0 Hz; got {self.white_lowpass_hz}, max_flatness "
+                                f"{self.max_flatness}")
 
     @property
     def name(self) -> str:
         flat = "" if self.max_flatness is None else f"_f{self.max_flatness:g}"
-        return f"gate_t{self.threshold_db:g}_w{self.width_db:g}{flat}"
+        lp = "" if self.white_lowpass_hz is None else f"_lp{self.white_lowpass_hz:g}"
+        return f"gate_t{self.threshold_db:g}_w{self.width_db:g}{flat}{lp}"
 
     def to_json(self) -> dict[str, float]:
-        """The setting as stored (``max_flatness`` only when set, so one-feature gates keep
-        their files)."""
+        """The setting as stored: the optional features only when set, so older gates keep
+        their files."""
         d = dataclasses.asdict(self)
-        return d if self.max_flatness is not None else {k: d[k] for k in ("threshold_db", "width_db")}
+        keep = ["threshold_db", "width_db"] + (["max_flatness"] if self.max_flatness else []) \
+            + (["white_lowpass_hz", "white_max_snr_db"] if self.white_lowpass_hz else [])
+        return {k: d[k] for k in keep}
 
-    def post(self) -> Any:
-        """``g(noisy, denoised)`` applying this gate: a ``post`` method of
-        :func:`pipeline.evaluation.evaluate.evaluate_denoiser`."""
-        return functools.partial(apply, setting=self)
+    def post(self, fs_hz: float | None = None) -> Any:
+        """``g(noisy, denoised)`` applying this gate to windows at ``fs_hz``: a ``post``
+        method of :func:`pipeline.evaluation.evaluate.evaluate_denoiser`."""
+        return functools.partial(apply, setting=self, fs_hz=fs_hz)
 
 
 def estimated_input_snr_db(noisy: np.ndarray, denoised: np.ndarray) -> np.ndarray:
@@ -109,16 +132,40 @@ def pass_weight(est_snr_db: np.ndarray, setting: GateSetting,
     return np.where(flatness > setting.max_flatness, 0.0, w)
 
 
-def apply(noisy: Any, denoised: Any, setting: GateSetting) -> np.ndarray:
-    """``denoised + w (noisy - denoised)`` per window and lead, ``(batch, time, leads)``."""
+def white_lowpass(x: np.ndarray, cutoff_hz: float, fs_hz: float) -> np.ndarray:
+    """``(batch, time, leads)`` zero-phase Butterworth low-pass (order 4, mirror-padded)."""
+    from scipy import signal
+
+    from pipeline.data.signal import mirror_filtfilt
+
+    if not 0 < cutoff_hz < fs_hz / 2:
+        raise PipelineError(f"white_lowpass_hz must be in (0, fs/2); got {cutoff_hz} at "
+                            f"{fs_hz} Hz")
+    sos = signal.butter(4, cutoff_hz, btype="lowpass", fs=fs_hz, output="sos")
+    return mirror_filtfilt(sos, x)
+
+
+def apply(noisy: Any, denoised: Any, setting: GateSetting,
+          fs_hz: float | None = None) -> np.ndarray:
+    """``denoised + w (noisy - denoised)`` per window and lead, ``(batch, time, leads)``,
+    then the white-noise low-pass where the setting has one (``fs_hz`` needed then)."""
     noisy = np.asarray(noisy, np.float64)
     den = np.asarray(denoised, np.float64)
     if noisy.shape != den.shape or noisy.ndim != 3:
         raise PipelineError(f"pass-through gate needs (batch, time, leads) input and output of "
                             f"one shape; got {noisy.shape} and {den.shape}")
+    est = estimated_input_snr_db(noisy, den)
     flat = None if setting.max_flatness is None else removed_flatness(noisy, den)
-    w = pass_weight(estimated_input_snr_db(noisy, den), setting, flat)[:, None, :]
-    return (den + w * (noisy - den)).astype(np.asarray(denoised).dtype)
+    out = den + pass_weight(est, setting, flat)[:, None, :] * (noisy - den)
+    if setting.white_lowpass_hz is not None:
+        if fs_hz is None:
+            raise PipelineError(f"{setting.name}: this gate low-passes white-noise windows; "
+                                "apply needs the windows' sampling rate (fs_hz)")
+        white = (flat > setting.max_flatness).any(axis=1) & \
+            (est.min(axis=1) < setting.white_max_snr_db)
+        if white.any():
+            out[white] = white_lowpass(out[white], setting.white_lowpass_hz, fs_hz)
+    return out.astype(np.asarray(denoised).dtype)
 
 
 def load(run_dir: Path) -> GateSetting | None:
@@ -131,9 +178,11 @@ def load(run_dir: Path) -> GateSetting | None:
         chosen = json.loads(path.read_text())["chosen"]
         if chosen is None:  # validation preferred the model's output alone
             return None
-        flat = chosen.get("max_flatness")
+        flat, lp = chosen.get("max_flatness"), chosen.get("white_lowpass_hz")
         return GateSetting(float(chosen["threshold_db"]), float(chosen["width_db"]),
-                           None if flat is None else float(flat))
+                           None if flat is None else float(flat),
+                           None if lp is None else float(lp),
+                           float(chosen.get("white_max_snr_db", WHITE_MAX_SNR_DB)))
     except (ValueError, KeyError, TypeError) as exc:
         raise PipelineError(f"{path}: not a pass-through gate file ({type(exc).__name__}: "
                             f"{exc}); rerun `python -m pipeline.tune_gate --run {run_dir}`") from None

@@ -1,8 +1,8 @@
 """A denoiser run's pass-through gate, chosen on validation patients only.
 
 :func:`tune_gate` scores the run's best checkpoint alone and followed by every gate of
-:data:`pipeline.evaluation.pass_through.GRID` (threshold, width and the optional limit on the
-removed part's flatness) on the validation records of the run's own
+:data:`pipeline.evaluation.pass_through.GRID` (threshold, width, the optional limit on the
+removed part's flatness and the optional white-noise low-pass) on the validation records of the run's own
 split, with noise from the ``val`` segment of the NSTDB records (the windows and noise the
 checkpoint was chosen on). The objective is the one the checkpoint was chosen by: the mean
 SNR improvement over every noise type and input level of ``noise.eval_snr_db``, 24 dB
@@ -52,14 +52,14 @@ def tune_gate(settings: RunSettings, max_windows: int) -> dict[str, Any]:
     sf = run_folder.split_files(cfg, task, settings.split)
     files = sf.val
     include = subsample_masks(files, cfg, "denoise", max_windows, cfg.eval.seed, sf.include_val)
-    gates = [pass_through.GateSetting(t, w, f) for t, w, f in pass_through.GRID]
-    hz = cfg.windows.denoise_highpass_hz
-    served = (ServedChain(hz, f"{model.name}+hp", {f"hp+{g.name}": g.post() for g in gates})
+    gates = [pass_through.GateSetting(t, w, f, lp) for t, w, f, lp in pass_through.GRID]
+    hz, fs = cfg.windows.denoise_highpass_hz, cfg.windows.denoise_fs_hz
+    served = (ServedChain(hz, f"{model.name}+hp", {f"hp+{g.name}": g.post(fs) for g in gates})
               if hz > 0 else None)
     out = evaluate_denoiser(model, files, cfg, task, mean, scale, part="val",
                             noise_types=cfg.noise.types, snr_dbs=cfg.noise.eval_snr_db,
                             include=include, served=served,
-                            post=None if served else {g.name: g.post() for g in gates},
+                            post=None if served else {g.name: g.post(fs) for g in gates},
                             noise_records=noise.load_noise(cfg))
     res = out["results"]
     base, prefix = (served.name, "hp+") if served else (model.name, "")
@@ -95,10 +95,11 @@ def write_report(res: dict[str, Any], run_dir: Path) -> Path:
                 else "the model's output on the unfiltered noisy windows") + ".", "",
              f"Chosen: `{res['chosen']}`; the model alone scores "
              f"{res['no_gate_val_mean_snr_imp_db']:+.2f} dB on the same windows.", "",
-             "| threshold (dB) | width (dB) | max flatness | mean SNR improvement (dB) |",
-             "|---|---|---|---|"]
+             "| threshold (dB) | width (dB) | max flatness | white low-pass (Hz) | mean SNR "
+             "improvement (dB) |", "|---|---|---|---|---|"]
     lines += [f"| {r['threshold_db']:g} | {r['width_db']:g} | {r.get('max_flatness') or '-'} | "
-              f"{r['val_mean_snr_imp_db']:+.2f} |" for r in rows]
+              f"{r.get('white_lowpass_hz') or '-'} | {r['val_mean_snr_imp_db']:+.2f} |"
+              for r in rows]
     lines += ["", "## The model with and without the chosen gate, per cell", "",
               denoise_table(res["results"]), ""]
     atomic_write_text(Path(run_dir) / "gate_tuning.md", "\n".join(lines))

@@ -175,7 +175,7 @@ def denoiser_result(model: Any, cfg: PipelineConfig, task: Task, files: Sequence
 
     include = subsample_masks(files, cfg, "denoise", max_windows, cfg.eval.seed, include)
     name, hz = getattr(model, "name", "model"), cfg.windows.denoise_highpass_hz
-    gated = {} if gate is None else {f"{name}+gate": gate.post()}
+    gated = {} if gate is None else {f"{name}+gate": gate.post(cfg.windows.denoise_fs_hz)}
     served = (ServedChain(hz, f"{name}+hp", {f"{name}+hp+gate": g for g in gated.values()})
               if model is not None and hz > 0 else None)
     out = evaluate_denoiser(model, files, cfg, task, mean, scale, part="test",

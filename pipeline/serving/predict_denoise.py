@@ -36,7 +36,7 @@ def _overlap_add_pair(run: Run, xp: np.ndarray, pair: list[int], starts: np.ndar
     xn = normalize(wins, run.mean, run.scale, -1)
     y = run.predict(xn, batch_size)
     if run.gate is not None:
-        y = pass_through.apply(xn, y, run.gate)
+        y = pass_through.apply(xn, y, run.gate, run.cfg.windows.denoise_fs_hz)
     y = y.astype(np.float64) * run.scale + run.mean
     for s, yw in zip(starts, y, strict=True):
         acc[s : s + win] += weight * yw
