@@ -9,18 +9,14 @@ import math
 from pathlib import Path
 
 import numpy as np
-from scipy import signal
 
 from pipeline.core.config import load_config
-from pipeline.data import noise, normalization
+from pipeline.data import noise
 from pipeline.data.loader import create_dataset
 from pipeline.data.served import served_input
-from pipeline.data.signal import mirror_filtfilt
 from pipeline.evaluation import classic_filters, pass_through
+from pipeline.protocol.gate_tuning import validation_denoiser
 from pipeline.protocol.run_settings import load_run_settings
-from pipeline.training import run_folder
-from pipeline.training.sampling import subsample_masks
-from pipeline.training.trainer import load_best_model
 
 RUN = Path("Research_Runs/2026-12-04_mitdb_denoise_unet1d_served_snrdb_cpu40min")
 OUT = Path(__file__).parent
@@ -32,27 +28,18 @@ def snr_db(ref, x):
     return 10 * np.log10(np.sum(ref ** 2, axis=(1, 2)) / np.maximum(np.sum((x - ref) ** 2, axis=(1, 2)), 1e-20))
 
 
-def lowpass(x, hz, fs):
-    sos = signal.butter(4, hz, btype="lowpass", fs=fs, output="sos")
-    return mirror_filtfilt(sos, x.astype(np.float64))
-
-
 def main():
     settings = load_run_settings(RUN, load_config(None), ["data.ptbxl_max_records=500"])
     cfg, task = settings.cfg, settings.task
-    model = load_best_model(RUN)
+    model, mean, scale, files, include = validation_denoiser(settings, 300)
     gate = pass_through.load(RUN)
-    mean, scale = normalization.load(RUN / "normalization.json", task.kind,
-                                     normalization.n_channels(task.kind, cfg, task.rr_channels))
     fs, hz = cfg.windows.denoise_fs_hz, cfg.windows.denoise_highpass_hz
-    sf = run_folder.split_files(cfg, task, settings.split)
-    include = subsample_masks(sf.val, cfg, "denoise", 300, cfg.eval.seed, sf.include_val)
     loaded = noise.load_noise(cfg)
     table = {}
     for nt in cfg.noise.types:
         for snr in (*cfg.noise.eval_snr_db, float("inf")):
             fn = noise.make_noise_fn(cfg, nt, snr, "val", noise=loaded)
-            ds = create_dataset(sf.val, cfg, 128, False, None, None, task=task, noise_fn=fn,
+            ds = create_dataset(files, cfg, 128, False, None, None, task=task, noise_fn=fn,
                                 include=include, check=False)
             acc = {}
             for noisy, clean in ds:
@@ -64,7 +51,7 @@ def main():
                 est = pass_through.estimated_input_snr_db(xin, den).min(axis=1)
                 outs = {"bandpass": classic_filters.bandpass(noisy, fs), "chain": gated}
                 for c in CUTOFFS_HZ:
-                    lp = lowpass(gated, c, fs)
+                    lp = pass_through.white_lowpass(gated.astype(np.float64), c, fs)
                     for t in MAX_EST_SNR_DB:
                         flag = white & (est < t)
                         outs[f"lp{c:g}_est<{t:g}"] = np.where(flag[:, None, None], lp, gated)

@@ -31,16 +31,11 @@ from pipeline.protocol.run_settings import RunSettings
 log = logging.getLogger("ecg.gate_tuning")
 
 
-def tune_gate(settings: RunSettings, max_windows: int) -> dict[str, Any]:
-    """Every gate (and none) on about ``max_windows`` validation windows per cell (0: all).
-
-    Returns:
-        ``{"chosen": {"threshold_db", "width_db"} or None, "grid": [...], "no_gate_val_mean_snr_imp_db",
-        "input" ("served" or "noisy"), "highpass_hz", "val_records", "noise_part", "n_windows",
-        "results"}``.
-    """
-    from pipeline.data import noise, normalization
-    from pipeline.evaluation.evaluate import ServedChain, evaluate_denoiser
+def validation_denoiser(settings: RunSettings, max_windows: int) -> tuple[Any, ...]:
+    """``(model, mean, scale, files, include)``: a denoiser run's best checkpoint, its
+    normalization and its validation files with about ``max_windows`` windows each cell
+    (0: all), the windows its checkpoint was chosen on."""
+    from pipeline.data import normalization
     from pipeline.training import run_folder
     from pipeline.training.sampling import subsample_masks
     from pipeline.training.trainer import load_best_model
@@ -50,8 +45,23 @@ def tune_gate(settings: RunSettings, max_windows: int) -> dict[str, Any]:
     mean, scale = normalization.load(settings.run_dir / "normalization.json", task.kind,
                                      normalization.n_channels(task.kind, cfg, task.rr_channels))
     sf = run_folder.split_files(cfg, task, settings.split)
-    files = sf.val
-    include = subsample_masks(files, cfg, "denoise", max_windows, cfg.eval.seed, sf.include_val)
+    include = subsample_masks(sf.val, cfg, "denoise", max_windows, cfg.eval.seed, sf.include_val)
+    return model, mean, scale, sf.val, include
+
+
+def tune_gate(settings: RunSettings, max_windows: int) -> dict[str, Any]:
+    """Every gate (and none) on about ``max_windows`` validation windows per cell (0: all).
+
+    Returns:
+        ``{"chosen": {"threshold_db", "width_db"} or None, "grid": [...], "no_gate_val_mean_snr_imp_db",
+        "input" ("served" or "noisy"), "highpass_hz", "val_records", "noise_part", "n_windows",
+        "results"}``.
+    """
+    from pipeline.data import noise
+    from pipeline.evaluation.evaluate import ServedChain, evaluate_denoiser
+
+    cfg, task = settings.cfg, settings.task
+    model, mean, scale, files, include = validation_denoiser(settings, max_windows)
     gates = [pass_through.GateSetting(t, w, f, lp) for t, w, f, lp in pass_through.GRID]
     hz, fs = cfg.windows.denoise_highpass_hz, cfg.windows.denoise_fs_hz
     served = (ServedChain(hz, f"{model.name}+hp", {f"hp+{g.name}": g.post(fs) for g in gates})
