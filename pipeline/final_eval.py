@@ -1,22 +1,23 @@
-"""Final held-out evaluation: ``python -m pipeline.final_eval --task T --model M`` (retrain
-and test once) or ``--run RUN`` (test a trained run with its own settings), optionally
-``--external DIR`` (score the run on outside WFDB records), ``--best-of RUN RUN ...`` (test
-only the run validation ranks first; :mod:`pipeline.protocol.best_of`), or ``--noisy TYPES`` (denoise,
-then classify: the classifier ``--run`` on the test records with NSTDB noise added, with and
-without ``--denoiser``; :mod:`pipeline.serving.noisy_beats`). Over :mod:`pipeline.protocol.final`.
+"""Final held-out evaluation: ``--task T --model M`` (retrain and test once), ``--run RUN``
+(a trained run with its own settings; ``--external DIR``: outside WFDB records), ``--best-of
+RUN RUN ...`` (only the run validation ranks first; :mod:`pipeline.protocol.best_of`) or
+``--noisy TYPES`` (denoise, then classify; :mod:`pipeline.serving.noisy_beats`). Over
+:mod:`pipeline.protocol.final`.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 
 from pipeline.core import cli
 from pipeline.core.io_utils import PipelineError
 from pipeline.data.tasks import check_model, get_task
+from pipeline.protocol import best_of
 from pipeline.protocol import final as final_lib
 from pipeline.protocol.run_settings import load_run_settings
-from pipeline.training.classic_store import is_classic_run
+from pipeline.serving import noisy_beats
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,15 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "too): score it on this folder of WFDB records (-> RUN/external_<name>/)")
     p.add_argument("--lead", default=None, help="with --external: record lead to classify "
                    "(default: the run's windows.lead)")
-    p.add_argument("--noisy", default=None, metavar="TYPES", help="with --run CLASSIFIER (run or "
-                   "preset folder): the test records with NSTDB noise TYPES (bw,em,ma) added, "
-                   "with and without --denoiser, into --out")
-    p.add_argument("--snr-db", default="12,6,0", help="with --noisy: input SNR levels in dB "
-                   "(comma-separated; default 12,6,0)")
-    p.add_argument("--denoiser", default=None, metavar="RUN",
-                   help="with --noisy: a denoiser run or preset folder to put in front")
-    p.add_argument("--no-detect", action="store_true",
-                   help="with --noisy: skip the beat-detection sensitivity (XQRS)")
+    noisy_beats.add_arguments(p)
     p.add_argument("--hparams", default=None, help="best_hparams.json to retrain with")
     p.add_argument("--kfold", default=None, help="k-fold run whose median best epoch sets the "
                    "retrain's epochs (default: the newest matching *_kfold run)")
@@ -92,42 +85,29 @@ def _run(args: argparse.Namespace, cfg) -> Path:
     if args.hparams or args.kfold or args.out:
         raise PipelineError("--run evaluates a trained run as it is; --hparams, --kfold "
                             "and --out belong to the retrain mode")
-    if is_classic_run(Path(args.run)):  # a final_eval --classic folder: outside records
-        return final_lib.evaluate_classic_external(Path(args.run),
-                                                  _request(args, cfg.eval.bootstrap_samples))
-    settings = load_run_settings(Path(args.run), cfg, args.overrides,
-                                 task_name=args.task, model_name=args.model)
-    return final_lib.evaluate_run(settings, _request(args, settings.cfg.eval.bootstrap_samples))
+    return final_lib.evaluate_folder(Path(args.run), cfg, args.overrides, task_name=args.task,
+                                     model_name=args.model,
+                                     request_for=functools.partial(_request, args))
 
 
 def _best_of(args: argparse.Namespace, cfg) -> Path:
-    from pipeline.protocol import best_of
-
     if args.run or args.external or args.hparams or args.kfold or args.out or args.classic:
         raise PipelineError("--best-of RUN RUN ... takes no --run, --external, --hparams, "
                             "--kfold, --out or --classic")
-    chosen, record = best_of.choose([Path(r) for r in args.best_of])
-    settings = load_run_settings(chosen, cfg, args.overrides, task_name=args.task,
-                                 model_name=args.model)
-    request = _request(args, settings.cfg.eval.bootstrap_samples)
-    final_lib.check_not_evaluated(chosen, request.force)
-    best_of.record_choice(chosen, record)
-    return final_lib.evaluate_run(settings, request)
+    return best_of.evaluate_best_of([Path(r) for r in args.best_of], cfg, args.overrides,
+                                    task_name=args.task, model_name=args.model,
+                                    request_for=functools.partial(_request, args))
 
 
 def _noisy(args: argparse.Namespace, cfg) -> Path:
-    from pipeline.serving import noisy_beats
-    from pipeline.training.run_folder import RUNS_DIR
-
     if args.run is None or args.external or args.hparams or args.kfold or args.classic:
         raise PipelineError("--noisy TYPES needs --run CLASSIFIER and takes no --external, "
                             "--hparams, --kfold or --classic")
-    request = noisy_beats.request_from_flags(args.noisy, args.snr_db, not args.no_detect)
-    clf = noisy_beats.load_model_folder(Path(args.run))
-    den = noisy_beats.load_model_folder(Path(args.denoiser)) if args.denoiser else None
-    out = Path(args.out) if args.out else noisy_beats.default_out_dir(RUNS_DIR, clf, den)
     n_boot = args.bootstrap if args.bootstrap is not None else cfg.eval.bootstrap_samples
-    return noisy_beats.evaluate(cfg, clf, den, request, out, n_boot=n_boot, force=args.force)
+    return noisy_beats.evaluate_folders(
+        cfg, Path(args.run), Path(args.denoiser) if args.denoiser else None,
+        noisy_beats.request_from_flags(args.noisy, args.snr_db, not args.no_detect),
+        out_dir=Path(args.out) if args.out else None, n_boot=n_boot, force=args.force)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,10 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.run is not None:
         out = _run(args, cfg)
     else:
-        try:
-            task = get_task(args.task or cfg.train.task)
-        except KeyError as exc:
-            raise PipelineError(str(exc.args[0])) from exc
+        task = get_task(args.task or cfg.train.task)  # UnknownNameError is a PipelineError
         check_model(task, args.model or cfg.train.model)  # before any data is read
         request = _request(args, cfg.eval.bootstrap_samples)
         out = final_lib.retrain_and_evaluate(cfg, task, args.model or cfg.train.model,

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from pipeline.core.io_utils import PipelineError, atomic_write_json, read_json
+from pipeline.protocol import final as final_lib
+from pipeline.protocol.run_settings import load_run_settings
 from pipeline.training import selection
 
 log = logging.getLogger("ecg.final_eval")
@@ -80,3 +82,18 @@ def record_choice(chosen: Path, record: dict[str, Any]) -> Path:
              record["selection_metric"],
              ", ".join(f"{c['run']} {c['best_value']:.4f}" for c in record["candidates"]))
     return path
+
+
+def evaluate_best_of(run_dirs: Sequence[Path], cfg: Any, overrides: Sequence[str], *,
+                     task_name: str | None, model_name: str | None,
+                     request_for: Callable[[int], final_lib.Request]) -> Path:
+    """Chooses on validation, writes the choice into the chosen folder, then reads the test
+    split of that run only. ``request_for(n_boot_default)`` builds the evaluation request from
+    the chosen run's resolved config."""
+    chosen, record = choose(run_dirs)
+    settings = load_run_settings(chosen, cfg, overrides, task_name=task_name,
+                                 model_name=model_name)
+    request = request_for(settings.cfg.eval.bootstrap_samples)
+    final_lib.check_not_evaluated(chosen, request.force)
+    record_choice(chosen, record)
+    return final_lib.evaluate_run(settings, request)

@@ -37,6 +37,7 @@ import datetime as dt
 import logging
 import os
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ from pipeline.data.splits import Split
 from pipeline.data.tasks import Task
 from pipeline.evaluation import pass_through, predictions
 from pipeline.protocol import ledger, reports
-from pipeline.protocol.run_settings import RunSettings
+from pipeline.protocol.run_settings import RunSettings, load_run_settings
 from pipeline.training import run_folder
 
 log = logging.getLogger("ecg.final_eval")
@@ -150,6 +151,20 @@ def evaluate_run(settings: RunSettings, request: Request) -> Path:
     return _finish(res, cfg=cfg, task=task, model_name=settings.model, mode=mode,
                    split=settings.split, run_dir=run_dir, out_dir=run_dir, csv=(name, text),
                    request=request, external=None)
+
+
+def evaluate_folder(run_dir: Path, cfg: PipelineConfig, overrides: Sequence[str], *,
+                    task_name: str | None, model_name: str | None,
+                    request_for: Callable[[int], Request]) -> Path:
+    """``final_eval --run RUN``: a training run with its own settings, or a ``--classic``
+    folder (scored on outside records). ``request_for(n_boot_default)`` builds the request."""
+    from pipeline.training.classic_store import is_classic_run
+
+    if is_classic_run(run_dir):
+        return evaluate_classic_external(run_dir, request_for(cfg.eval.bootstrap_samples))
+    settings = load_run_settings(run_dir, cfg, overrides, task_name=task_name,
+                                 model_name=model_name)
+    return evaluate_run(settings, request_for(settings.cfg.eval.bootstrap_samples))
 
 
 def evaluate_external(settings: RunSettings, request: Request) -> Path:

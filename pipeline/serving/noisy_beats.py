@@ -28,6 +28,7 @@ tables and recomputes them).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import logging
 import math
@@ -73,6 +74,19 @@ class NoisyRequest:
     def conditions(self) -> list[tuple[str, float]]:
         """``(noise type, level)`` pairs, the clean input first (level ``inf``)."""
         return [(CLEAN, math.inf)] + [(t, float(s)) for t in self.noise_types for s in self.snr_db]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """``final_eval``'s flags for this mode (denoise, then classify)."""
+    p.add_argument("--noisy", default=None, metavar="TYPES", help="with --run CLASSIFIER (run or "
+                   "preset folder): the test records with NSTDB noise TYPES (bw,em,ma) added, "
+                   "with and without --denoiser, into --out")
+    p.add_argument("--snr-db", default="12,6,0", help="with --noisy: input SNR levels in dB "
+                   "(comma-separated; default 12,6,0)")
+    p.add_argument("--denoiser", default=None, metavar="RUN",
+                   help="with --noisy: a denoiser run or preset folder to put in front")
+    p.add_argument("--no-detect", action="store_true",
+                   help="with --noisy: skip the beat-detection sensitivity (XQRS)")
 
 
 def request_from_flags(noisy: str, snr_db: str, detect: bool = True) -> NoisyRequest:
@@ -313,6 +327,18 @@ def default_out_dir(runs_dir: Path, clf: Any, den: Any | None) -> Path:
 
     tag = f"{clf.model_name}_noisy" + (f"_{den.model_name}" if den is not None else "")
     return Path(runs_dir) / f"{dt.date.today().isoformat()}_{clf.task.name}_{tag}"
+
+
+def evaluate_folders(cfg: Any, clf_dir: Path, den_dir: Path | None, request: NoisyRequest, *,
+                     out_dir: Path | None, n_boot: int, force: bool = False) -> Path:
+    """:func:`evaluate` for a classifier folder and an optional denoiser folder (training runs
+    or presets); ``out_dir`` None: a dated folder under the runs directory."""
+    from pipeline.training.run_folder import RUNS_DIR
+
+    clf = load_model_folder(clf_dir)
+    den = load_model_folder(den_dir) if den_dir is not None else None
+    out = out_dir if out_dir is not None else default_out_dir(RUNS_DIR, clf, den)
+    return evaluate(cfg, clf, den, request, out, n_boot=n_boot, force=force)
 
 
 def evaluate(cfg: Any, clf: Any, den: Any | None, request: NoisyRequest, out_dir: Path, *,
