@@ -111,6 +111,63 @@ def test_white_lowpass_filters_only_noisy_white_windows_and_needs_the_rate():
     assert all(f is not None for _, _, f, lp in pt.GRID if lp is not None) and len(pt.GRID) == 624
 
 
+def _mixed_batch():
+    """Windows a gate treats differently: white on both leads, white on one lead only (the
+    other near-clean: passed, so the bank cannot use its shared low-pass), near-clean, and
+    band-limited noise; plus a float32 model output."""
+    rng = np.random.default_rng(5)
+    t = np.arange(720) / 360.0
+    clean = np.stack([np.sin(2 * np.pi * 1.1 * t), np.cos(2 * np.pi * 0.7 * t)], axis=1)
+    white = rng.normal(size=(4, 720, 2))
+    wander = np.cumsum(rng.normal(size=(720, 2)), axis=0) * 0.02
+    tone = 1e-3 * np.sin(2 * np.pi * 0.3 * t)
+    noise = np.stack([0.4 * white[0], np.stack([0.4 * white[1, :, 0], tone], 1),
+                      1e-3 * white[2], wander])
+    noisy = (clean + noise).astype(np.float32)
+    den = (clean + 0.3 * noise).astype(np.float32)
+    return noisy, den
+
+
+def test_gate_bank_gives_every_grid_setting_bit_for_bit_what_apply_gives():
+    noisy, den = _mixed_batch()
+    settings = [pt.GateSetting(*g) for g in pt.GRID]
+    posts = pt.GateBank(settings, 360.0).posts()
+    assert len(posts) == len(pt.GRID) == 624
+    lowpassed = 0
+    for s in settings:
+        want = pt.apply(noisy, den, s, fs_hz=360.0)
+        got = posts[s.name](noisy, den)
+        assert got.dtype == np.float32 and np.array_equal(got, want), s.name
+        lowpassed += s.white_lowpass_hz is not None and not np.array_equal(
+            want, pt.apply(noisy, den, pt.GateSetting(s.threshold_db, s.width_db, s.max_flatness),
+                           fs_hz=360.0))
+    assert lowpassed > 0  # the low-pass branch (shared and per-window paths) was exercised
+
+
+def test_gate_bank_recomputes_its_features_for_a_new_batch():
+    noisy, den = _mixed_batch()
+    s = pt.GateSetting(10.0, 1.0, 0.35, 60.0)
+    g = pt.GateBank([s], 360.0).posts()[s.name]
+    first = g(noisy, den)
+    other_noisy, other_den = noisy[::-1].copy(), den[::-1].copy()
+    np.testing.assert_array_equal(g(other_noisy, other_den), pt.apply(other_noisy, other_den, s, 360.0))
+    np.testing.assert_array_equal(g(noisy, den), first)
+    with pytest.raises(PipelineError, match="sampling rate"):
+        pt.GateBank([s]).posts()[s.name](noisy, den)
+
+
+def test_gate_bank_benchmark_checks_equality_and_reports_a_ratio(tmp_path, capsys):
+    from benchmarks import bench_gate_bank
+
+    out = tmp_path / "bench.json"
+    argv = ["--batches", "1", "--batch-size", "5", "--settings", "40", "--out", str(out)]
+    assert run_cli(bench_gate_bank.main, argv) == 0
+    res = json.loads(out.read_text())
+    assert res["bitwise_equal"] is True and res["settings"] == 40
+    assert res["ratio_baseline_over_bank"] > 0 and "ratio" in capsys.readouterr().out
+    assert run_cli(bench_gate_bank.main, ["--batches", "0"]) == 2
+
+
 def test_gate_file_missing_null_or_broken(tmp_path):
     assert pt.load(tmp_path) is None
     (tmp_path / pt.GATE_FILE).write_text(json.dumps({"chosen": None}))

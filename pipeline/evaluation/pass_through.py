@@ -36,6 +36,7 @@ import dataclasses
 import functools
 import itertools
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -149,23 +150,84 @@ def apply(noisy: Any, denoised: Any, setting: GateSetting,
           fs_hz: float | None = None) -> np.ndarray:
     """``denoised + w (noisy - denoised)`` per window and lead, ``(batch, time, leads)``,
     then the white-noise low-pass where the setting has one (``fs_hz`` needed then)."""
+    noisy, den = _as_windows(noisy, denoised)
+    est = estimated_input_snr_db(noisy, den)
+    flat = None if setting.max_flatness is None else removed_flatness(noisy, den)
+    return _gated(noisy, den, est, flat, setting, fs_hz).astype(np.asarray(denoised).dtype)
+
+
+def _as_windows(noisy: Any, denoised: Any) -> tuple[np.ndarray, np.ndarray]:
     noisy = np.asarray(noisy, np.float64)
     den = np.asarray(denoised, np.float64)
     if noisy.shape != den.shape or noisy.ndim != 3:
         raise PipelineError(f"pass-through gate needs (batch, time, leads) input and output of "
                             f"one shape; got {noisy.shape} and {den.shape}")
-    est = estimated_input_snr_db(noisy, den)
-    flat = None if setting.max_flatness is None else removed_flatness(noisy, den)
-    out = den + pass_weight(est, setting, flat)[:, None, :] * (noisy - den)
-    if setting.white_lowpass_hz is not None:
-        if fs_hz is None:
-            raise PipelineError(f"{setting.name}: this gate low-passes white-noise windows; "
-                                "apply needs the windows' sampling rate (fs_hz)")
-        white = (flat > setting.max_flatness).any(axis=1) & \
-            (est.min(axis=1) < setting.white_max_snr_db)
-        if white.any():
-            out[white] = white_lowpass(out[white], setting.white_lowpass_hz, fs_hz)
-    return out.astype(np.asarray(denoised).dtype)
+    return noisy, den
+
+
+def _gated(noisy: np.ndarray, den: np.ndarray, est: np.ndarray, flat: np.ndarray | None,
+           setting: GateSetting, fs_hz: float | None,
+           lowpassed_den: Callable[[float], np.ndarray] | None = None) -> np.ndarray:
+    """:func:`apply` on float64 windows and their features. ``lowpassed_den(cutoff_hz)``, when
+    given, returns the whole batch's low-passed model output (shared by a :class:`GateBank`);
+    it serves the white windows passed nothing on any lead, whose output is the model's."""
+    w = pass_weight(est, setting, flat)
+    out = den + w[:, None, :] * (noisy - den)
+    if setting.white_lowpass_hz is None:
+        return out
+    if fs_hz is None:
+        raise PipelineError(f"{setting.name}: this gate low-passes white-noise windows; "
+                            "apply needs the windows' sampling rate (fs_hz)")
+    white = (flat > setting.max_flatness).any(axis=1) & (est.min(axis=1) < setting.white_max_snr_db)
+    if lowpassed_den is not None and white.any():
+        shared = white & (w == 0.0).all(axis=1)
+        if shared.any():
+            out[shared] = lowpassed_den(setting.white_lowpass_hz)[shared]
+        white &= ~shared
+    if white.any():
+        out[white] = white_lowpass(out[white], setting.white_lowpass_hz, fs_hz)
+    return out
+
+
+class GateBank:
+    """Many gate settings scored on the same batches (:mod:`pipeline.protocol.gate_tuning`).
+
+    :meth:`posts` gives one ``g(noisy, denoised)`` per setting, as :meth:`GateSetting.post`
+    does, with the same outputs bit for bit; but the batch's features (estimated SNR, removed
+    part's flatness, the model output low-passed at each cut-off) are computed once per batch,
+    not once per setting: the settings of one batch are applied one after another to the same
+    two arrays, which the bank recognises by identity (it keeps the last pair alive).
+    """
+
+    def __init__(self, settings: Sequence[GateSetting], fs_hz: float | None = None) -> None:
+        self.settings = tuple(settings)
+        self.fs_hz = fs_hz
+        self._key: tuple[Any, Any] | None = None
+        self._batch: dict[str, Any] = {}
+
+    def posts(self) -> dict[str, Callable[[Any, Any], np.ndarray]]:
+        return {s.name: functools.partial(self.apply, setting=s) for s in self.settings}
+
+    def apply(self, noisy: Any, denoised: Any, setting: GateSetting) -> np.ndarray:
+        b = self._features(noisy, denoised)
+        if setting.max_flatness is not None and "flat" not in b:
+            b["flat"] = removed_flatness(b["noisy"], b["den"])
+        return _gated(b["noisy"], b["den"], b["est"], b.get("flat"), setting, self.fs_hz,
+                      self._lowpassed).astype(b["dtype"])
+
+    def _features(self, noisy: Any, denoised: Any) -> dict[str, Any]:
+        if self._key is None or self._key[0] is not noisy or self._key[1] is not denoised:
+            x, den = _as_windows(noisy, denoised)
+            self._key = (noisy, denoised)
+            self._batch = {"noisy": x, "den": den, "est": estimated_input_snr_db(x, den),
+                           "dtype": np.asarray(denoised).dtype, "lowpassed": {}}
+        return self._batch
+
+    def _lowpassed(self, cutoff_hz: float) -> np.ndarray:
+        cache = self._batch["lowpassed"]
+        if cutoff_hz not in cache:
+            cache[cutoff_hz] = white_lowpass(self._batch["den"], cutoff_hz, self.fs_hz)
+        return cache[cutoff_hz]
 
 
 def load(run_dir: Path) -> GateSetting | None:

@@ -64,12 +64,12 @@ def tune_gate(settings: RunSettings, max_windows: int) -> dict[str, Any]:
     model, mean, scale, files, include = validation_denoiser(settings, max_windows)
     gates = [pass_through.GateSetting(t, w, f, lp) for t, w, f, lp in pass_through.GRID]
     hz, fs = cfg.windows.denoise_highpass_hz, cfg.windows.denoise_fs_hz
-    served = (ServedChain(hz, f"{model.name}+hp", {f"hp+{g.name}": g.post(fs) for g in gates})
+    posts = pass_through.GateBank(gates, fs).posts()  # features shared by every gate
+    served = (ServedChain(hz, f"{model.name}+hp", {f"hp+{n}": g for n, g in posts.items()})
               if hz > 0 else None)
     out = evaluate_denoiser(model, files, cfg, task, mean, scale, part="val",
                             noise_types=cfg.noise.types, snr_dbs=cfg.noise.eval_snr_db,
-                            include=include, served=served,
-                            post=None if served else {g.name: g.post(fs) for g in gates},
+                            include=include, served=served, post=None if served else posts,
                             noise_records=noise.load_noise(cfg))
     res = out["results"]
     base, prefix = (served.name, "hp+") if served else (model.name, "")
