@@ -66,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.batches < 1 or args.batch_size < 1 or args.settings < 0:
-        raise PipelineError("--batches and --batch-size must be >= 1, --settings >= 0")
+        raise PipelineError(f"--batches {args.batches}, --batch-size {args.batch_size}, "
+                            f"--settings {args.settings}: batches and batch size must be >= 1, "
+                            "settings >= 0")
     grid = pass_through.GRID[: args.settings or None]
     settings = [pass_through.GateSetting(*g) for g in grid]
     rng = np.random.default_rng(args.seed)

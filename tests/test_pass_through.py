@@ -154,6 +154,8 @@ def test_gate_bank_recomputes_its_features_for_a_new_batch():
     np.testing.assert_array_equal(g(noisy, den), first)
     with pytest.raises(PipelineError, match="sampling rate"):
         pt.GateBank([s]).posts()[s.name](noisy, den)
+    with pytest.raises(PipelineError, match=r"one shape; got \(4, 720, 2\) and \(4, 720, 1\)"):
+        g(noisy, den[..., :1])
 
 
 def test_gate_bank_benchmark_checks_equality_and_reports_a_ratio(tmp_path, capsys):
@@ -166,6 +168,10 @@ def test_gate_bank_benchmark_checks_equality_and_reports_a_ratio(tmp_path, capsy
     assert res["bitwise_equal"] is True and res["settings"] == 40
     assert res["ratio_baseline_over_bank"] > 0 and "ratio" in capsys.readouterr().out
     assert run_cli(bench_gate_bank.main, ["--batches", "0"]) == 2
+    with pytest.raises(PipelineError, match=r"--batches 0, .*must be >= 1"):
+        bench_gate_bank.main(["--batches", "0"])
+    with pytest.raises(PipelineError, match=r"--settings -1: .*settings >= 0"):
+        bench_gate_bank.main(["--settings", "-1"])
 
 
 def test_gate_file_missing_null_or_broken(tmp_path):
